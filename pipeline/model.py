@@ -1,0 +1,117 @@
+"""Frozen value types shared by every module.
+
+Nothing here does I/O. Times are timezone-aware datetimes; the core never reads the clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Kinds of document and their states, as they appear in the export.
+KINDS = ("registration", "summary", "commendation", "report", "unknown")
+DOC_STATES = ("accepted", "rejected", "needs_review")
+MAIL_STATES = ("received", "processed", "quarantined", "ignored", "error")
+CATEGORIES = ("gpmb", "kinh_te", "chinh_trang_do_thi", "bvmt", "vhxh", "anqp", "khac")
+SECTIONS = ("collective", "individual")
+GROUPS = ("hcsn", "doanh_nghiep", "truong_hoc")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A grassroots union (CĐCS) from the units file."""
+
+    unit_id: str
+    name: str
+    group: str
+    emails: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    folder: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment, already decoded. ``filename`` is sanitised and safe for disk and display."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    sha256: str
+    original_filename: str | None = None
+    part: str = ""  # MIME path, e.g. "2" or "3.2" inside a forwarded message
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """What mime.parse_message makes of one raw message."""
+
+    message_id: str | None
+    from_addr: str | None  # lower-cased addr-spec, None when absent or unparseable
+    from_name: str | None
+    subject: str
+    references: tuple[str, ...]
+    kind: str  # "normal" | "auto_reply" | "bounce"
+    kind_reason: str | None  # why it is an auto-reply / bounce, in Vietnamese
+    auth_failure: str | None  # e.g. "dmarc=fail" when Authentication-Results says the From failed
+    attachments: tuple[Attachment, ...]
+    skipped_parts: tuple[str, ...] = ()  # signature images etc., described for the log
+    defects: tuple[str, ...] = ()
+    bounced_recipients: tuple[str, ...] = ()  # for delivery-status bounces
+    bounced_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One issue with a document. Bad data is a value, not an exception."""
+
+    code: str  # stable kebab-case, e.g. "no-category"
+    severity: str  # "error" (rejects the document) | "warning" (only shown)
+    message: str  # Vietnamese, what is wrong and how to fix it
+    location: str | None = None  # as the unit sees it: "Sheet1!F9" or "Bảng 1, dòng 5"
+    row: int | None = None
+    column: str | None = None  # the column as printed in the header, e.g. "GPMB"
+
+
+@dataclass(frozen=True)
+class Entry:
+    section: str  # "collective" | "individual"
+    name: str
+    model: str
+    categories: tuple[str, ...]
+    result: str | None = None
+    note: str | None = None
+    row: int | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class DocumentReading:
+    """What the form readers make of one attachment."""
+
+    kind: str  # one of KINDS
+    period: str | None  # "2022-Q1" | "2022-H1" | "2022-Q3" | "2022-Y" | None
+    state: str  # one of DOC_STATES
+    entries: tuple[Entry, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    unit_line: str | None = None  # the text after "ĐƠN VỊ:" in the file
+    format: str | None = None  # "xlsx", "xls", "docx", "pdf", ...
+    title: str | None = None  # the title text the kind was read from
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A recorded document as the deadline logic and reports see it."""
+
+    document_id: int
+    unit_id: str
+    kind: str
+    period: str | None
+    state: str
+    received_at: datetime
+    superseded: bool = False
+    first_attempt_at: datetime | None = None  # earliest received_at of this unit/kind/period
+    findings: tuple[Finding, ...] = field(default=())

@@ -115,3 +115,50 @@ class DocumentRecord:
     superseded: bool = False
     first_attempt_at: datetime | None = None  # earliest received_at of this unit/kind/period
     findings: tuple[Finding, ...] = field(default=())
+
+
+# Labels shown to people (Vietnamese, as the plan prints them).
+CATEGORY_LABELS = {
+    "gpmb": "GPMB",
+    "kinh_te": "Kinh tế",
+    "chinh_trang_do_thi": "Chỉnh trang đô thị",
+    "bvmt": "BVMT",
+    "vhxh": "VHXH",
+    "anqp": "ANQP",
+    "khac": "Lĩnh vực khác",
+}
+KIND_LABELS = {
+    "registration": "Biểu đăng ký mô hình “Dân vận khéo”",
+    "summary": "Biểu tổng hợp đăng ký mô hình (Mẫu M2)",
+    "commendation": "Danh sách đề xuất khen thưởng",
+    "report": "Báo cáo kết quả thực hiện",
+    "unknown": "Chưa xác định được loại văn bản",
+}
+SECTION_LABELS = {"collective": "I. Tập thể", "individual": "II. Cá nhân"}
+DOC_STATE_LABELS = {
+    "accepted": "đã ghi nhận",
+    "rejected": "chưa ghi nhận, cần sửa và gửi lại",
+    "needs_review": "chờ cán bộ xem xét",
+}
+MAIL_STATE_LABELS = {
+    "received": "đang xử lý",
+    "processed": "đã xử lý",
+    "quarantined": "cách ly, chờ xem xét",
+    "ignored": "bỏ qua",
+    "error": "lỗi, chờ xử lý lại",
+}
+
+
+def period_label(period: str | None) -> str | None:
+    """'2022-Q1' → 'quý I/2022'; None stays None."""
+    if not period or "-" not in period:
+        return period
+    year, part = period.split("-", 1)
+    return {
+        "Q1": f"quý I/{year}",
+        "Q2": f"quý II/{year}",
+        "H1": f"6 tháng đầu năm {year}",
+        "Q3": f"quý III (9 tháng) năm {year}",
+        "Q4": f"quý IV/{year}",
+        "Y": f"năm {year}",
+    }.get(part, period)

@@ -1,0 +1,56 @@
+"""View-models for receipts: pure, from a message's document readings to what the template shows."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from pipeline.model import (CATEGORIES, CATEGORY_LABELS, DOC_STATE_LABELS, KIND_LABELS, SECTION_LABELS,
+                            DocumentReading, period_label)
+
+_SHORT = {
+    "registration": "Biểu đăng ký",
+    "summary": "Biểu tổng hợp Mẫu M2",
+    "commendation": "Danh sách đề xuất khen thưởng",
+    "report": "báo cáo",
+}
+
+
+def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
+                  due: datetime | None) -> dict[str, Any]:
+    counts = []
+    total = 0
+    for section in ("collective", "individual"):
+        ents = [e for e in reading.entries if e.section == section]
+        if not ents:
+            continue
+        row = [sum(1 for e in ents if c in e.categories) for c in CATEGORIES]
+        counts.append({
+            "section_label": SECTION_LABELS[section],
+            "total": len(ents),
+            "row": row,
+            "by_category": [(CATEGORY_LABELS[c], n) for c, n in zip(CATEGORIES, row) if n],
+        })
+        total += len(ents)
+    issues = sorted(reading.findings, key=lambda f: (f.severity != "error", f.row or 0))
+    return {
+        "filename": filename,
+        "kind": reading.kind,
+        "kind_label": KIND_LABELS.get(reading.kind, reading.kind),
+        "kind_label_short": _SHORT.get(reading.kind),
+        "period_label": period_label(reading.period),
+        "state": reading.state,
+        "state_label": DOC_STATE_LABELS.get(reading.state, reading.state),
+        "on_time": on_time,
+        "due_label": due.strftime("%d/%m/%Y") if due else "",
+        "counts": counts,
+        "total": total,
+        "category_labels": [CATEGORY_LABELS[c] for c in CATEGORIES],
+        "issues": [{"severity": f.severity, "location": f.location, "message": f.message, "code": f.code}
+                   for f in issues],
+    }
+
+
+def receipt_view(*, organisation: str, unit_name: str, received_at: datetime, subject: str,
+                 documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"organisation": organisation, "unit_name": unit_name, "received_at": received_at,
+            "subject": subject, "documents": list(documents)}

@@ -1,0 +1,513 @@
+"""The database: messages, documents, entries, findings, outbox, poll state, reminders.
+
+SQLAlchemy Core; SQLite by default, any SQLAlchemy URL works. Times are stored as UTC ISO-8601
+strings so that they sort and compare the same way on every backend. Writes are idempotent: the
+dedup keys (Message-ID + content hash, Gmail's X-GM-MSGID, outbox keys, reminder stages) are unique
+constraints, so a replay after a crash finds what was already done instead of doing it again.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from pipeline.errors import StoreBusy
+from pipeline.model import DocumentReading, DocumentRecord, Finding
+
+metadata = sa.MetaData()
+
+poll_state = sa.Table(
+    "poll_state", metadata,
+    sa.Column("folder", sa.String(255), primary_key=True),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("last_uid", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_id", sa.String(998), nullable=False, default=""),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("gm_msgid", sa.BigInteger, nullable=True, unique=True),
+    sa.Column("folder", sa.String(255), nullable=False),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("uid", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("sender", sa.String(320)),
+    sa.Column("from_name", sa.Text),
+    sa.Column("subject", sa.Text),
+    sa.Column("unit_id", sa.String(64)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("generation", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("message_id", "sha256", name="uq_message_identity"),
+)
+
+documents = sa.Table(
+    "documents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_pk", sa.Integer, sa.ForeignKey("messages.id"), nullable=False, index=True),
+    sa.Column("unit_id", sa.String(64), index=True),
+    sa.Column("part", sa.String(64), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content_type", sa.String(255)),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("period", sa.String(16)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("format", sa.String(16)),
+    sa.Column("title", sa.Text),
+    sa.Column("unit_line", sa.Text),
+    sa.Column("on_time", sa.Boolean, nullable=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("superseded_by", sa.Integer, nullable=True),
+    sa.Column("reviewed_by", sa.String(120), nullable=True),
+)
+
+entries = sa.Table(
+    "entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("section", sa.String(20), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("categories", sa.Text, nullable=False),  # JSON list
+    sa.Column("result", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("row", sa.Integer),
+    sa.Column("location", sa.String(120)),
+)
+
+findings = sa.Table(
+    "findings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(10), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("location", sa.String(120)),
+    sa.Column("row", sa.Integer),
+    sa.Column("column", sa.String(120)),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
+    sa.Column("purpose", sa.String(20), nullable=False),  # receipt | reminder | report | alert
+    sa.Column("message_pk", sa.Integer, nullable=True),
+    sa.Column("unit_id", sa.String(64), nullable=True),
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("smtp_message_id", sa.String(255), nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # pending | sending | sent | failed | uncertain
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("next_attempt_at", sa.String(40), nullable=False),
+    sa.Column("sent_at", sa.String(40)),
+)
+
+reminders = sa.Table(
+    "reminders", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("unit_id", sa.String(64), nullable=False),
+    sa.Column("obligation_id", sa.String(64), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("outbox_id", sa.Integer, nullable=True),  # None: stage passed over by a later one
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("unit_id", "obligation_id", "stage", name="uq_reminder_stage"),
+)
+
+bounces = sa.Table(
+    "bounces", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_pk", sa.Integer, nullable=False, unique=True),
+    sa.Column("outbox_id", sa.Integer, nullable=True),
+    sa.Column("unit_id", sa.String(64), nullable=True),
+    sa.Column("recipients", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+kv = sa.Table(
+    "kv", metadata,
+    sa.Column("key", sa.String(120), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+
+def iso(dt: datetime) -> str:
+    """UTC ISO string of an aware datetime."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    purpose: str
+    recipients: tuple[str, ...]
+    subject: str
+    smtp_message_id: str
+    raw: bytes
+    message_pk: int | None = None
+    unit_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DocumentOutcome:
+    part: str
+    filename: str
+    content_type: str
+    sha256: str
+    size: int
+    reading: DocumentReading
+    on_time: bool | None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                from pathlib import Path
+
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(url, future=True, **kwargs)
+        if url.startswith("sqlite"):
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        with self.tx():
+            metadata.create_all(self.engine)
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction; a locked or unreachable database becomes StoreBusy (temporary)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreBusy(f"database unavailable: {exc.orig}") from exc
+
+    # -- poll state -------------------------------------------------------------------------
+    def poll_state(self, folder: str) -> tuple[int, int] | None:
+        with self.tx() as c:
+            row = c.execute(sa.select(poll_state).where(poll_state.c.folder == folder)).first()
+        return (row.uidvalidity, row.last_uid) if row else None
+
+    def set_poll_state(self, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+        with self.tx() as c:
+            updated = c.execute(
+                poll_state.update().where(poll_state.c.folder == folder)
+                .values(uidvalidity=uidvalidity, last_uid=last_uid, updated_at=iso(now))
+            ).rowcount
+            if not updated:
+                c.execute(poll_state.insert().values(folder=folder, uidvalidity=uidvalidity,
+                                                     last_uid=last_uid, updated_at=iso(now)))
+
+    # -- messages ---------------------------------------------------------------------------
+    def find_message(self, c: Connection, message_id: str, sha256: str, gm_msgid: int | None) -> int | None:
+        cond = sa.and_(messages.c.message_id == message_id, messages.c.sha256 == sha256)
+        if gm_msgid is not None:
+            cond = sa.or_(cond, messages.c.gm_msgid == gm_msgid)
+        return c.execute(sa.select(messages.c.id).where(cond)).scalar()
+
+    def record_raw(self, *, message_id: str, sha256: str, gm_msgid: int | None, folder: str,
+                   uidvalidity: int, uid: int, size: int, received_at: datetime, now: datetime) -> tuple[int, bool]:
+        """Record an archived message as 'received'; return (id, created). A duplicate returns the old id."""
+        with self.tx() as c:
+            existing = self.find_message(c, message_id, sha256, gm_msgid)
+            if existing is not None:
+                return existing, False
+            try:
+                with c.begin_nested():
+                    pk = c.execute(messages.insert().values(
+                        message_id=message_id, sha256=sha256, gm_msgid=gm_msgid, folder=folder,
+                        uidvalidity=uidvalidity, uid=uid, size=size, received_at=iso(received_at),
+                        state="received", attempts=0, generation=0, created_at=iso(now), updated_at=iso(now),
+                    )).inserted_primary_key[0]
+            except IntegrityError:
+                again = self.find_message(c, message_id, sha256, gm_msgid)
+                assert again is not None
+                return again, False
+            return int(pk), True
+
+    def known_gm_msgids(self, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        with self.tx() as c:
+            return set(c.execute(sa.select(messages.c.gm_msgid).where(messages.c.gm_msgid.in_(list(ids)))).scalars())
+
+    def message(self, pk: int) -> sa.Row[Any] | None:
+        with self.tx() as c:
+            return c.execute(sa.select(messages).where(messages.c.id == pk)).first()
+
+    def messages_in_state(self, state: str) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            return list(c.execute(sa.select(messages).where(messages.c.state == state).order_by(messages.c.id)))
+
+    def note_attempt(self, pk: int, error: str, now: datetime) -> None:
+        with self.tx() as c:
+            c.execute(messages.update().where(messages.c.id == pk).values(
+                attempts=messages.c.attempts + 1, reason=error, updated_at=iso(now)))
+
+    def mark_error(self, pk: int, reason: str, now: datetime) -> None:
+        with self.tx() as c:
+            c.execute(messages.update().where(messages.c.id == pk).values(
+                state="error", reason=reason, attempts=messages.c.attempts + 1, updated_at=iso(now)))
+
+    def reset_for_reprocess(self, pk: int, now: datetime) -> None:
+        """Forget a message's outcome (documents, entries, findings) so it can be replayed."""
+        with self.tx() as c:
+            doc_ids = list(c.execute(sa.select(documents.c.id).where(documents.c.message_pk == pk)).scalars())
+            groups = list(c.execute(sa.select(documents.c.unit_id, documents.c.kind, documents.c.period)
+                                    .where(documents.c.message_pk == pk)).all())
+            if doc_ids:
+                c.execute(entries.delete().where(entries.c.document_id.in_(doc_ids)))
+                c.execute(findings.delete().where(findings.c.document_id.in_(doc_ids)))
+                c.execute(documents.update().where(documents.c.superseded_by.in_(doc_ids)).values(superseded_by=None))
+                c.execute(documents.delete().where(documents.c.id.in_(doc_ids)))
+            for g in groups:
+                self._resupersede(c, g.unit_id, g.kind, g.period)
+            c.execute(bounces.delete().where(bounces.c.message_pk == pk))
+            c.execute(messages.update().where(messages.c.id == pk).values(
+                state="received", reason=None, generation=messages.c.generation + 1, updated_at=iso(now)))
+
+    def record_outcome(self, pk: int, *, state: str, reason: str | None, sender: str | None,
+                       from_name: str | None, subject: str, unit_id: str | None,
+                       outcomes: Sequence[DocumentOutcome], outbox_items: Sequence[OutboxItem],
+                       bounce: tuple[tuple[str, ...], str | None] | None, now: datetime) -> list[int]:
+        """Write a message's final state, its documents and its receipt in one transaction."""
+        with self.tx() as c:
+            row = c.execute(sa.select(messages.c.state, messages.c.received_at).where(messages.c.id == pk)).first()
+            if row is None or row.state != "received":
+                return []  # already finished by an earlier run
+            doc_ids: list[int] = []
+            for o in outcomes:
+                r = o.reading
+                doc_id = int(c.execute(documents.insert().values(
+                    message_pk=pk, unit_id=unit_id, part=o.part, filename=o.filename, content_type=o.content_type,
+                    sha256=o.sha256, size=o.size, kind=r.kind, period=r.period, state=r.state, format=r.format,
+                    title=r.title, unit_line=r.unit_line, on_time=o.on_time, received_at=row.received_at,
+                )).inserted_primary_key[0])
+                doc_ids.append(doc_id)
+                if r.entries:
+                    c.execute(entries.insert(), [dict(
+                        document_id=doc_id, section=e.section, name=e.name, model=e.model,
+                        categories=json.dumps(list(e.categories)), result=e.result, note=e.note,
+                        row=e.row, location=e.location) for e in r.entries])
+                if r.findings:
+                    c.execute(findings.insert(), [dict(
+                        document_id=doc_id, code=f.code, severity=f.severity, message=f.message,
+                        location=f.location, row=f.row, column=f.column) for f in r.findings])
+                if r.state == "accepted" and unit_id:
+                    self._resupersede(c, unit_id, r.kind, r.period)
+            for item in outbox_items:
+                self._enqueue(c, item, now)
+            if bounce is not None:
+                recips, bounced_mid = bounce
+                ob = None
+                bounced_unit = None
+                if bounced_mid:
+                    hit = c.execute(sa.select(outbox.c.id, outbox.c.unit_id)
+                                    .where(outbox.c.smtp_message_id == bounced_mid)).first()
+                    if hit:
+                        ob, bounced_unit = hit.id, hit.unit_id
+                c.execute(bounces.insert().values(message_pk=pk, outbox_id=ob, unit_id=bounced_unit,
+                                                  recipients=json.dumps(list(recips)), created_at=iso(now)))
+            c.execute(messages.update().where(messages.c.id == pk).values(
+                state=state, reason=reason, sender=sender, from_name=from_name, subject=subject,
+                unit_id=unit_id, attempts=messages.c.attempts + 1, updated_at=iso(now)))
+            return doc_ids
+
+    def _resupersede(self, c: Connection, unit_id: str | None, kind: str, period: str | None) -> None:
+        """The newest accepted document of a kind for a unit and period counts; older ones are superseded."""
+        if unit_id is None:
+            return
+        period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
+        rows = list(c.execute(sa.select(documents.c.id).where(
+            documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond, documents.c.state == "accepted",
+        ).order_by(documents.c.received_at.desc(), documents.c.id.desc())).scalars())
+        if not rows:
+            return
+        newest = rows[0]
+        c.execute(documents.update().where(documents.c.id == newest).values(superseded_by=None))
+        if len(rows) > 1:
+            c.execute(documents.update().where(documents.c.id.in_(rows[1:])).values(superseded_by=newest))
+
+    # -- outbox -----------------------------------------------------------------------------
+    def _enqueue(self, c: Connection, item: OutboxItem, now: datetime) -> bool:
+        if c.execute(sa.select(outbox.c.id).where(outbox.c.key == item.key)).first():
+            return False
+        c.execute(outbox.insert().values(
+            key=item.key, purpose=item.purpose, message_pk=item.message_pk, unit_id=item.unit_id,
+            recipients=json.dumps(list(item.recipients)), subject=item.subject,
+            smtp_message_id=item.smtp_message_id, raw=item.raw, state="pending", attempts=0,
+            created_at=iso(now), next_attempt_at=iso(now)))
+        return True
+
+    def enqueue(self, item: OutboxItem, now: datetime) -> bool:
+        with self.tx() as c:
+            return self._enqueue(c, item, now)
+
+    def due_outbox(self, now: datetime, limit: int) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            return list(c.execute(sa.select(outbox).where(
+                outbox.c.state == "pending", outbox.c.next_attempt_at <= iso(now)
+            ).order_by(outbox.c.id).limit(limit)))
+
+    def claim_outbox(self, oid: int, now: datetime) -> bool:
+        """Mark an item 'sending' before the SMTP conversation; only one claimant wins."""
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
+                state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=iso(now))).rowcount == 1
+
+    def finish_outbox(self, oid: int, state: str, now: datetime, error: str | None = None,
+                      retry_at: datetime | None = None) -> None:
+        values: dict[str, Any] = {"state": state, "last_error": error}
+        if state == "sent":
+            values["sent_at"] = iso(now)
+        if retry_at is not None:
+            values["next_attempt_at"] = iso(retry_at)
+        with self.tx() as c:
+            c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
+
+    def recover_interrupted_sends(self, now: datetime) -> int:
+        """Items left 'sending' by a crash may or may not have gone out: never resend them blindly.
+
+        They become 'uncertain' and are shown to staff, who can release one with `intake outbox retry`.
+        """
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.state == "sending").values(
+                state="uncertain", last_error="worker stopped during sending; check the Sent folder")).rowcount
+
+    def sent_since(self, since: datetime) -> int:
+        with self.tx() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(
+                outbox.c.state == "sent", outbox.c.sent_at >= iso(since))).scalar() or 0)
+
+    def outbox_rows(self, purpose: str | None = None) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            q = sa.select(outbox).order_by(outbox.c.id)
+            if purpose:
+                q = q.where(outbox.c.purpose == purpose)
+            return list(c.execute(q))
+
+    def retry_outbox(self, oid: int, now: datetime) -> bool:
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state.in_(("uncertain", "failed")))
+                             .values(state="pending", next_attempt_at=iso(now))).rowcount == 1
+
+    # -- reminders --------------------------------------------------------------------------
+    def reminder_stages_sent(self) -> set[tuple[str, str, str]]:
+        with self.tx() as c:
+            return {(r.unit_id, r.obligation_id, r.stage) for r in c.execute(sa.select(reminders))}
+
+    def record_reminder(self, unit_id: str, obligation_id: str, stage: str, item: OutboxItem | None,
+                        now: datetime) -> bool:
+        """Record a reminder stage and its mail together; False when that stage was already recorded."""
+        with self.tx() as c:
+            try:
+                with c.begin_nested():
+                    rid = c.execute(reminders.insert().values(
+                        unit_id=unit_id, obligation_id=obligation_id, stage=stage, created_at=iso(now)
+                    )).inserted_primary_key[0]
+            except IntegrityError:
+                return False
+            if item is not None:
+                self._enqueue(c, item, now)
+                oid = c.execute(sa.select(outbox.c.id).where(outbox.c.key == item.key)).scalar()
+                c.execute(reminders.update().where(reminders.c.id == rid).values(outbox_id=oid))
+            return True
+
+    def reminder_counts(self) -> dict[tuple[str, str], int]:
+        with self.tx() as c:
+            rows = c.execute(sa.select(reminders.c.unit_id, reminders.c.obligation_id, sa.func.count())
+                             .where(reminders.c.outbox_id.is_not(None))
+                             .group_by(reminders.c.unit_id, reminders.c.obligation_id))
+            return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # -- key/value (liveness, alerts) -------------------------------------------------------
+    def get_kv(self, key: str) -> str | None:
+        with self.tx() as c:
+            return c.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar()
+
+    def set_kv(self, key: str, value: str, now: datetime) -> None:
+        with self.tx() as c:
+            if not c.execute(kv.update().where(kv.c.key == key).values(value=value, updated_at=iso(now))).rowcount:
+                c.execute(kv.insert().values(key=key, value=value, updated_at=iso(now)))
+
+    # -- reading back -----------------------------------------------------------------------
+    def document_records(self) -> list[DocumentRecord]:
+        """Every document of a known unit, as the deadline logic sees them."""
+        with self.tx() as c:
+            docs = list(c.execute(sa.select(documents).where(documents.c.unit_id.is_not(None)).order_by(documents.c.id)))
+            fnd = _group(c.execute(sa.select(findings).order_by(findings.c.id)), "document_id")
+        first: dict[tuple[str, str, str | None], datetime] = {}
+        for d in docs:
+            key = (d.unit_id, d.kind, d.period)
+            t = from_iso(d.received_at)
+            first[key] = min(first.get(key, t), t)
+        return [DocumentRecord(
+            document_id=d.id, unit_id=d.unit_id, kind=d.kind, period=d.period, state=d.state,
+            received_at=from_iso(d.received_at), superseded=d.superseded_by is not None,
+            first_attempt_at=first[(d.unit_id, d.kind, d.period)],
+            findings=tuple(_finding(f) for f in fnd.get(d.id, [])),
+        ) for d in docs]
+
+    def snapshot(self) -> dict[str, Any]:
+        """All messages with their documents, entries and findings, as plain rows."""
+        with self.tx() as c:
+            msgs = list(c.execute(sa.select(messages).order_by(messages.c.received_at, messages.c.id)))
+            docs = _group(c.execute(sa.select(documents).order_by(documents.c.id)), "message_pk")
+            ents = _group(c.execute(sa.select(entries).order_by(entries.c.id)), "document_id")
+            fnds = _group(c.execute(sa.select(findings).order_by(findings.c.id)), "document_id")
+            bnc = list(c.execute(sa.select(bounces).order_by(bounces.c.id)))
+            obx = list(c.execute(sa.select(outbox.c.id, outbox.c.key, outbox.c.purpose, outbox.c.message_pk,
+                                           outbox.c.unit_id, outbox.c.recipients, outbox.c.subject,
+                                           outbox.c.state, outbox.c.attempts, outbox.c.last_error,
+                                           outbox.c.created_at, outbox.c.sent_at).order_by(outbox.c.id)))
+        return {"messages": msgs, "documents": docs, "entries": ents, "findings": fnds, "bounces": bnc,
+                "outbox": obx}
+
+
+def _group(rows: Any, key: str) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = {}
+    for r in rows:
+        out.setdefault(getattr(r, key), []).append(r)
+    return out
+
+
+def _finding(f: Any) -> Finding:
+    return Finding(code=f.code, severity=f.severity, message=f.message, location=f.location, row=f.row,
+                   column=f.column)

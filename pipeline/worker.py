@@ -1,0 +1,277 @@
+"""One intake pass, and the pieces the scheduler runs.
+
+A pass: finish what an earlier pass began (mail archived and recorded but not yet processed), fetch new
+mail by UID in batches, archive each raw message and record it before anything else happens to it, move
+the UID high-water mark, then process each message and flush the outbox. One bad mail never stops a pass.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Protocol, Sequence
+
+import jinja2
+
+from pipeline import forms, mime
+from pipeline.archive import Archive
+from pipeline.config import Config
+from pipeline.errors import MessageParseError, TemporaryError
+from pipeline.mailbox import Fetched, Mailbox
+from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
+from pipeline.notify import flush_outbox, receipt_item, template_env
+from pipeline.receipts import document_view, receipt_view
+from pipeline.store import DocumentOutcome, Store, from_iso
+from pipeline.units import UnitDirectory, load_units
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "INTAKE_FAULT"  # test hook: "exit-after-archive" kills the process mid-pass (crash tests)
+
+
+class MailboxLike(Protocol):
+    def select(self, folder: str) -> int: ...
+    def uids_above(self, last_uid: int) -> list[int]: ...
+    def fetch(self, uids: Sequence[int]) -> Any: ...
+    def mark_processed(self, uids: Sequence[int]) -> None: ...
+
+
+@dataclass
+class PassSummary:
+    fetched: int = 0
+    new: int = 0
+    duplicates: int = 0
+    recovered: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    outbox: dict[str, int] = field(default_factory=dict)
+    uidvalidity_changed: bool = False
+    error: str | None = None
+
+    def count(self, state: str) -> None:
+        self.states[state] = self.states.get(state, 0) + 1
+
+
+class Context:
+    """Everything a pass needs, built once from config."""
+
+    def __init__(self, cfg: Config, *, units: UnitDirectory | None = None) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.database_url)
+        self.archive = Archive(cfg.archive_dir)
+        self.units = units or load_units(cfg.units_file)
+        self.env: jinja2.Environment = template_env(cfg.templates_dir)
+        from pipeline.rules import load_rules
+
+        self.rules = load_rules(cfg.rules_dir)
+        self.obligations = _load_obligations(cfg)
+
+
+def _load_obligations(cfg: Config) -> tuple[Any, ...]:
+    path = cfg.rules_dir / "deadlines.yaml"
+    try:
+        from pipeline import deadlines
+    except ImportError:  # pragma: no cover - during bring-up
+        return ()
+    if not path.is_file():
+        return ()
+    return tuple(deadlines.load_obligations(path, cfg.year, cfg.timezone))
+
+
+def _on_time(ctx: Context, reading: DocumentReading, received_at: datetime) -> tuple[bool | None, datetime | None]:
+    if not ctx.obligations or reading.kind in ("unknown",):
+        return None, None
+    from pipeline import deadlines
+
+    ob = deadlines.obligation_for(reading.kind, reading.period, ctx.obligations)
+    if ob is None or getattr(ob, "due_at", None) is None:
+        return None, None
+    return deadlines.is_on_time(ob, received_at), ob.due_at
+
+
+def header_message_id(raw: bytes) -> str:
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:262144])
+        value = headers.get("Message-ID") or headers.get("Message-Id") or ""
+        return " ".join(str(value).split())[:900]
+    except Exception:  # a header block we cannot read still gets archived and recorded
+        return ""
+
+
+def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any) -> DocumentReading:
+    try:
+        return forms.read_document(att.filename, att.data, content_type=att.content_type, subject=parsed.subject,
+                                   unit=unit, year=ctx.cfg.year, rules=ctx.rules)
+    except Exception as exc:  # a reader bug is a finding on this document, never a dead pass
+        log.exception("reader failed on %s", att.filename)
+        return DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(
+            code="reader-failed", severity="warning",
+            message=f"Hệ thống chưa đọc được tệp này ({exc.__class__.__name__}); cán bộ LĐLĐ Quận sẽ xem trực tiếp.",
+        ),))
+
+
+def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:
+    """Classify one recorded message, read its attachments and record the outcome with its receipt."""
+    cfg = ctx.cfg
+    row = ctx.store.message(pk)
+    generation = row.generation if row is not None else 0
+    parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
+                                trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
+    sender = parsed.from_addr
+    unit = ctx.units.by_email(sender)
+    state, reason = "processed", None
+    bounce = None
+    if sender and sender in cfg.own_addresses:
+        state, reason = "ignored", "thư do chính hộp thư LĐLĐ Quận gửi đi"
+    elif parsed.kind == "bounce":
+        state, reason = "ignored", parsed.kind_reason or "thư báo không gửi được (bounce)"
+        bounce = (parsed.bounced_recipients, parsed.bounced_message_id)
+    elif parsed.kind == "auto_reply":
+        state, reason = "ignored", parsed.kind_reason or "thư trả lời tự động"
+    elif parsed.auth_failure:
+        state = "quarantined"
+        reason = f"địa chỉ người gửi {sender} không qua kiểm tra xác thực của máy chủ ({parsed.auth_failure}); có thể bị giả mạo"
+    elif not sender:
+        state, reason = "quarantined", "thư không có địa chỉ người gửi đọc được"
+    elif unit is None:
+        state, reason = "quarantined", f"địa chỉ {sender} không có trong danh sách đơn vị"
+
+    outcomes: list[DocumentOutcome] = []
+    items = []
+    if state == "processed":
+        assert unit is not None
+        views = []
+        for att in parsed.attachments:
+            reading = read_attachment(ctx, att, parsed, unit)
+            on_time, due = _on_time(ctx, reading, received_at)
+            outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
+                                            sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
+            views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None))
+        view = receipt_view(organisation=cfg.organisation, unit_name=unit.name,
+                            received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)
+        refs = list(parsed.references)
+        items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[sender], key=f"receipt:{pk}:{generation}",
+                                  message_pk=pk, unit_id=unit.unit_id, in_reply_to=parsed.message_id,
+                                  references=refs, subject=parsed.subject))
+    ctx.store.record_outcome(pk, state=state, reason=reason, sender=sender, from_name=parsed.from_name,
+                             subject=parsed.subject, unit_id=unit.unit_id if unit else None, outcomes=outcomes,
+                             outbox_items=items, bounce=bounce, now=now)
+    return state
+
+
+def _process_safely(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime,
+                    summary: PassSummary) -> bool:
+    try:
+        state = process_message(ctx, pk, raw, received_at, now)
+    except TemporaryError as exc:
+        log.warning("message %s left for the next pass: %s", pk, exc)
+        ctx.store.note_attempt(pk, f"tạm thời: {exc}", now)
+        summary.count("received")
+        return False
+    except MessageParseError as exc:
+        ctx.store.mark_error(pk, f"không phân tích được thư: {exc}", now)
+        summary.count("error")
+        return False
+    except Exception as exc:
+        log.error("message %s failed: %s\n%s", pk, exc, traceback.format_exc())
+        ctx.store.mark_error(pk, f"lỗi nội bộ khi xử lý: {exc.__class__.__name__}: {exc}", now)
+        summary.count("error")
+        return False
+    summary.count(state)
+    return True
+
+
+def recover(ctx: Context, now: datetime, summary: PassSummary) -> None:
+    """Finish messages an earlier pass archived and recorded but did not process."""
+    for row in ctx.store.messages_in_state("received"):
+        try:
+            raw = ctx.archive.get(row.sha256)
+        except OSError as exc:
+            ctx.store.mark_error(row.id, f"không đọc được bản lưu trữ: {exc}", now)
+            summary.count("error")
+            continue
+        summary.recovered += 1
+        _process_safely(ctx, row.id, raw, from_iso(row.received_at), now, summary)
+
+
+def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime], summary: PassSummary) -> None:
+    cfg = ctx.cfg
+    folder = cfg.mailbox.folder
+    uidvalidity = mailbox.select(folder)
+    known = ctx.store.poll_state(folder)
+    last_uid = 0
+    if known is not None:
+        if known[0] == uidvalidity:
+            last_uid = known[1]
+        else:
+            summary.uidvalidity_changed = True
+            log.warning("UIDVALIDITY of %s changed (%s → %s): re-scanning; duplicates are recognised",
+                        folder, known[0], uidvalidity)
+    uids = mailbox.uids_above(last_uid)
+    for start in range(0, len(uids), cfg.mailbox.batch_size):
+        batch = uids[start:start + cfg.mailbox.batch_size]
+        now = clock()
+        fresh: list[tuple[int, Fetched]] = []
+        for f in mailbox.fetch(batch):
+            summary.fetched += 1
+            digest, _path = ctx.archive.put(f.raw)
+            pk, created = ctx.store.record_raw(
+                message_id=header_message_id(f.raw), sha256=digest, gm_msgid=f.gm_msgid, folder=folder,
+                uidvalidity=uidvalidity, uid=f.uid, size=len(f.raw), received_at=f.internaldate, now=now)
+            if created:
+                summary.new += 1
+                fresh.append((pk, f))
+            else:
+                summary.duplicates += 1
+        ctx.store.set_poll_state(folder, uidvalidity, max(batch), now)
+        if os.environ.get(FAULT_ENV) == "exit-after-archive" and fresh:
+            os._exit(70)
+        done = [f.uid for pk, f in fresh if _process_safely(ctx, pk, f.raw, f.internaldate, clock(), summary)]
+        mailbox.mark_processed(done)
+
+
+def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[MailboxLike]] | None = None,
+             clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+             transport_factory: Any = None) -> PassSummary:
+    """One intake pass. A mailbox failure is recorded in the summary; the outbox is flushed regardless."""
+    summary = PassSummary()
+    now = clock()
+    ctx.store.recover_interrupted_sends(now)
+    recover(ctx, now, summary)
+    factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
+    try:
+        with factory() as mailbox:
+            fetch_new(ctx, mailbox, clock, summary)
+    except TemporaryError as exc:
+        summary.error = str(exc)
+        log.error("pass could not complete: %s", exc)
+    kwargs = {"transport_factory": transport_factory} if transport_factory else {}
+    try:
+        summary.outbox = flush_outbox(ctx.store, ctx.cfg.smtp, clock(), **kwargs)
+    except TemporaryError as exc:
+        log.error("outbox not flushed: %s", exc)
+        summary.outbox = {"error": 1}
+    return summary
+
+
+def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> str:
+    """Replay a recorded message from its archived copy (after a fix); a new receipt reflects the new outcome."""
+    row = ctx.store.message(pk)
+    if row is None:
+        raise KeyError(pk)
+    raw = ctx.archive.get(row.sha256)
+    now = clock()
+    ctx.store.reset_for_reprocess(pk, now)
+    summary = PassSummary()
+    _process_safely(ctx, pk, raw, from_iso(row.received_at), now, summary)
+    flush_outbox(ctx.store, ctx.cfg.smtp, clock())
+    after = ctx.store.message(pk)
+    return after.state if after is not None else "unknown"
+
+
+def archive_path(ctx: Context, sha256: str) -> Path:
+    return ctx.archive.path_for(sha256)

@@ -344,7 +344,7 @@ def _parse_from(value: str | None) -> tuple[str | None, str | None]:
     except Exception:  # noqa: BLE001
         pairs = []
     for name, addr in pairs:
-        if addr and "@" in addr:
+        if addr and _ADDR.fullmatch(addr.strip()):
             display = decode_header_text(name).strip().strip('"').strip() or None
             return addr.strip().lower(), unicodedata.normalize("NFC", display) if display else None
     m = _ADDR.search(text)

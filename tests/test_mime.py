@@ -1,0 +1,408 @@
+"""mime.parse_message and sanitise_filename, on messages built like real clients and on real samples."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pipeline import samplemail as s
+from pipeline.errors import MessageParseError
+from pipeline.mime import decode_header_text, is_own_address, parse_message, sanitise_filename
+
+UNIT = "cd001@truongmnhoasua.edu.vn"
+BOX = "ldld.longbien@gmail.com"
+XLSX = b"PK\x03\x04 pretend workbook"
+PHOTO = b"\xff\xd8\xff\xe0 pretend photo of a signed form"
+FORM = "Biểu đăng ký Dân vận khéo 2022.xlsx"
+SUBJECT = "Đăng ký mô hình Dân vận khéo năm 2022 – CĐCS Trường MN Hoa Sữa"
+PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-mail" / "mail-mime-parser"
+
+
+def names(mail):
+    return [(a.filename, a.part) for a in mail.attachments]
+
+
+# --------------------------------------------------------------------------- builders → parser
+
+
+@pytest.mark.parametrize("builder", [s.gmail_message, s.outlook_message, s.thunderbird_message])
+def test_client_messages_decode_vietnamese_names(builder):
+    raw = builder(UNIT, BOX, SUBJECT, "Kính gửi LĐLĐ quận.", [(FORM, XLSX, s.XLSX_TYPE), ("ảnh.jpg", PHOTO, "image/jpeg")],
+                  sender_name="Công đoàn Trường MN Hoa Sữa")
+    mail = parse_message(raw)
+    assert mail.from_addr == UNIT
+    assert mail.from_name == "Công đoàn Trường MN Hoa Sữa"
+    assert mail.subject == SUBJECT
+    assert mail.kind == "normal" and mail.kind_reason is None
+    assert mail.auth_failure is None
+    assert names(mail) == [(FORM, "2"), ("ảnh.jpg", "3")]
+    form = mail.attachments[0]
+    assert form.data == XLSX
+    assert form.sha256 == hashlib.sha256(XLSX).hexdigest()
+    assert form.content_type == s.XLSX_TYPE
+    assert form.original_filename == FORM
+    assert mail.message_id and mail.message_id.startswith("<")
+    assert mail.defects == ()
+
+
+def test_outlook_uses_encoded_words_inside_quotes_and_thread_index():
+    raw = s.outlook_message(UNIT, BOX, SUBJECT, "x", [(FORM, XLSX, s.XLSX_TYPE)])
+    assert b'filename="=?utf-8?B?' in raw and b"Thread-Index:" in raw and b"X-MS-Has-Attach: yes" in raw
+    assert names(parse_message(raw)) == [(FORM, "2")]
+
+
+def test_thunderbird_uses_rfc2231_continuations():
+    raw = s.thunderbird_message(UNIT, BOX, SUBJECT, "x", [(FORM, XLSX, s.XLSX_TYPE)])
+    assert b"filename*0*=utf-8''" in raw and b"filename*1*=" in raw
+    assert names(parse_message(raw)) == [(FORM, "2")]
+
+
+def test_rfc2231_continuation_with_charset_and_plain_sections():
+    raw = (
+        "From: a@b.vn\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+        "--b\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Disposition: attachment;\r\n filename*0*=windows-1258''Bi%EAu;\r\n filename*1=\" m\xe2u\";\r\n"
+        " filename*2*=%2Exls\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
+    ).encode("latin-1")
+    mail = parse_message(raw)
+    # section 1 is not encoded: its bytes are taken as they are and the whole decoded as cp1258
+    assert [a.data for a in mail.attachments] == [b"\x00\x01\x02"]
+    assert mail.attachments[0].filename.endswith(".xls")
+    assert mail.attachments[0].filename.startswith("Biêu")
+
+
+def test_encoded_word_in_name_only_and_raw_utf8_filename():
+    raw = (
+        "From: =?UTF-8?B?Q8O0bmcgxJFvw6Bu?= <CD002@Example.VN>\r\nSubject: =?UTF-8?Q?B=C3=A1o_c=C3=A1o?= qu\u00fd I\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n"
+        '--b\r\nContent-Type: application/pdf; name="=?UTF-8?Q?B=C3=A1o_c=C3=A1o_qu=C3=BD_I.pdf?="\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n"
+        '--b\r\nContent-Type: application/vnd.ms-excel\r\nContent-Disposition: attachment; filename="Tổng hợp.xls"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
+    ).encode("utf-8")
+    mail = parse_message(raw)
+    assert mail.from_addr == "cd002@example.vn"
+    assert mail.from_name == "Công đoàn"
+    assert mail.subject == "Báo cáo quý I"
+    assert names(mail) == [("Báo cáo quý I.pdf", "2"), ("Tổng hợp.xls", "3")]
+    assert mail.attachments[0].data == b"%PDF-"
+
+
+def test_signature_image_skipped_but_photo_attachment_kept():
+    raw = s.with_signature_image(UNIT, BOX, SUBJECT, "x", [("ảnh biểu đã ký.jpg", PHOTO, "image/jpeg"),
+                                                          ("logo.png", s.SIGNATURE_PNG, "image/png")])
+    mail = parse_message(raw)
+    # Gmail gives every attachment a Content-ID too: disposition attachment is what keeps them.
+    assert names(mail) == [("ảnh biểu đã ký.jpg", "2"), ("logo.png", "3")]
+    assert mail.skipped_parts == ("1.2: ảnh nhúng image/png logo.png",)
+
+
+def test_forwarded_attachments_found():
+    inner = s.thunderbird_message("cd002@example.vn", "chutich@gmail.com", "Báo cáo quý I", "x",
+                                  [(FORM, XLSX, s.XLSX_TYPE)])
+    outer = s.forwarded_message("chutich@gmail.com", BOX, "Fwd: Báo cáo quý I", inner)
+    mail = parse_message(outer)
+    assert mail.from_addr == "chutich@gmail.com"
+    assert names(mail) == [(FORM, "2.2")]
+    assert mail.attachments[0].data == XLSX
+
+
+def test_forward_of_a_forward_and_single_part_inner():
+    inner = s.gmail_message("cd003@example.vn", "a@gmail.com", "Ảnh", "x", [("ảnh.jpg", PHOTO, "image/jpeg")])
+    twice = s.forwarded_message("b@gmail.com", BOX, "Fwd: Fwd", s.forwarded_message("a@gmail.com", "b@gmail.com", "Fwd", inner))
+    assert names(parse_message(twice)) == [("ảnh.jpg", "2.2.2")]
+    plain_inner = b"From: x@y.vn\r\nSubject: s\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\n%PDF"
+    assert names(parse_message(s.forwarded_message("a@gmail.com", BOX, "Fwd", plain_inner))) == [("a.pdf", "2.1")]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("../../etc/passwd", "passwd"), ("..\\..\\x.xlsx", "x.xlsx"), ("/abs/x", "x"),
+     ("C:\\TEMP\\Biểu mẫu.xlsx", "Biểu mẫu.xlsx"), (".htaccess", "htaccess")],
+)
+def test_traversal_filenames_in_mail_are_sanitised(given, expected):
+    raw = s.gmail_message(UNIT, BOX, "x", "x", [(given, XLSX, "application/octet-stream")], filename_style="raw")
+    mail = parse_message(raw)
+    assert [a.filename for a in mail.attachments] == [expected]
+    assert mail.attachments[0].original_filename == given
+
+
+def test_traversal_in_rfc2047_and_rfc2231_names():
+    for builder in (s.gmail_message, s.thunderbird_message, s.outlook_message):
+        raw = builder(UNIT, BOX, "x", "x", [("../../Báo cáo/../x.xlsx", XLSX, s.XLSX_TYPE)])
+        assert [a.filename for a in parse_message(raw).attachments] == ["x.xlsx"]
+
+
+def test_attachment_without_name_gets_generated_name_and_body_is_not_attachment():
+    raw = (
+        b'From: a@b.vn\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>body</p>\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0\r\n"
+        b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nnotes\r\n--b--\r\n"
+    )
+    mail = parse_message(raw)
+    assert names(mail) == [("attachment-2.pdf", "2"), ("attachment-3.txt", "3")]
+    assert mail.attachments[0].data == b"%PDF-"  # bad padding decoded, not a crash
+    assert mail.attachments[0].original_filename is None
+
+
+def test_uuencoded_body_and_winmail_dat_kept():
+    png = s.SIGNATURE_PNG
+    import binascii
+
+    lines = b"".join(binascii.b2a_uu(png[i : i + 45]) for i in range(0, len(png), 45))
+    raw = b"From: a@b.vn\r\nSubject: uu\r\n\r\nSee file.\r\n\r\nbegin 644 bieu mau.png\r\n" + lines.replace(b"\n", b"\r\n") + b"`\r\nend\r\n"
+    mail = parse_message(raw)
+    assert names(mail) == [("bieu mau.png", "1#uu1")]
+    assert mail.attachments[0].data == png
+    tnef = s.outlook_message(UNIT, BOX, "x", "x", [("winmail.dat", b"\x78\x9f\x3e\x22rest", "application/ms-tnef")])
+    assert [(a.filename, a.content_type) for a in parse_message(tnef).attachments] == [("winmail.dat", "application/ms-tnef")]
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def test_auto_reply_builder():
+    mail = parse_message(s.auto_reply(UNIT, BOX, "Nhắc nộp biểu đăng ký"))
+    assert mail.kind == "auto_reply"
+    assert mail.subject == "Trả lời tự động: Nhắc nộp biểu đăng ký"
+    assert "Auto-Submitted" in (mail.kind_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("extra", "subject", "kind"),
+    [
+        ([], "Trả lời tự động: Nhắc nộp biểu", "auto_reply"),
+        ([], "TRA LOI TU DONG: nhac", "auto_reply"),
+        ([], "Automatic reply: Biểu đăng ký", "auto_reply"),
+        ([], "Out of Office: x", "auto_reply"),
+        ([], "Auto: x", "auto_reply"),
+        (["Precedence: auto_reply"], "Re: x", "auto_reply"),
+        (["X-Autorespond: yes"], "Re: x", "auto_reply"),
+        (["Auto-Submitted: no"], "Re: Biểu đăng ký", "normal"),
+        (["Precedence: bulk"], "Trả lời: biểu tự động hoá", "normal"),
+    ],
+)
+def test_auto_reply_detection(extra, subject, kind):
+    mail = parse_message(s.gmail_message(UNIT, BOX, subject, "x", extra_headers=extra))
+    assert mail.kind == kind
+    assert (mail.kind_reason is None) == (kind == "normal")
+
+
+def test_bounce_builder():
+    original = s.gmail_message(BOX, "sai@example.vn", "Biên nhận", "x", message_id="<receipt-1@ldld.longbien>")
+    mail = parse_message(s.bounce(original, "sai@example.vn"))
+    assert mail.kind == "bounce"
+    assert mail.from_addr == "mailer-daemon@googlemail.com"
+    assert mail.bounced_recipients == ("sai@example.vn",)
+    assert mail.bounced_message_id == "<receipt-1@ldld.longbien>"
+    assert mail.attachments == ()
+    assert "sai@example.vn" in (mail.kind_reason or "")
+
+
+def test_own_address_helper_does_not_change_kind():
+    mail = parse_message(s.gmail_message(BOX, UNIT, "Biên nhận", "x"), own_addresses=[BOX.upper()])
+    assert mail.kind == "normal"
+    assert is_own_address(mail.from_addr, [BOX.upper()])
+    assert not is_own_address(UNIT, [BOX])
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def test_spoof_detected_from_top_header_despite_forged_pass_below():
+    mail = parse_message(s.spoofed(UNIT, BOX, SUBJECT, "x", [(FORM, XLSX, s.XLSX_TYPE)]))
+    assert mail.auth_failure == "dmarc=fail (header.from=truongmnhoasua.edu.vn)"
+    assert names(mail) == [(FORM, "2")]
+
+
+def test_forged_lower_fail_header_does_not_matter():
+    forged = ["Authentication-Results: mx.google.com; dmarc=fail header.from=truongmnhoasua.edu.vn; spf=fail"]
+    raw = s.gmail_message(UNIT, BOX, "x", "x", extra_headers=forged)
+    assert parse_message(raw).auth_failure is None
+    # ...but when the caller names trusted authserv-ids, every header from that id counts
+    assert parse_message(raw, trusted_authserv_ids=["mx.google.com"]).auth_failure is not None
+    assert parse_message(raw, trusted_authserv_ids=["mx.other.net"]).auth_failure is None
+
+
+def test_forged_top_header_with_untrusted_id_ignored_when_ids_given():
+    raw = s.spoofed(UNIT, BOX, "x", "x").replace(
+        b"Delivered-To:", b"Authentication-Results: evil.example; dmarc=pass header.from=truongmnhoasua.edu.vn\r\nDelivered-To:", 1
+    )
+    assert parse_message(raw).auth_failure is None  # no ids: only the topmost is read
+    assert parse_message(raw, trusted_authserv_ids=["mx.google.com"]).auth_failure == (
+        "dmarc=fail (header.from=truongmnhoasua.edu.vn)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ("mx.google.com; spf=softfail smtp.mailfrom=a@b.vn; dkim=none", None),
+        ("mx.google.com; spf=fail smtp.mailfrom=a@b.vn", "spf=fail (smtp.mailfrom=a@b.vn)"),
+        ("mx.google.com; dkim=fail header.d=list.org; dkim=pass header.d=truongmnhoasua.edu.vn", None),
+        ("mx.google.com; dkim=fail (bad sig) header.i=@truongmnhoasua.edu.vn", "dkim=fail (header.i=@truongmnhoasua.edu.vn)"),
+        ("mx.google.com; dkim=pass header.d=other.org; dkim=fail header.d=truongmnhoasua.edu.vn",
+         "dkim=fail (header.d=truongmnhoasua.edu.vn)"),
+        ("mx.google.com; dmarc=pass (p=NONE) header.from=truongmnhoasua.edu.vn; spf=pass", None),
+        ("mx.google.com; dmarc=fail (p=REJECT; comment with dmarc=pass) header.from=truongmnhoasua.edu.vn",
+         "dmarc=fail (header.from=truongmnhoasua.edu.vn)"),
+        ("", None),
+    ],
+)
+def test_authentication_results_reading(results, expected):
+    raw = s.gmail_message(UNIT, BOX, "x", "x", auth_results=results)
+    assert parse_message(raw).auth_failure == expected
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def test_empty_or_headerless_input_raises():
+    for raw in (b"", b"   \r\n", b"just some text without any header line"):
+        with pytest.raises(MessageParseError):
+            parse_message(raw)
+
+
+def test_broken_headers_never_raise():
+    raw = (
+        b"From: \"Unclosed <a@b.vn>, second@c.vn\r\n"
+        b"Subject: =?x-unknown-charset?Q?B=E1o_c=E1o?= \xe1\xba\xa1 =?utf-8?B?bad*base64?=\r\n"
+        b"Message-ID: not-angled@id\r\nIn-Reply-To: <r1@x>\r\nReferences: <r0@x> <r1@x>\r\n"
+        b"Content-Type: multipart/mixed; boundary=\"b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n"
+    )
+    mail = parse_message(raw)
+    assert mail.from_addr == "a@b.vn"
+    assert "ạ" in mail.subject and mail.subject.startswith("Báo cáo")
+    assert mail.references == ("<r1@x>", "<r0@x>")
+    assert mail.message_id == "not-angled@id"
+
+
+def test_missing_from_and_multiple_from():
+    assert parse_message(b"Subject: hi\r\n\r\nbody").from_addr is None
+    mail = parse_message(b"From: First <ONE@a.vn>, two@b.vn\r\nSubject: hi\r\n\r\nbody")
+    assert (mail.from_addr, mail.from_name) == ("one@a.vn", "First")
+
+
+def test_decode_header_text_joins_split_multibyte_words():
+    # Outlook splits a Vietnamese letter across two encoded words.
+    word = "ệ".encode()
+    text = f"=?utf-8?Q?Bi={word[0]:02X}?= =?utf-8?Q?={word[1]:02X}={word[2]:02X}u?="
+    assert decode_header_text(text) == "Biệu"
+
+
+# --------------------------------------------------------------------------- sanitise_filename
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\x.xlsx", "x.xlsx"),
+        ("/abs/x", "x"),
+        ("a..b.xlsx", "a.b.xlsx"),
+        ("...", "attachment"),
+        ("", "attachment"),
+        ("CON.xlsx", "_CON.xlsx"),
+        ("nul", "_nul"),
+        ("tab\there\x00.xlsx", "tab here.xlsx"),
+        ("gpj\u202e.exe", "gpj.exe"),
+        ('a<b>:c"d|e?f*.pdf', "a_b__c_d_e_f_.pdf"),
+        ("Bie\u0302\u0309u.xlsx", "Biểu.xlsx"),  # NFD from macOS → NFC
+        ("  spaced  name .docx ", "spaced name.docx"),
+    ],
+)
+def test_sanitise_filename(given, expected):
+    assert sanitise_filename(given) == expected
+
+
+def test_sanitise_filename_fallback_and_length():
+    assert sanitise_filename("", "attachment-2.pdf") == "attachment-2.pdf"
+    assert sanitise_filename("../", "../x.pdf") == "x.pdf"
+    long = "Biểu đăng ký " * 30 + ".xlsx"
+    out = sanitise_filename(long)
+    assert out.endswith(".xlsx") and len(out) <= 150 and len(out.encode()) <= 240
+    assert out.startswith("Biểu đăng ký")
+
+
+# --------------------------------------------------------------------------- real samples
+
+needs_peer = pytest.mark.skipif(not PEER.is_dir(), reason=f"peer samples absent: {PEER}")
+
+
+def _samples() -> list[Path]:
+    return sorted(PEER.glob("*.txt")) if PEER.is_dir() else []
+
+
+@needs_peer
+@pytest.mark.parametrize("path", _samples(), ids=lambda p: p.name)
+def test_every_peer_sample_parses(path):
+    mail = parse_message(path.read_bytes())
+    assert mail.from_addr and "@" in mail.from_addr
+    for att in mail.attachments:
+        assert att.filename and att.filename == sanitise_filename(att.filename)
+        assert "/" not in att.filename and "\\" not in att.filename
+        assert att.sha256 == hashlib.sha256(att.data).hexdigest()
+        assert att.part
+
+
+def _peer(name: str):
+    return parse_message((PEER / name).read_bytes())
+
+
+BLUE = "blueball.png"
+
+
+@needs_peer
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("m0011.txt", [("blueball.png", "2"), ("greenball.png", "3"), ("redball.png", "4")]),
+        ("m0018.txt", [("blueball.png", "1#uu1"), ("greenball.png", "1#uu2"), ("redball.png", "1#uu3")]),  # uuencode in body
+        ("m1014.txt", [("redball.png", "2"), ("greenball.png", "3"), ("blueball.png", "4")]),  # x-uuencode parts
+        ("m1015.txt", [("HasenundFrösche.txt", "2")]),  # RFC 2047 inside quotes
+        ("m3004.txt", [("HasenundFrösche.txt", "2")]),  # RFC 2231 with iso-8859-1
+        ("m0024.txt", [("Biodiversite de semaine en semaine.doc", "2")]),
+        ("m4006.txt", [("winmail.dat", "1")]),  # TNEF kept as it is
+        ("m2005.txt", [("blueball.png", "2"), ("greenball.png", "3")]),  # inline cid images skipped
+        ("m1005.txt", [("redball.png", "2"), ("greenball.png", "3")]),
+        ("m4002.txt", [("blueball.png", "1.2"), ("greenball.png", "1.3"), ("redball.png", "1.4")]),  # signed
+        ("m0016.txt", []),
+        ("m4007.txt", []),
+    ],
+)
+def test_peer_sample_attachments(name, expected):
+    assert names(_peer(name)) == expected
+
+
+@needs_peer
+def test_peer_same_image_decodes_identically_across_encodings():
+    def sha(mail, filename):
+        return next(a.sha256 for a in mail.attachments if a.filename == filename)
+
+    base64_blue = sha(_peer("m0011.txt"), BLUE)
+    assert sha(_peer("m0018.txt"), BLUE) == base64_blue  # uuencode in the body
+    assert sha(_peer("m1014.txt"), BLUE) == base64_blue  # Content-Transfer-Encoding: x-uuencode
+    assert sha(_peer("m3001.txt"), BLUE) == base64_blue  # Pine, application/octet-stream
+    assert sha(_peer("m3007.txt"), BLUE) == base64_blue
+    assert _peer("m0011.txt").attachments[0].data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@needs_peer
+def test_peer_inline_signature_images_listed_as_skipped():
+    mail = _peer("m1005.txt")
+    assert [p.split(":")[0] for p in mail.skipped_parts] == ["1.2.2", "1.2.3"]
+
+
+@needs_peer
+def test_peer_subjects_and_senders():
+    assert _peer("m0004.txt").subject == "Die Hasen und die Frösche (Microsoft Outlook 00)"
+    assert _peer("m0006.txt").subject == "Die Hasen und die Frösche (Microsoft Outlook 00)"  # utf-7 word
+    assert _peer("m1001.txt").subject == "Die Hasen und die Frösche (Netscape Communicator 4.7)"
+    assert _peer("github-102-01.txt").subject == "Die Hasen und die Frösche (Microsoft Outlook 00)"  # raw latin-1
+    assert _peer("m0010.txt").from_addr == "doug@example.com"  # a second From in the body is ignored
+    assert _peer("m3001.txt").from_addr == "doug@penguin.example.com"

@@ -1,0 +1,132 @@
+"""Command line: argument parsing, logging setup, and building the real adapters."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError, IntakeError
+
+log = logging.getLogger("pipeline")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pipeline.worker import Context
+
+    return Context(load_config(args.config))
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from pipeline.worker import run_pass
+
+    ctx = _context(args)
+    summary = run_pass(ctx)
+    print(f"fetched {summary.fetched}, new {summary.new}, duplicates {summary.duplicates}, "
+          f"recovered {summary.recovered}, states {summary.states}, outbox {summary.outbox}"
+          + (", UIDVALIDITY changed: re-scanned" if summary.uidvalidity_changed else ""))
+    if summary.error:
+        print(f"LỖI: {summary.error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.ledger import export
+
+    ctx = _context(args)
+    data = export(ctx.store, ctx.cfg.tz)
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"export written to {args.out}")
+    else:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.ledger import status_text
+
+    ctx = _context(args)
+    print(status_text(ctx.store, ctx.units, ctx.cfg.tz))
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from pipeline.worker import reprocess
+
+    ctx = _context(args)
+    for pk in args.ids:
+        try:
+            state = reprocess(ctx, pk)
+        except KeyError:
+            print(f"không có thư #{pk}", file=sys.stderr)
+            return 1
+        print(f"#{pk}: {state}")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    ctx = _context(args)
+    if args.action == "retry":
+        for oid in args.ids:
+            ok = ctx.store.retry_outbox(oid, datetime.now(timezone.utc))
+            print(f"#{oid}: {'sẽ gửi lại' if ok else 'không ở trạng thái uncertain/failed'}")
+        return 0
+    for o in ctx.store.outbox_rows():
+        print(f"#{o.id} [{o.state}] {o.purpose} → {', '.join(json.loads(o.recipients))}: {o.subject}"
+              + (f" ({o.last_error})" if o.last_error else ""))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="intake", description="Email intake for LĐLĐ quận Long Biên")
+    p.add_argument("--config", default="config.yaml", help="path to config.yaml (default: ./config.yaml)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("poll", help="one intake pass").set_defaults(func=cmd_poll)
+    e = sub.add_parser("export", help="everything recorded, as JSON")
+    e.add_argument("--format", choices=["json"], default="json")
+    e.add_argument("--out", help="write to this file instead of stdout")
+    e.set_defaults(func=cmd_export)
+    sub.add_parser("status", help="readable summary, what needs a person first").set_defaults(func=cmd_status)
+    r = sub.add_parser("reprocess", help="replay recorded mail from its archived copy")
+    r.add_argument("ids", type=int, nargs="+")
+    r.set_defaults(func=cmd_reprocess)
+    o = sub.add_parser("outbox", help="list the outbox, or release uncertain/failed items")
+    o.add_argument("action", choices=["list", "retry"], nargs="?", default="list")
+    o.add_argument("ids", type=int, nargs="*")
+    o.set_defaults(func=cmd_outbox)
+    d = sub.add_parser("demo", help="embedded IMAP+SMTP, sample mail from several units, one full pass")
+    d.add_argument("--out", default="demo-output", help="where to write the demo's results")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"Cấu hình không hợp lệ / invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except IntakeError as exc:
+        print(f"LỖI: {exc}", file=sys.stderr)
+        return 1

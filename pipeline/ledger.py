@@ -1,0 +1,121 @@
+"""Reading the ledger back: the JSON export and the readable status summary."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
+from pipeline.store import Store, from_iso
+from pipeline.units import UnitDirectory
+
+
+def _local(text: str | None, tz: ZoneInfo) -> str | None:
+    return from_iso(text).astimezone(tz).isoformat(timespec="seconds") if text else None
+
+
+def export(store: Store, tz: ZoneInfo) -> dict[str, Any]:
+    snap = store.snapshot()
+    out = []
+    for m in snap["messages"]:
+        docs = []
+        for d in snap["documents"].get(m.id, []):
+            docs.append({
+                "id": d.id,
+                "filename": d.filename,
+                "sha256": d.sha256,
+                "kind": d.kind,
+                "period": d.period,
+                "state": d.state,
+                "on_time": d.on_time,
+                "superseded": d.superseded_by is not None,
+                "unit_line": d.unit_line,
+                "issues": [{"code": f.code, "severity": f.severity, "row": f.row, "column": f.column,
+                            "location": f.location, "message": f.message} for f in snap["findings"].get(d.id, [])],
+                "entries": [{"section": e.section, "name": e.name, "model": e.model,
+                             "categories": json.loads(e.categories), "result": e.result}
+                            for e in snap["entries"].get(d.id, [])],
+            })
+        out.append({
+            "id": m.id,
+            "message_id": m.message_id or None,
+            "sender": m.sender,
+            "unit_id": m.unit_id,
+            "subject": m.subject,
+            "received_at": _local(m.received_at, tz),
+            "state": m.state,
+            "reason": m.reason,
+            "documents": docs,
+        })
+    receipts = [{"id": o.id, "purpose": o.purpose, "message": o.message_pk, "unit_id": o.unit_id,
+                 "to": json.loads(o.recipients), "subject": o.subject, "state": o.state,
+                 "sent_at": _local(o.sent_at, tz)} for o in snap["outbox"]]
+    return {"messages": out, "outbox": receipts}
+
+
+def _when(text: str, tz: ZoneInfo) -> str:
+    return from_iso(text).astimezone(tz).strftime("%d/%m/%Y %H:%M")
+
+
+def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, now: datetime | None = None) -> str:
+    """A readable summary: what needs a person first, then per unit what arrived and its state."""
+    snap = store.snapshot()
+    msgs = snap["messages"]
+    lines: list[str] = []
+    attention = [m for m in msgs if m.state in ("quarantined", "error", "received")]
+    review_docs = [(m, d) for m in msgs for d in snap["documents"].get(m.id, []) if d.state == "needs_review"]
+    lines.append("== CẦN XỬ LÝ (needs a person) ==")
+    if not attention and not review_docs:
+        lines.append("  (không có)")
+    for m in attention:
+        lines.append(f"  [{m.state}] #{m.id} {_when(m.received_at, tz)} {m.sender or '?'} — "
+                     f"{m.subject or ''!s:.60} — {m.reason or MAIL_STATE_LABELS.get(m.state, '')}")
+    for m, d in review_docs:
+        lines.append(f"  [needs_review] #{m.id}/doc {d.id} {_when(m.received_at, tz)} {m.sender} — {d.filename} "
+                     f"({KIND_LABELS.get(d.kind, d.kind)})")
+    bounced = snap["bounces"]
+    for b in bounced:
+        lines.append(f"  [bounce] #{b.message_pk} thư gửi tới {', '.join(json.loads(b.recipients)) or '?'} không tới được"
+                     + (f" (đơn vị {b.unit_id})" if b.unit_id else ""))
+    stuck = [o for o in snap["outbox"] if o.state in ("uncertain", "failed")]
+    for o in stuck:
+        lines.append(f"  [outbox {o.state}] #{o.id} {o.purpose} → {', '.join(json.loads(o.recipients))}: {o.last_error}")
+    lines.append("")
+    lines.append("== THEO ĐƠN VỊ (per unit) ==")
+    by_unit: dict[str, list[Any]] = {}
+    for m in msgs:
+        if m.unit_id:
+            by_unit.setdefault(m.unit_id, []).append(m)
+    for u in units.units:
+        ms = by_unit.get(u.unit_id, [])
+        lines.append(f"  {u.unit_id} {u.name} [{u.group}]: " + ("chưa gửi gì" if not ms else f"{len(ms)} thư"))
+        for m in ms:
+            docs = snap["documents"].get(m.id, [])
+            lines.append(f"    #{m.id} {_when(m.received_at, tz)} [{m.state}] {m.subject or ''}")
+            for d in docs:
+                extra = []
+                if d.period:
+                    extra.append(period_label(d.period) or d.period)
+                if d.on_time is not None:
+                    extra.append("đúng hạn" if d.on_time else "muộn")
+                if d.superseded_by is not None:
+                    extra.append(f"đã thay bằng #{d.superseded_by}")
+                n_err = sum(1 for f in snap["findings"].get(d.id, []) if f.severity == "error")
+                if n_err:
+                    extra.append(f"{n_err} lỗi")
+                lines.append(f"      - {d.filename}: {d.kind} → {d.state} ({DOC_STATE_LABELS.get(d.state, '')})"
+                             + (f" [{'; '.join(extra)}]" if extra else ""))
+    unknown_units = sorted({m.unit_id for m in msgs if m.unit_id and units.by_id(m.unit_id) is None})
+    for uid in unknown_units:
+        lines.append(f"  {uid} (không còn trong danh sách đơn vị): {len(by_unit[uid])} thư")
+    counts: dict[str, int] = {}
+    for m in msgs:
+        counts[m.state] = counts.get(m.state, 0) + 1
+    ob: dict[str, int] = {}
+    for o in snap["outbox"]:
+        ob[o.state] = ob.get(o.state, 0) + 1
+    lines.append("")
+    lines.append("Tổng: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+                 " | Hộp thư đi: " + (", ".join(f"{k} {v}" for k, v in sorted(ob.items())) or "trống"))
+    return "\n".join(lines)

@@ -39,6 +39,9 @@ __all__ = [
 
 MAX_FILENAME_CHARS = 150
 MAX_FILENAME_BYTES = 240  # ext4 and most file systems stop at 255 bytes; Vietnamese takes 2-3 per letter
+# An embedded (inline, Content-ID) image this large is a photo pasted into the body or sent by
+# iPhone Mail, which marks every photo inline with a Content-ID; signature logos are a few KB.
+INLINE_PHOTO_MIN_BYTES = 100_000
 
 # --------------------------------------------------------------------------------------------
 # Header text
@@ -689,13 +692,13 @@ class _Collector:
         if ctype in _SIGNATURE_TYPES and disposition != "attachment":
             self.skipped.append(f"{leaf_path}: chữ ký số {ctype}")
             return
-        if maintype == "image" and disposition != "attachment" and (
+        embedded = maintype == "image" and disposition != "attachment" and (
             (has_cid and disposition in ("inline", "")) or in_related
-        ):
+        )
+        data = _payload_bytes(part, self.defects, leaf_path)
+        if embedded and len(data) < INLINE_PHOTO_MIN_BYTES:
             self.skipped.append(f"{leaf_path}: ảnh nhúng {ctype} {original or ''}".rstrip())
             return
-
-        data = _payload_bytes(part, self.defects, leaf_path)
         if maintype == "text" and disposition != "attachment" and not original:
             # A body part. Old clients (Outlook Express, Eudora) put uuencoded files inside it.
             for n, (uu_name, uu_data) in enumerate(_uu_files(data), start=1):

@@ -406,3 +406,23 @@ def test_peer_subjects_and_senders():
     assert _peer("github-102-01.txt").subject == "Die Hasen und die Frösche (Microsoft Outlook 00)"  # raw latin-1
     assert _peer("m0010.txt").from_addr == "doug@example.com"  # a second From in the body is ignored
     assert _peer("m3001.txt").from_addr == "doug@penguin.example.com"
+
+
+def test_large_inline_cid_image_is_a_photo_not_a_signature():
+    # iPhone Mail marks every photo inline with a Content-ID; a logo is a few KB, a photo is not.
+    photo = b"\xff\xd8\xff\xe0" + bytes(150_000)
+    import base64
+
+    body = base64.encodebytes(photo).replace(b"\n", b"\r\n")
+    raw = (
+        b'From: a@b.vn\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+        b"--b\r\nContent-Type: image/jpeg; name=IMG_0001.jpg\r\nContent-Disposition: inline; filename=IMG_0001.jpg\r\n"
+        b"Content-Id: <A1B2@apple>\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body +
+        b"--b\r\nContent-Type: image/png; name=logo.png\r\nContent-Disposition: inline; filename=logo.png\r\n"
+        b"Content-Id: <logo@apple>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n"
+    )
+    mail = parse_message(raw)
+    assert names(mail) == [("IMG_0001.jpg", "2")]
+    assert mail.attachments[0].data == photo
+    assert mail.skipped_parts == ("3: ảnh nhúng image/png logo.png",)

@@ -590,6 +590,38 @@ def _uu_files(data: bytes) -> list[tuple[str, bytes]]:
     return files
 
 
+_TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"
+_TNEF_ATTACH_REND = 0x00069002  # starts a new attachment
+_TNEF_ATTACH_TITLE = 0x00018010  # its (short) file name
+_TNEF_ATTACH_DATA = 0x0006800F
+
+
+def _tnef_files(data: bytes) -> list[tuple[str, bytes]]:
+    """The files inside a winmail.dat (Outlook's TNEF): title and data attributes only.
+
+    The long file name lives in MAPI properties that this reader does not decode; the short
+    title is usually the same name for Latin names."""
+    if not data.startswith(_TNEF_SIGNATURE):
+        return []
+    files: list[list[object]] = []
+    pos = 6
+    while pos + 9 <= len(data):
+        level = data[pos]
+        attr = int.from_bytes(data[pos + 1 : pos + 5], "little")
+        length = int.from_bytes(data[pos + 5 : pos + 9], "little")
+        value = data[pos + 9 : pos + 9 + length]
+        pos += 9 + length + 2
+        if level != 2 or len(value) != length:
+            continue
+        if attr == _TNEF_ATTACH_REND or not files:
+            files.append(["", b""])
+        if attr == _TNEF_ATTACH_TITLE:
+            files[-1][0] = value.split(b"\x00", 1)[0].decode("cp1252", errors="replace")
+        elif attr == _TNEF_ATTACH_DATA:
+            files[-1][1] = value
+    return [(str(name), bytes(body)) for name, body in files if body]  # type: ignore[call-overload]
+
+
 def _payload_bytes(part: Message, defects: list[str], path: str) -> bytes:
     cte = (_first(part, "Content-Transfer-Encoding") or "").strip().lower()
     try:
@@ -710,6 +742,11 @@ class _Collector:
             if files:
                 data = files[0][1]
         self.add(original, ctype, data, leaf_path)
+        if ctype in ("application/ms-tnef", "application/vnd.ms-tnef") or (original or "").lower() == "winmail.dat":
+            # winmail.dat itself stays (a human may need it); the files inside are offered as well.
+            for n, (tnef_name, tnef_data) in enumerate(_tnef_files(data), start=1):
+                guessed = mimetypes.guess_type(tnef_name)[0] or "application/octet-stream"
+                self.add(tnef_name or None, guessed, tnef_data, f"{leaf_path}#tnef{n}")
 
     def walk_message(self, msg: Message, path: str) -> None:
         """A whole message at ``path``: its body part is ``path.1`` (IMAP numbering)."""

@@ -426,3 +426,31 @@ def test_large_inline_cid_image_is_a_photo_not_a_signature():
     assert names(mail) == [("IMG_0001.jpg", "2")]
     assert mail.attachments[0].data == photo
     assert mail.skipped_parts == ("3: ảnh nhúng image/png logo.png",)
+
+
+def _tnef_attr(level: int, attr: int, value: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<BII", level, attr, len(value)) + value + struct.pack("<H", sum(value) & 0xFFFF)
+
+
+def test_winmail_dat_kept_and_its_files_extracted():
+    tnef = (
+        b"\x78\x9f\x3e\x22\x01\x00"
+        + _tnef_attr(1, 0x00089006, b"\x00\x00\x00\x00")
+        + _tnef_attr(2, 0x00069002, b"\x01\x00" * 7)
+        + _tnef_attr(2, 0x00018010, b"BIEUDK.XLS\x00")
+        + _tnef_attr(2, 0x0006800F, b"xls bytes")
+        + _tnef_attr(2, 0x00069002, b"\x01\x00" * 7)
+        + _tnef_attr(2, 0x00018010, b"../../evil.pdf\x00")
+        + _tnef_attr(2, 0x0006800F, b"%PDF-1.4")
+    )
+    raw = s.outlook_message(UNIT, BOX, "x", "x", [("winmail.dat", tnef, "application/ms-tnef")])
+    mail = parse_message(raw)
+    assert [(a.filename, a.part, a.data) for a in mail.attachments] == [
+        ("winmail.dat", "2", tnef),
+        ("BIEUDK.XLS", "2#tnef1", b"xls bytes"),
+        ("evil.pdf", "2#tnef2", b"%PDF-1.4"),
+    ]
+    # truncated TNEF never raises
+    assert [a.filename for a in parse_message(s.outlook_message(UNIT, BOX, "x", "x", [("winmail.dat", tnef[:40], "application/ms-tnef")])).attachments][0] == "winmail.dat"

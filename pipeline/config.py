@@ -113,18 +113,18 @@ class _Reader:
     """Typed access to a mapping that reports errors as 'file: key: problem'."""
 
     def __init__(self, path: Path, data: Mapping[str, Any], prefix: str = "") -> None:
-        self.path, self.data, self.prefix = path, data, prefix
+        self.file, self.data, self.prefix = path, data, prefix
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.prefix}{key}: {problem}")
+        return ConfigError(f"{self.file}: {self.prefix}{key}: {problem}")
 
     def sub(self, key: str, required: bool = True) -> _Reader:
         value = self.data.get(key)
         if value is None and not required:
-            return _Reader(self.path, {}, f"{self.prefix}{key}.")
+            return _Reader(self.file, {}, f"{self.prefix}{key}.")
         if not isinstance(value, Mapping):
             raise self.fail(key, "phải là một nhóm khoá (mapping) / must be a mapping")
-        return _Reader(self.path, value, f"{self.prefix}{key}.")
+        return _Reader(self.file, value, f"{self.prefix}{key}.")
 
     def str(self, key: str, default: str | None = None, required: bool = True) -> str | None:
         value = self.data.get(key, default)

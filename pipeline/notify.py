@@ -7,6 +7,7 @@ risking a second copy in a unit's inbox.
 """
 from __future__ import annotations
 
+import email.policy
 import logging
 import smtplib
 import socket
@@ -71,7 +72,8 @@ def build_mail(*, sender: str, to: Sequence[str], subject: str, text: str, html:
     for filename, data, mime in attachments:
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
-    return mid, msg.as_bytes()
+    # SMTP wants CRLF line ends, and smtplib does not convert the line ends of bytes it is given.
+    return mid, msg.as_bytes(policy=email.policy.SMTP)
 
 
 class Transport(Protocol):

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -35,6 +35,9 @@ import yaml
 from .errors import ConfigError
 from .model import GROUPS, KINDS, DocumentRecord, Finding, Unit
 from .textnorm import fold
+
+if TYPE_CHECKING:
+    import jinja2
 
 STATES = ("missing", "rejected", "on_time", "late")
 STATE_LABELS_VI = {
@@ -257,7 +260,10 @@ def load_obligations(path: Path, year: int, tz: str) -> tuple[Obligation, ...]:
             raise _fail(path, f"{where}.groups", "phải là danh sách khối / must be a list of groups")
         for group in groups:
             if group not in GROUPS:
-                raise _fail(path, f"{where}.groups", f"khối không hợp lệ / unknown group {group!r} (one of {', '.join(GROUPS)})")
+                raise _fail(
+                    path, f"{where}.groups",
+                    f"khối không hợp lệ / unknown group {group!r} (one of {', '.join(GROUPS)})",
+                )
 
         exclusive = raw.get("exclusive", False)
         if not isinstance(exclusive, bool):
@@ -296,7 +302,9 @@ def load_obligations(path: Path, year: int, tz: str) -> tuple[Obligation, ...]:
                 word = "trước" if exclusive else "chậm nhất"
                 deadline_text = f"{word} {at:%H:%M} ngày {vn_date(due_day)}"
         elif at is not None or exclusive:
-            raise _fail(path, f"{where}.due", "có time/exclusive nhưng thiếu ngày / time or exclusive without a due date")
+            raise _fail(
+                path, f"{where}.due", "có time/exclusive nhưng thiếu ngày / time or exclusive without a due date"
+            )
 
         result.append(Obligation(
             id=oid, title=title, kinds=kinds, period=period, due_at=due_at, groups=groups,
@@ -532,7 +540,7 @@ def _stage_kind(stage: str) -> str:
 
 
 def render_reminder(
-    env: Any,
+    env: jinja2.Environment,
     unit: Unit,
     obligation: Obligation,
     state: ObligationState | None,

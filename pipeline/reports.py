@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -34,6 +34,9 @@ from openpyxl.writer.excel import ExcelWriter
 
 from .deadlines import STATE_LABELS_VI, Obligation, ObligationState, vn_date
 from .model import CATEGORIES, GROUPS, DocumentRecord, Entry, Unit
+
+if TYPE_CHECKING:
+    import jinja2
 
 CATEGORY_HEADERS = {
     "gpmb": "GPMB",
@@ -610,7 +613,7 @@ def missing_rows(data: ReportData, *, upcoming_days: int = 14) -> tuple[MissingR
 
 
 def render_staff_email(
-    env: Any,
+    env: jinja2.Environment,
     data: ReportData,
     *,
     headline_figures: Headline | None = None,

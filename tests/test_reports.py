@@ -305,3 +305,30 @@ def test_empty_year_still_builds():
     ws = wb["Tổng hợp"]
     row = find_row(ws, 2, "Tổng cộng")
     assert [ws.cell(row, c).value for c in range(3, 11)] == ["0 mô hình", 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("text", ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tindented", "\rcarriage", "=1+1"])
+def test_put_keeps_every_trigger_as_text(text):
+    from openpyxl import Workbook
+
+    from pipeline.reports import put
+
+    wb = Workbook()
+    cell = put(wb.active, 1, 1, text)
+    assert (cell.value, cell.data_type, cell.quotePrefix) == (text, "s", True)
+    out = io.BytesIO()
+    wb.save(out)
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z:
+        root = ET.fromstring(z.read("xl/worksheets/sheet1.xml"))
+    assert root.findall(".//m:f", NS) == []
+    (c,) = root.findall(".//m:c", NS)
+    assert c.get("t") == "inlineStr" and c.find("m:is/m:t", NS).text == text
+
+
+def test_put_drops_control_characters_openpyxl_refuses():
+    from openpyxl import Workbook
+
+    from pipeline.reports import put
+
+    cell = put(Workbook().active, 1, 1, "Tổ\x07 dân phố")
+    assert cell.value == "Tổ dân phố"

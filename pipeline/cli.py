@@ -16,6 +16,8 @@ log = logging.getLogger("pipeline")
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # aiosmtpd (the demo's embedded SMTP server) logs every connection at INFO.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]

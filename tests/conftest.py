@@ -12,7 +12,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import Dovecot, SmtpSink  # noqa: E402
+from servers import Dovecot, SmtpSink, dovecot_available  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.worker import Context, PassSummary, run_pass  # noqa: E402
@@ -28,6 +28,15 @@ UNITS_CSV = (
     "peer1,Công đoàn thử nghiệm 1,hcsn,doug@example.com;dwsauder@example.com\n"
     "peer2,Công đoàn thử nghiệm 2,doanh_nghiep,doug@penguin.example.com;sender@email.test\n"
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite needs a real IMAP server: install Debian's Dovecot first when it is missing."""
+    if not dovecot_available():
+        import subprocess
+
+        script = Path(__file__).resolve().parents[1] / "scripts" / "install-system-deps.sh"
+        subprocess.run(["bash", str(script)], check=False)
 
 
 @pytest.fixture

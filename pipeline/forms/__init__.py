@@ -10,6 +10,7 @@ never reach a reader. Nothing here raises for bad input.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,13 @@ def read_document(
             return fail(rules, verdict.problem, fmt, verdict.detail, kind or "unknown")
         if fmt in _READABLE:
             req = Request(fmt, filename or "", bytes(data), subject or "", unit, year)
-            return isolated_parse(req, rules)
+            reading = isolated_parse(req, rules)
+            if reading.kind == "unknown" and reading.state == "rejected" and not reading.entries:
+                # The file could not be read at all: its name or the subject may still say what it was.
+                kind = kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
+                if kind:
+                    reading = replace(reading, kind=kind)
+            return reading
         kind = kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
         if fmt in _IMAGES:
             f = rules.finding("needs-review", detail="ảnh ." + fmt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from pipeline.rules import Rules
-from pipeline.textnorm import fold
+from pipeline.textnorm import fold, fold_compact
 
 _SEP = re.compile(r"[_\-.,;:/\\()\[\]]+")
 _QUARTER = re.compile(r"\b(?:quy|q)\s*(iii|ii|iv|i|1|2|3|4)\b")
@@ -24,11 +24,10 @@ def _prep(text: str) -> str:
 def detect_kind(text: str, rules: Rules) -> str | None:
     if not text:
         return None
-    folded = fold(text)
-    spaced = _prep(text)
+    compact = fold_compact(text)
     for kind, phrases in rules.kinds:
         for phrase in phrases:
-            if phrase in folded or phrase in spaced:
+            if fold_compact(phrase) in compact:
                 return kind
     return None
 

@@ -8,6 +8,7 @@ column-numbering row are skipped, and the note / signature block ends the table.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -42,6 +43,12 @@ COLUMN_LABELS = {
 def text_of(value: Any) -> str:
     if value is None:
         return ""
+    if type(value) is str:
+        if not value:
+            return ""
+        if unicodedata.is_normalized("NFC", value):
+            return " ".join(value.split())
+        return nfc(value)
     if isinstance(value, bool):
         return "x" if value else ""
     if isinstance(value, float):
@@ -191,8 +198,12 @@ def _read_body(
     limit = rules.limits["max_rows"]
     seen: dict[tuple[str, str, str], int] = {}
     fills: dict[int, tuple[Any, int]] = {}  # column → (value, last row) of an open vertical merge
-    vmerges = grid.vmerges
+    starts_by_row: dict[int, list[tuple[int, int]]] = {}
+    for (r, c), last in grid.vmerges.items():
+        starts_by_row.setdefault(r, []).append((c, last))
     findings = out.findings
+    mark_cache: dict[str, bool] = {}
+    empty = ("", None)
 
     def cell(cells: list[Any], c: int | None) -> Any:
         if c is None or c >= len(cells):
@@ -202,35 +213,39 @@ def _read_body(
     for count, (rno, cells) in enumerate(_chain(pending, grid.rows)):
         if count > limit:
             break
-        if vmerges or fills:
-            for c in range(len(cells)):
-                if (rno, c) in vmerges:
-                    fills[c] = (cells[c], vmerges[(rno, c)])
+        if starts_by_row or fills:
+            for c, last in starts_by_row.get(rno, ()):
+                if c < len(cells):
+                    fills[c] = (cells[c], last)
             for c, (v, last) in list(fills.items()):
                 if rno > last:
                     del fills[c]
-                elif c < len(cells) and (cells[c] is None or cells[c] == ""):
+                elif c < len(cells) and cells[c] in empty:
                     cells[c] = v
-        texts = [text_of(v) for v in cells]
-        nonempty = [t for t in texts if t]
-        if not nonempty:
+        if all(v in empty for v in cells):
             continue
         name = text_of(cell(cells, name_c))
         model = text_of(cell(cells, model_c))
-        joined = fold_compact("".join(nonempty))
-        if joined in rules.sections.get("collective", ()):
-            section, out.sections_seen = "collective", True
-            continue
-        if joined in rules.sections.get("individual", ()):
-            section, out.sections_seen = "individual", True
-            continue
-        first = fold_compact(nonempty[0])
-        if not model and any(first.startswith(s) for s in rules.stops):
-            break
-        if first in rules.totals or (not model and any(first.startswith(s) for s in rules.totals)):
-            continue
-        if _NUMBERING.match(fold(name)) and _NUMBERING.match(fold(model)):
+        if not model:
+            nonempty = [t for t in (text_of(v) for v in cells) if t]
+            if not nonempty:
+                continue
+            joined = fold_compact("".join(nonempty))
+            if joined in rules.sections.get("collective", ()):
+                section, out.sections_seen = "collective", True
+                continue
+            if joined in rules.sections.get("individual", ()):
+                section, out.sections_seen = "individual", True
+                continue
+            first = fold_compact(nonempty[0])
+            if any(first.startswith(s) for s in rules.stops):
+                break
+            if any(first.startswith(s) for s in rules.totals):
+                continue
+        elif len(name) <= 4 and len(model) <= 4 and _NUMBERING.match(name) and _NUMBERING.match(model):
             continue  # the "(1) (2) (3)" row under the header
+        elif len(name) <= 12 and fold_compact(name) in rules.totals:
+            continue
         # Marks
         found_cats: list[str] = []
         bad: list[tuple[int, str, str]] = []
@@ -247,10 +262,16 @@ def _read_body(
             if v is True:
                 found_cats.append(code)
                 continue
-            t = fold(text_of(v))
-            if not t:
+            if not isinstance(v, str):
+                bad.append((c, code, text_of(v)))
                 continue
-            if t in marks:
+            ok = mark_cache.get(v)
+            if ok is None:
+                t = fold(v)
+                ok = mark_cache[v] = (t in marks) if t else None  # type: ignore[assignment]
+            if ok is None and not v.strip():
+                continue
+            if ok:
                 found_cats.append(code)
             else:
                 bad.append((c, code, text_of(v)))
@@ -277,7 +298,7 @@ def _read_body(
             findings.append(rules.finding("multiple-categories", location=loc(rno, c0), row=rno,
                                           column=header.printed.get(found_cats[1]), name=name, model=model,
                                           found=", ".join(header.printed.get(k, k) for k in found_cats)))
-        key = (section, fold(name), fold(model))
+        key = (section, name.casefold(), model.casefold())
         if name or model:
             if key in seen:
                 findings.append(rules.finding("duplicate-entry", location=row_loc, row=rno,

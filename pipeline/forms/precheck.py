@@ -135,5 +135,5 @@ def _check_dimension(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: dict[st
     cols = _col_number(m.group(3)) - _col_number(m.group(1)) + 1
     if rows > limits["max_rows"] or rows * cols > limits["max_sheet_cells"]:
         ref = m.group(0).split(b'"')[1].decode("ascii")
-        return f"vùng dữ liệu {ref}, {rows:,} dòng × {cols:,} cột".replace(",", ".")
+        return f"vùng dữ liệu {ref}: {rows:,} dòng × {cols:,} cột".replace(",", ".")
     return None

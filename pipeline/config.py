@@ -177,6 +177,9 @@ class _Reader:
 
     def check_keys(self, allowed: set[str]) -> None:
         for key in self.data:
+            if key == "password":
+                raise self.fail("password", "không ghi mật khẩu vào config; đặt nó trong biến môi trường mà "
+                                "password_env nêu tên / never put a password in config, use password_env")
             if key not in allowed:
                 raise self.fail(str(key), f"khoá không được hỗ trợ / unknown key (cho phép: {', '.join(sorted(allowed))})")
 

@@ -90,7 +90,7 @@ class Rules:
     sections: dict[str, frozenset[str]]
     totals: tuple[str, ...]
     stops: tuple[str, ...]
-    kinds: tuple[tuple[str, tuple[str, ...]], ...]  # (kind, folded phrases), in order
+    kinds: tuple[tuple[str, tuple[str, ...]], ...]  # (kind, compact folded phrases), in order
     unit_labels: tuple[str, ...]
     limits: dict[str, int]
     digest: str = field(default="")
@@ -222,7 +222,7 @@ def load_rules(rules_dir: Path) -> Rules:
     if bad:
         raise ConfigError(f"{fpath}: kinds: unknown kind(s) {', '.join(sorted(bad))}")
     kinds = tuple(
-        (k, tuple(fold(s) for s in _strings(fpath, f"kinds.{k}", v))) for k, v in kinds_raw.items()
+        (k, tuple(fold_compact(s) for s in _strings(fpath, f"kinds.{k}", v))) for k, v in kinds_raw.items()
     )
     unit_labels = tuple(fold(s) for s in _strings(fpath, "unit_labels", forms.get("unit_labels", ["đơn vị"])))
     limits = dict(_LIMIT_DEFAULTS)

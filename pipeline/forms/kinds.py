@@ -27,7 +27,7 @@ def detect_kind(text: str, rules: Rules) -> str | None:
     compact = fold_compact(text)
     for kind, phrases in rules.kinds:
         for phrase in phrases:
-            if fold_compact(phrase) in compact:
+            if phrase in compact:
                 return kind
     return None
 

@@ -58,7 +58,22 @@ def text_of(value: Any) -> str:
     return nfc(str(value))
 
 
+_MATCH_CACHE: dict[tuple[str, str], str | None] = {}
+
+
 def match_column(cell: str, rules: Rules) -> str | None:
+    """The column key a header cell names, or None. Cached: forms repeat the same header words."""
+    ck = (rules.digest, cell)
+    if ck in _MATCH_CACHE:
+        return _MATCH_CACHE[ck]
+    if len(_MATCH_CACHE) > 20_000:
+        _MATCH_CACHE.clear()
+    found = _match_column(cell, rules)
+    _MATCH_CACHE[ck] = found
+    return found
+
+
+def _match_column(cell: str, rules: Rules) -> str | None:
     key = fold_compact(cell)
     if not key:
         return None

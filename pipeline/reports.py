@@ -33,20 +33,12 @@ from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
 from .deadlines import STATE_LABELS_VI, Obligation, ObligationState, vn_date
-from .model import CATEGORIES, GROUPS, DocumentRecord, Entry, Unit
+from .model import CATEGORIES, CATEGORY_LABELS, GROUPS, DocumentRecord, Entry, Unit
 
 if TYPE_CHECKING:
     import jinja2
 
-CATEGORY_HEADERS = {
-    "gpmb": "GPMB",
-    "kinh_te": "Kinh tế",
-    "chinh_trang_do_thi": "Chỉnh trang đô thị",
-    "bvmt": "BVMT",
-    "vhxh": "VHXH",
-    "anqp": "ANQP",
-    "khac": "Lĩnh vực khác",
-}
+CATEGORY_HEADERS = CATEGORY_LABELS  # the headers as the plan prints them, corrected
 CATEGORY_NAMES_VI = {
     "gpmb": "Giải phóng mặt bằng",
     "kinh_te": "Kinh tế",

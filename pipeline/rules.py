@@ -94,6 +94,7 @@ class Rules:
     unit_labels: tuple[str, ...]
     limits: dict[str, int]
     digest: str = field(default="")
+    unit_abbreviations: tuple[tuple[str, str], ...] = ()  # (folded abbreviation, folded expansion)
 
     def finding(
         self,
@@ -212,7 +213,7 @@ def load_rules(rules_dir: Path) -> Rules:
     forms = _read_yaml(fpath)
     if not isinstance(forms, dict):
         raise ConfigError(f"{fpath}: expected a mapping")
-    unknown = set(forms) - {"kinds", "unit_labels", "limits"}
+    unknown = set(forms) - {"kinds", "unit_labels", "unit_abbreviations", "limits"}
     if unknown:
         raise ConfigError(f"{fpath}: unknown key(s) {', '.join(sorted(unknown))}")
     kinds_raw = forms.get("kinds", {})
@@ -225,6 +226,11 @@ def load_rules(rules_dir: Path) -> Rules:
         (k, tuple(fold_compact(s) for s in _strings(fpath, f"kinds.{k}", v))) for k, v in kinds_raw.items()
     )
     unit_labels = tuple(fold(s) for s in _strings(fpath, "unit_labels", forms.get("unit_labels", ["đơn vị"])))
+    abbr = forms.get("unit_abbreviations", {}) or {}
+    if not isinstance(abbr, dict) or not all(isinstance(v, str) for v in abbr.values()):
+        raise ConfigError(f"{fpath}: unit_abbreviations: expected a mapping of text to text")
+    unit_abbreviations = tuple(sorted(((fold(str(k)), fold(v)) for k, v in abbr.items()),
+                                      key=lambda kv: -len(kv[0])))
     limits = dict(_LIMIT_DEFAULTS)
     lim = forms.get("limits", {}) or {}
     if not isinstance(lim, dict):
@@ -249,6 +255,7 @@ def load_rules(rules_dir: Path) -> Rules:
         kinds=kinds,
         unit_labels=unit_labels,
         limits=limits,
+        unit_abbreviations=unit_abbreviations,
         digest=h.hexdigest()[:16],
     )
 

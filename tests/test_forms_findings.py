@@ -306,3 +306,19 @@ def test_unknown_synonym_column_fails(tmp_path: Path) -> None:
 
 def test_default_rules_cached() -> None:
     assert default_rules() is default_rules()
+
+
+@pytest.mark.parametrize(
+    ("line", "unit", "same"),
+    [
+        ("CĐCS Trường TH Ái Mộ", UNIT_NAME, True),
+        ("Công đoàn cơ sở trường Tiểu học Ái Mộ", UNIT_NAME, True),
+        ("CĐ Cty CP May Đức Giang", "Công đoàn Công ty Cổ phần May Đức Giang", True),
+        ("Trường THCS Ái Mộ", UNIT_NAME, False),
+        ("Công đoàn Công ty Cổ phần May Đức Giang", UNIT_NAME, False),
+    ],
+)
+def test_unit_line_matching(line: str, unit: str, same: bool) -> None:
+    from pipeline.forms.core import unit_matches
+
+    assert unit_matches(line, unit, default_rules()) is same

@@ -16,6 +16,7 @@ year is a warning, as the plan itself wrote 2021 for 2022).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -144,8 +145,16 @@ def _pdf(req: Request, rules: Rules) -> DocumentReading:
                            format="pdf", title=title)
 
 
-def unit_matches(line: str, unit_name: str) -> bool:
-    a, b = fold_compact(line), fold_compact(unit_name)
+def _unit_key(text: str, rules: Rules) -> str:
+    words = f" {' '.join(re.findall(r'[0-9a-z]+', fold(text)))} "
+    for short, long in rules.unit_abbreviations:
+        words = words.replace(f" {short} ", f" {long} ")
+    return fold_compact(words)
+
+
+def unit_matches(line: str, unit_name: str, rules: Rules) -> bool:
+    """Whether the ĐƠN VỊ line names the unit: folded, abbreviations expanded, "Công đoàn" optional."""
+    a, b = _unit_key(line, rules), _unit_key(unit_name, rules)
     for p in _UNIT_PREFIXES:
         if a.startswith(p) and len(a) > len(p) + 3:
             a = a[len(p):]
@@ -224,7 +233,7 @@ def interpret(doc: Document, req: Request, rules: Rules) -> DocumentReading:
     if found and not entries:
         raw.append(rules.finding("no-entries", where=f" ({found[0].grid_name})"))
     if req.unit is not None:
-        if unit_line and not unit_matches(unit_line, req.unit.name):
+        if unit_line and not unit_matches(unit_line, req.unit.name, rules):
             raw.append(rules.finding("unit-mismatch", found=unit_line, expected=req.unit.name))
     if not unit_line:
         raw.append(rules.finding("unit-missing"))
@@ -250,4 +259,4 @@ def _cap(findings: list[Finding], rules: Rules) -> list[Finding]:
     return out
 
 
-__all__ = ["Request", "parse", "state_of", "fail", "unit_matches", "fold"]
+__all__ = ["Request", "parse", "state_of", "fail", "unit_matches"]

@@ -6,6 +6,7 @@ the UID high-water mark, then process each message and flush the outbox. One bad
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import traceback
@@ -147,6 +148,9 @@ def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, no
         views = []
         for att in parsed.attachments:
             reading = read_attachment(ctx, att, parsed, unit)
+            if reading.state == "rejected" and reading.entries:
+                # The receipt tells the unit that nothing from a rejected file was recorded: keep it so.
+                reading = dataclasses.replace(reading, entries=())
             on_time, due = _on_time(ctx, reading, received_at)
             outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))

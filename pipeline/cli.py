@@ -91,6 +91,39 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"ngày phải viết YYYY-MM-DD, ví dụ 2022-02-20: {text!r}") from exc
+
+
+def cmd_remind(args: argparse.Namespace) -> int:
+    from pipeline.reminders import run_reminders
+
+    ctx = _context(args)
+    summary = run_reminders(ctx, today=args.today, dry_run=args.dry_run)
+    print(summary.text())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.staffreport import run_report
+
+    ctx = _context(args)
+    summary = run_report(ctx, today=args.today, out_dir=Path(args.out) if args.out else None, send=args.send)
+    print(summary.text())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.scheduler import run_worker
+
+    return run_worker(Path(args.config), poll_seconds=args.poll_seconds)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
@@ -115,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("action", choices=["list", "retry"], nargs="?", default="list")
     o.add_argument("ids", type=int, nargs="*")
     o.set_defaults(func=cmd_outbox)
+    rm = sub.add_parser("remind", help="send the reminders due today to units that still owe a document")
+    rm.add_argument("--today", type=_day, help="decide as if today were YYYY-MM-DD (default: today)")
+    rm.add_argument("--dry-run", action="store_true", help="list who would be reminded; record and send nothing")
+    rm.set_defaults(func=cmd_remind)
+    rp = sub.add_parser("report", help="write the consolidated workbook; --send mails it to staff")
+    rp.add_argument("--today", type=_day, help="figures as of YYYY-MM-DD (default: today)")
+    rp.add_argument("--out", help="folder for the .xlsx (default: reports/ beside the config file)")
+    rp.add_argument("--send", action="store_true", help="also email it to staff (once per day and occasion)")
+    rp.set_defaults(func=cmd_report)
+    rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule (one per database)")
+    rn.add_argument("--poll-seconds", type=int, default=None, help=argparse.SUPPRESS)  # tests only
+    rn.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="embedded IMAP+SMTP, sample mail from several units, one full pass")
     d.add_argument("--out", default="demo-output", help="where to write the demo's results")
     d.set_defaults(func=cmd_demo)

@@ -20,6 +20,7 @@ import yaml
 from pipeline.errors import ConfigError
 
 SECURITY = ("ssl", "starttls", "plain")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ADDR = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
@@ -81,6 +82,10 @@ class Config:
     poll_minutes: int
     reminder_hour: int
     remind_cc_staff: bool
+    digest_weekday: str = "mon"
+    alert_after_minutes: int = 60
+    quiet_alert_days: int = 3
+    quiet_days_before_deadline: int = 7
 
     @property
     def own_addresses(self) -> tuple[str, ...]:
@@ -295,7 +300,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
             raise r.fail(f"staff[{i}]", f"không phải địa chỉ email hợp lệ: {addr!r}")
 
     w = r.sub("worker", required=False)
-    w.check_keys({"poll_minutes", "reminder_hour", "remind_cc_staff"})
+    w.check_keys({"poll_minutes", "reminder_hour", "remind_cc_staff", "digest_weekday", "alert_after_minutes",
+                  "quiet_alert_days", "quiet_days_before_deadline"})
     year = r.int("year", None, 2000, 2100)
     organisation = r.str("organisation")
     assert organisation is not None
@@ -321,4 +327,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
         poll_minutes=w.int("poll_minutes", 5, 1, 1440),
         reminder_hour=w.int("reminder_hour", 8, 0, 23),
         remind_cc_staff=w.bool("remind_cc_staff", False),
+        digest_weekday=w.choice("digest_weekday", WEEKDAYS, "mon"),
+        alert_after_minutes=w.int("alert_after_minutes", 60, 1, 7 * 24 * 60),
+        quiet_alert_days=w.int("quiet_alert_days", 3, 0, 60),
+        quiet_days_before_deadline=w.int("quiet_days_before_deadline", 7, 0, 60),
     )

@@ -11,7 +11,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -140,6 +140,16 @@ bounces = sa.Table(
     sa.Column("unit_id", sa.String(64), nullable=True),
     sa.Column("recipients", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(120), nullable=False),  # unique per process start: host:pid:random
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.String(40), nullable=False),
+    sa.Column("heartbeat_at", sa.String(40), nullable=False),
 )
 
 kv = sa.Table(
@@ -466,6 +476,54 @@ class Store:
         with self.tx() as c:
             if not c.execute(kv.update().where(kv.c.key == key).values(value=value, updated_at=iso(now))).rowcount:
                 c.execute(kv.insert().values(key=key, value=value, updated_at=iso(now)))
+
+    # -- locks (one worker per database) ----------------------------------------------------
+    def lock_row(self, name: str) -> sa.Row[Any] | None:
+        with self.tx() as c:
+            return c.execute(sa.select(locks).where(locks.c.name == name)).first()
+
+    def acquire_lock(self, name: str, holder: str, host: str, pid: int, now: datetime,
+                     can_take: Callable[[sa.Row[Any]], bool]) -> tuple[bool, sa.Row[Any] | None]:
+        """Take the named lock; an existing holder's row is taken over only when ``can_take(row)``
+        (stale heartbeat, dead process). Compare-and-set on the old holder and heartbeat, so two
+        starters never both win. Returns (won, the row that blocked us)."""
+        with self.tx() as c:
+            try:
+                with c.begin_nested():
+                    c.execute(locks.insert().values(name=name, holder=holder, host=host, pid=pid,
+                                                    acquired_at=iso(now), heartbeat_at=iso(now)))
+                return True, None
+            except IntegrityError:
+                pass
+            row = c.execute(sa.select(locks).where(locks.c.name == name)).first()
+            if row is None:
+                return False, None
+            if row.holder != holder and not can_take(row):
+                return False, row
+            won = c.execute(locks.update().where(
+                locks.c.name == name, locks.c.holder == row.holder, locks.c.heartbeat_at == row.heartbeat_at,
+            ).values(holder=holder, host=host, pid=pid, acquired_at=iso(now), heartbeat_at=iso(now))).rowcount == 1
+            return won, (None if won else row)
+
+    def heartbeat_lock(self, name: str, holder: str, now: datetime) -> bool:
+        """False when the lock is no longer ours (taken over after we looked stale)."""
+        with self.tx() as c:
+            return c.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
+                             .values(heartbeat_at=iso(now))).rowcount == 1
+
+    def release_lock(self, name: str, holder: str) -> bool:
+        with self.tx() as c:
+            return c.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder)).rowcount == 1
+
+    def last_received_at(self) -> datetime | None:
+        """When the newest recorded mail arrived (any state)."""
+        with self.tx() as c:
+            value = c.execute(sa.select(sa.func.max(messages.c.received_at))).scalar()
+        return from_iso(value) if value else None
+
+    def reminder_rows(self) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            return list(c.execute(sa.select(reminders).order_by(reminders.c.id)))
 
     # -- reading back -----------------------------------------------------------------------
     def document_records(self) -> list[DocumentRecord]:

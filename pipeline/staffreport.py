@@ -1,0 +1,125 @@
+"""The consolidated report for district staff, from the ledger: workbook on disk, email via the outbox.
+
+reports.py builds the workbook and the email text (pure); this module reads the store, writes the
+file and enqueues the mail under a key per occasion (``report:weekly:2022-W08``,
+``report:deadline:registration``, ``report:manual:2022-02-23``), so an occasion is mailed once
+however often the job runs or the worker restarts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from pipeline import reports
+from pipeline.model import Entry
+from pipeline.notify import build_mail, flush_outbox
+from pipeline.reminders import current_states, local_today
+from pipeline.store import OutboxItem
+
+if TYPE_CHECKING:
+    from pipeline.worker import Context
+
+log = logging.getLogger(__name__)
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def workbook_name(today: date) -> str:
+    return f"bao-cao-tong-hop-{today:%Y-%m-%d}.xlsx"
+
+
+def default_out_dir(ctx: Context) -> Path:
+    """``reports/`` beside the config file."""
+    return ctx.cfg.path.parent / "reports"
+
+
+@dataclass
+class ReportSummary:
+    today: date
+    path: Path | None = None
+    key: str | None = None
+    queued: bool = False  # the staff email was enqueued by this run (False: already sent for this occasion)
+    figures: reports.Headline | None = None
+    outbox: dict[str, int] = field(default_factory=dict)
+
+    def text(self) -> str:
+        h = self.figures
+        parts = [f"báo cáo ngày {self.today:%d/%m/%Y}"]
+        if h is not None:
+            parts.append(f"{h.units_registered}/{h.units_total} đơn vị đã đăng ký, {h.models_total} mô hình, "
+                         f"{h.commendations_total} đề xuất khen thưởng")
+        if self.path:
+            parts.append(f"tệp {self.path}")
+        if self.key:
+            parts.append(f"thư gửi cán bộ ({self.key}): " + ("đưa vào hộp thư đi" if self.queued else "đã gửi trước đó"))
+        if self.outbox:
+            parts.append(f"outbox {self.outbox}")
+        return "; ".join(parts)
+
+
+def entries_by_document(ctx: Context) -> dict[int, list[Entry]]:
+    snap = ctx.store.snapshot()
+    out: dict[int, list[Entry]] = {}
+    for doc_id, rows in snap["entries"].items():
+        out[doc_id] = [Entry(section=e.section, name=e.name, model=e.model,
+                             categories=tuple(json.loads(e.categories)), result=e.result, note=e.note,
+                             row=e.row, location=e.location) for e in rows]
+    return out
+
+
+def report_data(ctx: Context, today: date) -> reports.ReportData:
+    cfg = ctx.cfg
+    return reports.build_report_data(
+        organisation=cfg.organisation, year=cfg.year, today=today, units=ctx.units.units,
+        obligations=ctx.obligations, documents=ctx.store.document_records(),
+        entries=entries_by_document(ctx), states=current_states(ctx),
+        reminders_sent=ctx.store.reminder_counts(), timezone=cfg.timezone,
+    )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None = None, send: bool = False,
+               key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+               transport_factory: Any = None, flush: bool = True) -> ReportSummary:
+    """Write the workbook; with ``send``, enqueue the staff email (HTML + text + workbook) under
+    ``key`` (default ``report:manual:<today>``) and flush the outbox."""
+    cfg = ctx.cfg
+    now = clock()
+    today = today or local_today(ctx, now)
+    data = report_data(ctx, today)
+    workbook = reports.build_workbook(data)
+    name = workbook_name(today)
+    summary = ReportSummary(today=today, figures=reports.headline(data))
+    summary.path = (out_dir or default_out_dir(ctx)) / name
+    _write_atomically(summary.path, workbook)
+    log.info("report for %s written to %s", today, summary.path)
+    if send:
+        summary.key = key or f"report:manual:{today.isoformat()}"
+        if not cfg.staff:
+            log.warning("no staff addresses configured: report %s not mailed", summary.key)
+        else:
+            subject, html, text = reports.render_staff_email(ctx.env, data, attachment_name=name)
+            mid, raw = build_mail(sender=cfg.smtp.sender, to=cfg.staff, subject=subject, text=text, html=html,
+                                  attachments=[(name, workbook, XLSX)])
+            summary.queued = ctx.store.enqueue(OutboxItem(
+                key=summary.key, purpose="report", recipients=tuple(cfg.staff), subject=subject,
+                smtp_message_id=mid, raw=raw), now)
+            log.info("report mail %s %s", summary.key, "queued" if summary.queued else "was already queued before")
+        if flush:
+            kwargs = {"transport_factory": transport_factory} if transport_factory else {}
+            summary.outbox = flush_outbox(ctx.store, cfg.smtp, clock(), **kwargs)
+    return summary
+
+
+__all__ = ["ReportSummary", "run_report", "report_data", "entries_by_document", "workbook_name", "default_out_dir"]

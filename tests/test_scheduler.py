@@ -1,0 +1,285 @@
+"""The worker: schedule construction, the one-worker lock, liveness alerts, and `intake run` for real."""
+from __future__ import annotations
+
+import email
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time as _time
+from datetime import datetime, timedelta, timezone
+from email import policy
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from conftest import DISTRICT, Harness, write_config
+from pipeline import samplemail, scheduler
+from pipeline.config import load_config
+from pipeline.forms import samples
+from pipeline.store import Store
+from pipeline.worker import _load_obligations
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+UBND = "cdcs.ubnd@longbien.gov.vn"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reg_mail(mid: str) -> bytes:
+    xlsx = samples.registration_xlsx("Công đoàn cơ quan Ủy ban nhân dân quận Long Biên",
+                                     [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac")])
+    return samplemail.gmail_message(UBND, DISTRICT, "Đăng ký Dân vận khéo", "Kính gửi LĐLĐ quận.",
+                                    [("Biểu đăng ký.xlsx", xlsx, XLSX)], message_id=mid)
+
+
+def set_worker(path: Path, **worker: Any) -> None:
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg.setdefault("worker", {}).update(worker)
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
+    path = write_config(tmp_path, imap_port=1, smtp_port=2,
+                        extra={"worker": {"poll_minutes": 7, "reminder_hour": 9, "digest_weekday": "fri"}})
+    cfg = load_config(path)
+    now = datetime(2022, 2, 10, 3, 0, tzinfo=timezone.utc)
+    sched = scheduler.build_scheduler(cfg, path, now=now, scheduler_cls=scheduler.background_cls())
+    jobs = {j.id: j for j in sched.get_jobs()}
+    assert set(jobs) == {"poll", "remind", "digest", "report-after:registration", "report-after:report-q1",
+                         "report-after:report-h1", "report-after:report-q3", "report-after:report-year"}
+    poll = jobs["poll"]
+    assert isinstance(poll.trigger, IntervalTrigger) and poll.trigger.interval == timedelta(minutes=7)
+    assert poll.next_run_time == now  # a poll at start
+    assert poll.func_ref == "pipeline.scheduler:job_poll" and poll.args == (str(path.resolve()),)
+    remind = jobs["remind"]
+    assert isinstance(remind.trigger, CronTrigger) and str(remind.trigger.timezone) == "Asia/Ho_Chi_Minh"
+    fields = {f.name: str(f) for f in remind.trigger.fields}
+    assert (fields["hour"], fields["minute"]) == ("9", "0")
+    digest = {f.name: str(f) for f in jobs["digest"].trigger.fields}
+    assert (digest["day_of_week"], digest["hour"], digest["minute"]) == ("fri", "9", "30")
+    after = jobs["report-after:registration"]
+    assert isinstance(after.trigger, DateTrigger)
+    assert after.trigger.run_date == datetime(2022, 2, 23, 9, 30, tzinfo=TZ)
+    assert after.args == (str(path.resolve()), "registration")
+    assert all(j.coalesce and j.max_instances == 1 for j in jobs.values())
+    assert jobs["remind"].misfire_grace_time == 12 * 3600
+    assert str(sched.timezone) == "Asia/Ho_Chi_Minh"
+    # The commendation list has no date: no report job. Long-past deadlines get none either.
+    later = scheduler.desired_jobs(cfg, path, _load_obligations(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
+    assert [j.id for j in later if j.id.startswith("report-after")] == ["report-after:report-q3",
+                                                                        "report-after:report-year"]
+
+
+def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) -> None:
+    path = write_config(tmp_path, imap_port=1, smtp_port=2)
+    cfg = load_config(path)
+    sched = scheduler.build_scheduler(cfg, path, scheduler_cls=scheduler.background_cls())
+    sched.start(paused=True)
+    sched.shutdown(wait=True)
+    stored = scheduler.persisted_jobs(cfg.database_url)
+    assert {"poll", "remind", "digest"} <= set(stored)
+    # Simulate downtime: the stored next run of "remind" is two hours ago.
+    missed = datetime.now(timezone.utc) - timedelta(hours=2)
+    engine = sa.create_engine(cfg.database_url)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE apscheduler_jobs SET next_run_time=:t WHERE id='remind'"), {"t": missed.timestamp()})
+        c.execute(sa.text("INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES ('old-job', NULL, :s)"),
+                  {"s": b"junk"})
+    engine.dispose()
+    again = scheduler.build_scheduler(cfg, path, scheduler_cls=scheduler.background_cls())
+    jobs = {j.id: j for j in again.get_jobs()}
+    assert abs((jobs["remind"].next_run_time - missed).total_seconds()) < 1
+    assert "old-job" not in scheduler.persisted_jobs(cfg.database_url)
+    # A changed trigger starts afresh.
+    set_worker(path, reminder_hour=10)
+    third = scheduler.build_scheduler(load_config(path), path, scheduler_cls=scheduler.background_cls())
+    assert getattr({j.id: j for j in third.get_jobs()}["remind"], "next_run_time", None) is None  # computed at start
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def test_one_worker_lock(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    holder, row = scheduler.acquire_worker_lock(store)
+    assert holder is not None and row is None
+    other, row = scheduler.acquire_worker_lock(store)
+    assert other is None and row.pid == os.getpid()
+    cfg = load_config(write_config(tmp_path, imap_port=1, smtp_port=2))
+    assert "intake run" in scheduler.locked_message(row, cfg)
+    # A stale heartbeat (a machine that died) is taken over; the old holder notices on its next beat.
+    later = datetime.now(timezone.utc) + scheduler.LOCK_STALE_AFTER + timedelta(seconds=5)
+    taker, _ = scheduler.acquire_worker_lock(store, later)
+    assert taker is not None
+    assert store.heartbeat_lock(scheduler.LOCK_NAME, holder, later) is False
+    assert store.heartbeat_lock(scheduler.LOCK_NAME, taker, later) is True
+    assert store.release_lock(scheduler.LOCK_NAME, taker)
+    # A holder on this host whose process is gone is taken over at once.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = datetime.now(timezone.utc)
+    ok, _ = store.acquire_lock(scheduler.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, now, lambda r: False)
+    assert ok
+    mine, _ = scheduler.acquire_worker_lock(store)
+    assert mine is not None
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def staff_mail(h: Harness) -> list[email.message.EmailMessage]:
+    out = []
+    for m in h.smtp.messages:
+        if "staff@example.org" in m.rcpt_tos:
+            out.append(email.message_from_bytes(m.raw, policy=policy.default))
+    return out
+
+
+def test_poll_failure_alerts_once_and_once_on_recovery(intake: Harness) -> None:
+    path = intake.cfg_path
+    t0 = datetime(2022, 5, 2, 1, 0, tzinfo=timezone.utc)
+    scheduler.run_job("poll", path, t0)
+    store = intake.ctx.store
+    assert store.get_kv("poll.last_ok") == t0.isoformat()
+    good = path.read_text(encoding="utf-8")
+    cfg = yaml.safe_load(good)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg["mailbox"]["port"] = closed
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    for minutes in (5, 30, 59):
+        assert "LỖI" in scheduler.run_job("poll", path, t0 + timedelta(minutes=minutes))
+    assert staff_mail(intake) == []
+    scheduler.run_job("poll", path, t0 + timedelta(minutes=66))
+    scheduler.run_job("poll", path, t0 + timedelta(minutes=90))
+    [alert] = staff_mail(intake)
+    assert "không đọc được hộp thư" in alert["Subject"]
+    body = alert.get_body(("plain",)).get_content()
+    assert "Mật khẩu ứng dụng" in body and str(closed) in body and "Lỗi gần nhất" in body
+    path.write_text(good, encoding="utf-8")
+    scheduler.run_job("poll", path, t0 + timedelta(minutes=95))
+    scheduler.run_job("poll", path, t0 + timedelta(minutes=100))
+    mails = staff_mail(intake)
+    assert len(mails) == 2 and "trở lại" in mails[1]["Subject"]
+    assert [o.purpose for o in store.outbox_rows()] == ["alert", "alert"]
+
+
+def test_quiet_mailbox_before_a_deadline_alerts_once(intake: Harness) -> None:
+    path = intake.cfg_path
+    intake.deliver(reg_mail("<q1@mail.gmail.com>"), datetime(2022, 2, 10, 9, 0, tzinfo=TZ))
+    scheduler.run_job("poll", path, datetime(2022, 2, 11, 2, 0, tzinfo=timezone.utc))
+    assert staff_mail(intake) == []  # the receipt went to the unit
+    scheduler.run_job("poll", path, datetime(2022, 2, 14, 2, 0, tzinfo=timezone.utc))  # 8 days before: too early
+    assert staff_mail(intake) == []
+    scheduler.run_job("poll", path, datetime(2022, 2, 16, 2, 0, tzinfo=timezone.utc))
+    scheduler.run_job("poll", path, datetime(2022, 2, 17, 2, 0, tzinfo=timezone.utc))
+    [quiet] = staff_mail(intake)
+    assert "22/02/2022" in quiet["Subject"]
+    assert "bộ lọc" in quiet.get_body(("plain",)).get_content()
+    intake.deliver(reg_mail("<q2@mail.gmail.com>"), datetime(2022, 2, 17, 10, 0, tzinfo=TZ))
+    scheduler.run_job("poll", path, datetime(2022, 2, 17, 4, 0, tzinfo=timezone.utc))
+    scheduler.run_job("poll", path, datetime(2022, 2, 18, 4, 0, tzinfo=timezone.utc))
+    mails = staff_mail(intake)
+    assert len(mails) == 2 and "thư mới trở lại" in mails[1]["Subject"]
+
+
+def test_jobs_remind_digest_and_deadline_report_send_once(intake: Harness) -> None:
+    path = intake.cfg_path
+    now = datetime(2022, 2, 23, 2, 30, tzinfo=timezone.utc)  # 09:30 on 23/02 in Hà Nội
+    scheduler.run_job("remind", path, now)
+    scheduler.run_job("remind", path, now + timedelta(hours=1))
+    assert len([o for o in intake.ctx.store.outbox_rows("reminder")]) == 5
+    scheduler.run_job("digest", path, now)
+    scheduler.run_job("digest", path, now + timedelta(days=1))  # same ISO week
+    scheduler.run_job("report-after", path, now, obligation_id="registration")
+    scheduler.run_job("report-after", path, now + timedelta(hours=3), obligation_id="registration")
+    reports = intake.ctx.store.outbox_rows("report")
+    assert [r.key for r in reports] == ["report:weekly:2022-W08", "report:deadline:registration"]
+    assert all(r.state == "sent" for r in reports)
+    [mail] = [m for m in staff_mail(intake) if "Tổng hợp" in m["Subject"]][:1]
+    [att] = list(mail.iter_attachments())
+    assert att.get_filename() == "bao-cao-tong-hop-2022-02-23.xlsx"
+    assert (path.parent / "reports" / "bao-cao-tong-hop-2022-02-24.xlsx").is_file()
+
+
+# --------------------------------------------------------------------------- the real worker
+
+
+def _start(path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(path), "run", "--poll-seconds", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _wait_kv_after(store: Store, key: str, after: datetime, timeout: float = 30) -> None:
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        value = store.get_kv(key)
+        if value and datetime.fromisoformat(value) > after:
+            return
+        _time.sleep(0.2)
+    raise TimeoutError(f"{key} not updated after {after}")
+
+
+def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
+    env = {**os.environ}
+    intake.deliver(reg_mail("<run-1@mail.gmail.com>"), datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
+    first = _start(intake.cfg_path, env)
+    try:
+        intake.smtp.wait_for(1, timeout=60)
+        [receipt] = intake.smtp.messages
+        assert receipt.rcpt_tos == [UBND]
+        second = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "run",
+                                 "--poll-seconds", "1"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert second.returncode == scheduler.LOCKED_EXIT
+        assert "intake run" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert first.poll() is None
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+        assert "worker stopped cleanly" in err and "poll: fetched 1, new 1" in err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert intake.ctx.store.lock_row(scheduler.LOCK_NAME) is None
+    assert {"poll", "remind", "digest"} <= set(scheduler.persisted_jobs(intake.ctx.cfg.database_url))
+
+    # Restarted: polls again (nothing new), sends nothing twice; a crash-killed worker's lock is taken over.
+    started = datetime.now(timezone.utc)
+    again = _start(intake.cfg_path, env)
+    try:
+        _wait_kv_after(intake.ctx.store, "poll.last_ok", started)
+        _time.sleep(1.5)
+        again.kill()  # no clean shutdown this time: the lock stays behind
+        again.wait(timeout=30)
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    assert intake.ctx.store.lock_row(scheduler.LOCK_NAME) is not None
+    started = datetime.now(timezone.utc)
+    third = _start(intake.cfg_path, env)
+    try:
+        _wait_kv_after(intake.ctx.store, "poll.last_ok", started)
+        third.send_signal(signal.SIGINT)
+        _out, err = third.communicate(timeout=60)
+        assert third.returncode == 0, err
+    finally:
+        if third.poll() is None:
+            third.kill()
+            third.wait()
+    assert len(intake.smtp.messages) == 1
+    assert [o.state for o in intake.ctx.store.outbox_rows()] == ["sent"]

@@ -362,3 +362,14 @@ def read_marker(data: bytes) -> dict[str, str] | None:
 
 
 __all__ = ["FORMS", "FORM_VERSION", "blank_form", "form_filename", "write_forms", "read_marker"]
+
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def form_attachment(kind: str, *, year: int, unit_name: str | None = None) -> tuple[str, bytes, str] | None:
+    """The blank form a reminder or a rejection should carry, as (filename, bytes, MIME type); None for reports."""
+    if kind not in FORMS:
+        return None
+    return (form_filename(kind, year=year, unit_name=unit_name), blank_form(kind, year=year, unit_name=unit_name),
+            XLSX_MIME)

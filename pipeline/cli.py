@@ -124,6 +124,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_worker(Path(args.config), poll_seconds=args.poll_seconds)
 
 
+def cmd_forms(args: argparse.Namespace) -> int:
+    from pipeline.blankforms import write_forms
+
+    unit_name = None
+    year = args.year
+    if args.unit:
+        ctx = _context(args)
+        unit = ctx.units.by_id(args.unit)
+        if unit is None:
+            print(f"không có đơn vị {args.unit!r} trong danh sách", file=sys.stderr)
+            return 1
+        unit_name, year = unit.name, year or ctx.cfg.year
+    for path in write_forms(Path(args.out), year=year or 2022, unit_name=unit_name):
+        print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
@@ -160,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule (one per database)")
     rn.add_argument("--poll-seconds", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     rn.set_defaults(func=cmd_run)
+    f = sub.add_parser("forms", help="write the plan's three forms as fillable .xlsx that read back with no finding")
+    f.add_argument("--out", default="forms", help="folder to write them to (default: ./forms)")
+    f.add_argument("--unit", help="pre-fill the ĐƠN VỊ line with this unit_id from the units file")
+    f.add_argument("--year", type=int, help="the plan's year (default: config year, or 2022)")
+    f.set_defaults(func=cmd_forms)
     d = sub.add_parser("demo", help="embedded IMAP+SMTP, sample mail from several units, one full pass")
     d.add_argument("--out", default="demo-output", help="where to write the demo's results")
     d.set_defaults(func=cmd_demo)

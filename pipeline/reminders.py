@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline import deadlines
+from pipeline.blankforms import form_attachment
 from pipeline.notify import build_mail, flush_outbox
 from pipeline.store import OutboxItem
 
@@ -105,7 +106,10 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
             continue
         subject, text, html = deadlines.render_reminder(ctx.env, unit, obligation, state, item.stage,
                                                         organisation=cfg.organisation, today=today)
-        mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html)
+        form = next((f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in obligation.kinds)
+                     if f is not None), None)
+        mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html,
+                              attachments=[form] if form else [])
         mail = OutboxItem(key=f"reminder:{unit.unit_id}:{obligation.id}:{item.stage}", purpose="reminder",
                           recipients=to + tuple(a for a in cc if a not in to), subject=subject,
                           smtp_message_id=mid, raw=raw, unit_id=unit.unit_id)

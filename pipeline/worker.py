@@ -21,6 +21,7 @@ import jinja2
 
 from pipeline import forms, mime
 from pipeline.archive import Archive
+from pipeline.blankforms import form_attachment
 from pipeline.config import Config
 from pipeline.errors import MessageParseError, TemporaryError
 from pipeline.mailbox import Fetched, Mailbox
@@ -158,9 +159,12 @@ def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, no
         view = receipt_view(organisation=cfg.organisation, unit_name=unit.name,
                             received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)
         refs = list(parsed.references)
+        # A rejected form comes back with a clean copy of the right blank form to fill in again.
+        rejected_kinds = dict.fromkeys(o.reading.kind for o in outcomes if o.reading.state == "rejected")
+        forms_back = [f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in rejected_kinds) if f]
         items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[sender], key=f"receipt:{pk}:{generation}",
                                   message_pk=pk, unit_id=unit.unit_id, in_reply_to=parsed.message_id,
-                                  references=refs, subject=parsed.subject))
+                                  references=refs, subject=parsed.subject, attachments=forms_back))
     ctx.store.record_outcome(pk, state=state, reason=reason, sender=sender, from_name=parsed.from_name,
                              subject=parsed.subject, unit_id=unit.unit_id if unit else None, outcomes=outcomes,
                              outbox_items=items, bounce=bounce, now=now)

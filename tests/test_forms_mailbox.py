@@ -74,20 +74,8 @@ def test_unit_line_mismatch_is_flagged_not_rejected(intake: Harness) -> None:
 
 
 def test_nothing_from_a_rejected_file_is_recorded(intake: Harness) -> None:
-    import io
-
-    from openpyxl import load_workbook
-
-    wb = load_workbook(io.BytesIO(samples.registration_xlsx(UNIT, ENTRIES)))
-    ws = wb.active
-    for row in ws.iter_rows():
-        if any(c.value == "Phòng TN-MT" for c in row):
-            for c in row:
-                if c.value == 1:
-                    c.value = None
-    buf = io.BytesIO()
-    wb.save(buf)
-    intake.deliver(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký", "x", [("dk.xlsx", buf.getvalue(), XLSX)],
+    bad = samples.without_mark(samples.registration_xlsx(UNIT, ENTRIES), "Phòng TN-MT")
+    intake.deliver(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký", "x", [("dk.xlsx", bad, XLSX)],
                                             message_id="<rej@x>"))
     intake.poll()
     [d] = intake.export()["messages"][0]["documents"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import email
-import io
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -29,19 +28,6 @@ def reg_xlsx(unit: str) -> bytes:
         ("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac"),
         ("Phòng TN-MT", "Phân loại rác tại nguồn", "bvmt"),
     ])
-
-
-def without_mark(xlsx: bytes, name: str) -> bytes:
-    """The same workbook with one entry's category mark cleared: the form is rejected."""
-    wb = load_workbook(io.BytesIO(xlsx))
-    for row in wb.active.iter_rows():
-        if any(c.value == name for c in row):
-            for c in row:
-                if c.value == 1:
-                    c.value = None
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
 
 
 def send_form(h: Harness, sender: str, unit: str, when: datetime, mid: str, data: bytes | None = None) -> None:
@@ -98,7 +84,7 @@ def test_reminders_across_the_year_each_stage_once(intake: Harness, capsys: pyte
     # cq001 sends an accepted form; dn027 sends one with a missing mark (rejected).
     send_form(intake, UBND, "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên", datetime(2022, 2, 18, 9, 0, tzinfo=TZ),
               "<ok-cq001@mail.gmail.com>")
-    bad = without_mark(reg_xlsx("Công đoàn Công ty Cổ phần May Đức Giang"), "Phòng TN-MT")
+    bad = samples.without_mark(reg_xlsx("Công đoàn Công ty Cổ phần May Đức Giang"), "Phòng TN-MT")
     send_form(intake, MAYDG, "Công đoàn Công ty Cổ phần May Đức Giang", datetime(2022, 2, 19, 10, 0, tzinfo=TZ),
               "<bad-dn027@mail.gmail.com>", bad)
     summary = intake.poll()

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pipeline.forms.readers import Grid
-from pipeline.model import CATEGORIES, Entry, Finding
+from pipeline.model import CATEGORIES, CATEGORY_LABELS, Entry, Finding
 from pipeline.rules import Rules
 from pipeline.textnorm import fold, fold_compact, nfc
 
@@ -28,13 +28,7 @@ _DOTS = re.compile(r"^[\s.…_:\-–]*$")
 COLUMN_LABELS = {
     "name": "Tên tập thể, cá nhân",
     "model": "Tên mô hình",
-    "gpmb": "GPMB",
-    "kinh_te": "Kinh tế",
-    "chinh_trang_do_thi": "Chỉnh trang đô thị",
-    "bvmt": "BVMT",
-    "vhxh": "VHXH",
-    "anqp": "ANQP",
-    "khac": "Lĩnh vực khác",
+    **CATEGORY_LABELS,
     "result": "KẾT QUẢ THỰC HIỆN",
     "note": "Ghi chú",
 }

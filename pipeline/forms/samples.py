@@ -331,3 +331,21 @@ __all__ = [
     "report_docx",
     "VARIANTS",
 ]
+
+
+def without_mark(xlsx: bytes, name: str | None = None) -> bytes:
+    """The same workbook with category marks cleared, as a hurried chair sends it.
+
+    ``name``: only the row holding this text; None: every row.
+    """
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(xlsx))
+    for row in wb.active.iter_rows():
+        if name is None or any(c.value == name for c in row):
+            for c in row:
+                if c.value in (1, "1", "x", "X"):
+                    c.value = None
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -31,6 +31,8 @@ data), also repeated in the document properties (keywords ``intake:<kind>:v<vers
 """
 from __future__ import annotations
 
+import functools
+
 import io
 import re
 import unicodedata
@@ -367,6 +369,7 @@ __all__ = ["FORMS", "FORM_VERSION", "blank_form", "form_filename", "write_forms"
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+@functools.lru_cache(maxsize=64)  # building a form takes ~80 ms; a pass may reject many files of one unit
 def form_attachment(kind: str, *, year: int, unit_name: str | None = None) -> tuple[str, bytes, str] | None:
     """The blank form a reminder or a rejection should carry, as (filename, bytes, MIME type); None for reports."""
     if kind not in FORMS:

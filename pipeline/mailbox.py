@@ -65,7 +65,8 @@ class Mailbox:
         cfg = self.cfg
         password = cfg.password()
         try:
-            ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+            # loading the system CA store costs ~25 ms: only when TLS is used
+            ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None) if cfg.security != "plain" else None
             if cfg.security == "ssl":
                 client = IMAPClient(cfg.host, port=cfg.port, ssl=True, ssl_context=ctx, timeout=cfg.timeout)
             else:

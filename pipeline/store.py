@@ -160,6 +160,13 @@ kv = sa.Table(
 )
 
 
+# Hot queries of every pass must not scan tables that grow with the mailbox (or read outbox.raw).
+sa.Index("ix_messages_state", messages.c.state)
+sa.Index("ix_outbox_state_due", outbox.c.state, outbox.c.next_attempt_at)
+sa.Index("ix_outbox_state_sent", outbox.c.state, outbox.c.sent_at)
+sa.Index("ix_documents_group", documents.c.unit_id, documents.c.kind, documents.c.period, documents.c.state)
+
+
 def iso(dt: datetime) -> str:
     """UTC ISO string of an aware datetime."""
     if dt.tzinfo is None:
@@ -219,6 +226,9 @@ class Store:
                 cur.close()
         with self.tx():
             metadata.create_all(self.engine)
+            for table in metadata.sorted_tables:  # indexes added after a database was first made
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -371,9 +381,14 @@ class Store:
         if not rows:
             return
         newest = rows[0]
-        c.execute(documents.update().where(documents.c.id == newest).values(superseded_by=None))
+        c.execute(documents.update().where(documents.c.id == newest, documents.c.superseded_by.is_not(None))
+                  .values(superseded_by=None))
         if len(rows) > 1:
-            c.execute(documents.update().where(documents.c.id.in_(rows[1:])).values(superseded_by=newest))
+            # only rows whose mark changes are written: a long backlog from one unit stays linear
+            c.execute(documents.update().where(
+                documents.c.id.in_(rows[1:]),
+                sa.or_(documents.c.superseded_by.is_(None), documents.c.superseded_by != newest),
+            ).values(superseded_by=newest))
 
     # -- outbox -----------------------------------------------------------------------------
     def _enqueue(self, c: Connection, item: OutboxItem, now: datetime) -> bool:

@@ -35,7 +35,8 @@ __all__ = ["EmbeddedMailbox", "EmbeddedSmtp", "SentMessage"]
 LOOPBACK = "127.0.0.1"
 
 
-def _free_port(host: str = LOOPBACK) -> int:
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that was free a moment ago (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -246,6 +247,26 @@ def _quiet_controller():
     return _Controller
 
 
+def start_smtp_controller(handler: object, host: str, **kwargs: object) -> tuple[object, int]:
+    """Start a quiet aiosmtpd Controller on a free port of ``host``; return (controller, port).
+
+    aiosmtpd's Controller cannot take port 0, so a free port is picked first; it may be taken between
+    picking and binding, hence a few tries.
+    """
+    Controller = _quiet_controller()
+    last: Exception | None = None
+    for _ in range(5):
+        port = free_port(host)
+        controller = Controller(handler, hostname=host, port=port, ready_timeout=10.0, **kwargs)
+        try:
+            controller.start()
+        except Exception as exc:
+            last = exc
+            continue
+        return controller, port
+    raise RuntimeError(f"SMTP server could not start on {host}: {last}")
+
+
 class EmbeddedSmtp:
     """An SMTP server on loopback that saves every message to ``out_dir`` as ``NNNN-rcpt.eml``.
 
@@ -308,22 +329,11 @@ class EmbeddedSmtp:
         self.stop()
 
     def start(self) -> "EmbeddedSmtp":
-        Controller = _quiet_controller()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        last: Exception | None = None
-        for _ in range(5):  # aiosmtpd's Controller cannot take port 0: pick a free one first
-            self.port = _free_port(self.host)
-            controller = Controller(_SaveHandler(self), hostname=self.host, port=self.port,
-                                    authenticator=self._authenticator, auth_require_tls=False,
-                                    enable_SMTPUTF8=True, ready_timeout=10.0)
-            try:
-                controller.start()
-            except Exception as exc:
-                last = exc
-                continue
-            self._controller = controller
-            return self
-        raise RuntimeError(f"embedded SMTP server could not start: {last}")
+        self._controller, self.port = start_smtp_controller(
+            _SaveHandler(self), self.host, authenticator=self._authenticator, auth_require_tls=False,
+            enable_SMTPUTF8=True)
+        return self
 
     def stop(self) -> None:
         c, self._controller = self._controller, None

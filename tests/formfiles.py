@@ -11,6 +11,7 @@ import zipfile
 from typing import Any, Sequence
 
 from pipeline.forms import samples
+from pipeline.forms.readers import col_letter
 
 REG_HEADER = ["TT", "Tên tập thể, cá nhân", "Tên mô hình", *samples.REG_CATEGORIES, "Ghi chú"]
 
@@ -210,22 +211,13 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _col(i: int) -> str:
-    s = ""
-    i += 1
-    while i:
-        i, rem = divmod(i - 1, 26)
-        s = chr(65 + rem) + s
-    return s
-
-
 def fast_xlsx(rows: list[list[Any]]) -> bytes:
     """Rows → a valid .xlsx with inline strings; ~20× faster than openpyxl for big sheets."""
     parts = [
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
     ]
-    cols = [_col(i) for i in range(max((len(r) for r in rows), default=0))]
+    cols = [col_letter(i) for i in range(max((len(r) for r in rows), default=0))]
     for r, row in enumerate(rows, start=1):
         cells = []
         for c, v in enumerate(row):

@@ -51,11 +51,7 @@ class DovecotMissing(RuntimeError):
 # small helpers
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from pipeline.embedded import free_port, start_smtp_controller  # noqa: E402  (one copy for demo and tests)
 
 
 def _find_dovecot() -> str | None:
@@ -674,21 +670,6 @@ class SmtpSink:
         self.stop()
 
     def start(self) -> "SmtpSink":
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import SMTP, Session
-
-        class _QuietSession(Session):
-            # aiosmtpd logs a deprecation warning each time it sets login_data after AUTH
-            login_data = None  # plain attribute instead of the warning property
-
-        class _SMTP(SMTP):
-            def _create_session(self):
-                return _QuietSession(self.loop)
-
-        class _Controller(Controller):
-            def factory(self):
-                return _SMTP(self.handler, **self.SMTP_kwargs)
-
         kwargs: dict = dict(
             authenticator=self._authenticator,
             auth_require_tls=False,
@@ -706,20 +687,9 @@ class SmtpSink:
             else:
                 kwargs["tls_context"] = ctx
                 kwargs["require_starttls"] = self.require_tls
-        last: Exception | None = None
-        for _ in range(5):  # the port may be taken between free_port() and bind
-            self.port = free_port(self.host)
-            controller = _Controller(_SinkHandler(self), hostname=self.host, port=self.port,
-                                    ssl_context=ssl_context, server_hostname="localhost",
-                                    ready_timeout=10.0, **kwargs)
-            try:
-                controller.start()
-            except Exception as exc:
-                last = exc
-                continue
-            self._controller = controller
-            return self
-        raise RuntimeError(f"SMTP sink could not start: {last}")
+        self._controller, self.port = start_smtp_controller(
+            _SinkHandler(self), self.host, ssl_context=ssl_context, server_hostname="localhost", **kwargs)
+        return self
 
     def stop(self) -> None:
         c, self._controller = self._controller, None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,7 +57,7 @@ def _when(text: str, tz: ZoneInfo) -> str:
     return from_iso(text).astimezone(tz).strftime("%d/%m/%Y %H:%M")
 
 
-def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, now: datetime | None = None) -> str:
+def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     """A readable summary: what needs a person first, then per unit what arrived and its state."""
     snap = store.snapshot()
     msgs = snap["messages"]

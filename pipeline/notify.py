@@ -8,6 +8,7 @@ risking a second copy in a unit's inbox.
 from __future__ import annotations
 
 import email.policy
+import json
 import logging
 import smtplib
 import socket
@@ -158,8 +159,6 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                 continue
             if not store.claim_outbox(row.id, now):
                 continue
-            import json
-
             try:
                 if transport is None:
                     transport = transport_factory(cfg)

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import jinja2
 
-from pipeline import forms, mime
+from pipeline import deadlines, forms, mime
 from pipeline.archive import Archive
 from pipeline.blankforms import form_attachment
 from pipeline.config import Config
@@ -75,22 +74,12 @@ class Context:
 
 def _load_obligations(cfg: Config) -> tuple[Any, ...]:
     path = cfg.rules_dir / "deadlines.yaml"
-    try:
-        from pipeline import deadlines
-    except ImportError:  # pragma: no cover - during bring-up
-        return ()
-    if not path.is_file():
-        return ()
-    return tuple(deadlines.load_obligations(path, cfg.year, cfg.timezone))
+    return deadlines.load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
 
 
 def _on_time(ctx: Context, reading: DocumentReading, received_at: datetime) -> tuple[bool | None, datetime | None]:
-    if not ctx.obligations or reading.kind in ("unknown",):
-        return None, None
-    from pipeline import deadlines
-
     ob = deadlines.obligation_for(reading.kind, reading.period, ctx.obligations)
-    if ob is None or getattr(ob, "due_at", None) is None:
+    if ob is None or not ob.enabled:
         return None, None
     return deadlines.is_on_time(ob, received_at), ob.due_at
 
@@ -279,7 +268,3 @@ def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: dat
     flush_outbox(ctx.store, ctx.cfg.smtp, clock())
     after = ctx.store.message(pk)
     return after.state if after is not None else "unknown"
-
-
-def archive_path(ctx: Context, sha256: str) -> Path:
-    return ctx.archive.path_for(sha256)

@@ -64,6 +64,26 @@ class SmtpConfig(ServerConfig):
 
 
 @dataclass(frozen=True)
+class DeskAccount:
+    username: str
+    name: str
+    password_hash: str  # made by `intake desk hash-password`; the password itself is never stored
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    enabled: bool = False          # also serve the desk inside `intake run`
+    host: str = "127.0.0.1"
+    port: int = 8765
+    session_minutes: int = 480     # a session expires this long after its last use
+    accounts: tuple[DeskAccount, ...] = ()
+
+    def account(self, username: str) -> DeskAccount | None:
+        key = username.strip().lower()
+        return next((a for a in self.accounts if a.username.lower() == key), None)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     organisation: str
@@ -86,6 +106,7 @@ class Config:
     alert_after_minutes: int = 60
     quiet_alert_days: int = 3
     quiet_days_before_deadline: int = 7
+    desk: DeskConfig = DeskConfig()
 
     @property
     def own_addresses(self) -> tuple[str, ...]:
@@ -249,7 +270,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
     r = _Reader(path, data)
     r.check_keys(
         {"organisation", "year", "timezone", "mailbox", "smtp", "storage", "units", "staff", "rules",
-         "templates", "keep_first_attempt_date", "worker"}
+         "templates", "keep_first_attempt_date", "worker", "desk"}
     )
     tzname = r.str("timezone", "Asia/Ho_Chi_Minh")
     assert tzname is not None
@@ -309,6 +330,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
     if not units_file.is_file():
         raise r.fail("units", f"không tìm thấy tệp danh sách đơn vị {units_file}")
     project_root = Path(__file__).resolve().parent.parent
+    desk = _desk(r.sub("desk", required=False))
     return Config(
         path=path,
         organisation=organisation,
@@ -331,4 +353,41 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
         alert_after_minutes=w.int("alert_after_minutes", 60, 1, 7 * 24 * 60),
         quiet_alert_days=w.int("quiet_alert_days", 3, 0, 60),
         quiet_days_before_deadline=w.int("quiet_days_before_deadline", 7, 0, 60),
+        desk=desk,
+    )
+
+
+_HASH = re.compile(r"^(scrypt|pbkdf2):[^$\s]+\$[^$\s]+\$[0-9a-f]+$")
+
+
+def _desk(d: _Reader) -> DeskConfig:
+    d.check_keys({"enabled", "host", "port", "session_minutes", "accounts"})
+    host = d.str("host", "127.0.0.1")
+    assert host is not None
+    raw_accounts = d.data.get("accounts", []) or []
+    if not isinstance(raw_accounts, list):
+        raise d.fail("accounts", "phải là danh sách tài khoản / must be a list of accounts")
+    accounts: list[DeskAccount] = []
+    for i, item in enumerate(raw_accounts):
+        if not isinstance(item, Mapping):
+            raise d.fail(f"accounts[{i}]", "phải là mapping {username, name, password_hash}")
+        a = _Reader(d.file, item, f"{d.prefix}accounts[{i}].")
+        a.check_keys({"username", "name", "password_hash"})
+        username = a.str("username")
+        assert username is not None
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", username):
+            raise a.fail("username", f"chỉ dùng chữ không dấu, số và _ . @ -, đang là {username!r}")
+        if any(x.username.lower() == username.lower() for x in accounts):
+            raise a.fail("username", f"tài khoản {username!r} bị khai báo hai lần")
+        pw_hash = a.str("password_hash")
+        assert pw_hash is not None
+        if not _HASH.match(pw_hash):
+            raise a.fail("password_hash", "phải là chuỗi băm do `intake desk hash-password` tạo ra, không phải mật khẩu")
+        accounts.append(DeskAccount(username=username, name=a.str("name", username) or username, password_hash=pw_hash))
+    return DeskConfig(
+        enabled=d.bool("enabled", False),
+        host=host,
+        port=d.int("port", 8765, 1, 65535),
+        session_minutes=d.int("session_minutes", 480, 5, 7 * 24 * 60),
+        accounts=tuple(accounts),
     )

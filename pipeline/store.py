@@ -51,6 +51,9 @@ messages = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
+    # set by staff on the desk: process this mail as if it came from that unit / despite a failed auth check
+    sa.Column("assigned_unit_id", sa.String(64), nullable=True),
+    sa.Column("released", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.UniqueConstraint("message_id", "sha256", name="uq_message_identity"),
 )
 
@@ -142,6 +145,30 @@ bounces = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
 )
 
+review_actions = sa.Table(
+    "review_actions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("action", sa.String(20), nullable=False),  # assign | release | accept | reject | ignore
+    sa.Column("target", sa.String(20), nullable=False),  # message | document | bounce
+    sa.Column("target_id", sa.Integer, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON: what staff chose
+    sa.Column("before", sa.Text, nullable=False),  # JSON: what it was, so that undo restores it
+    sa.Column("actor", sa.String(120), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("undone_by", sa.String(120), nullable=True),
+    sa.Column("undone_at", sa.String(40), nullable=True),
+)
+
+desk_sessions = sa.Table(
+    "desk_sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the cookie value
+    sa.Column("username", sa.String(120), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("last_seen_at", sa.String(40), nullable=False),
+    sa.Column("expires_at", sa.String(40), nullable=False),
+)
+
 locks = sa.Table(
     "locks", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
@@ -164,6 +191,7 @@ kv = sa.Table(
 sa.Index("ix_messages_state", messages.c.state)
 sa.Index("ix_outbox_state_due", outbox.c.state, outbox.c.next_attempt_at)
 sa.Index("ix_outbox_state_sent", outbox.c.state, outbox.c.sent_at)
+sa.Index("ix_review_target", review_actions.c.target, review_actions.c.target_id)
 sa.Index("ix_documents_group", documents.c.unit_id, documents.c.kind, documents.c.period, documents.c.state)
 
 
@@ -226,6 +254,7 @@ class Store:
                 cur.close()
         with self.tx():
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
             for table in metadata.sorted_tables:  # indexes added after a database was first made
                 for index in table.indexes:
                     index.create(self.engine, checkfirst=True)
@@ -572,6 +601,19 @@ class Store:
                                            outbox.c.created_at, outbox.c.sent_at).order_by(outbox.c.id)))
         return {"messages": msgs, "documents": docs, "entries": ents, "findings": fnds, "bounces": bnc,
                 "outbox": obx}
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was first made (nullable or with a server default)."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as c:
+        for table in metadata.sorted_tables:
+            have = {col["name"] for col in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                ddl = sa.schema.CreateColumn(col).compile(dialect=engine.dialect)
+                c.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
 
 
 def _group(rows: Any, key: str) -> dict[Any, list[Any]]:

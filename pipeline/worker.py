@@ -64,12 +64,37 @@ class Context:
         self.cfg = cfg
         self.store = Store(cfg.database_url)
         self.archive = Archive(cfg.archive_dir)
-        self.units = units or load_units(cfg.units_file)
+        self._fixed_units = units
+        self._units: UnitDirectory | None = None
+        self._units_stamp: tuple[int, int] | None = None
+        self.units  # load (and check) now: a bad units file fails at start, not mid-pass
         self.env: jinja2.Environment = template_env(cfg.templates_dir)
         from pipeline.rules import load_rules
 
         self.rules = load_rules(cfg.rules_dir)
         self.obligations = _load_obligations(cfg)
+
+
+    @property
+    def units(self) -> UnitDirectory:
+        """The unit list, re-read when its file changes (the desk replaces it while the worker runs)."""
+        if self._fixed_units is not None:
+            return self._fixed_units
+        try:
+            st = self.cfg.units_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if self._units is None or (stamp is not None and stamp != self._units_stamp):
+            try:
+                self._units = load_units(self.cfg.units_file)
+                self._units_stamp = stamp
+            except Exception:
+                if self._units is None:
+                    raise
+                log.exception("units file changed but could not be read; keeping the previous list")
+        assert self._units is not None
+        return self._units
 
 
 def _load_obligations(cfg: Config) -> tuple[Any, ...]:
@@ -114,16 +139,21 @@ def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, no
                                 trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
     sender = parsed.from_addr
     unit = ctx.units.by_email(sender)
+    # Staff decisions from the desk, recorded on the message so that a crash before this point keeps them.
+    assigned = ctx.units.by_id(row.assigned_unit_id) if row is not None and row.assigned_unit_id else None
+    released = bool(row is not None and row.released)
     state, reason = "processed", None
     bounce = None
-    if sender and sender in cfg.own_addresses:
+    if assigned is not None:
+        unit = assigned  # a person looked at it and said which unit sent it
+    elif sender and sender in cfg.own_addresses:
         state, reason = "ignored", "thư do chính hộp thư LĐLĐ Quận gửi đi"
     elif parsed.kind == "bounce":
         state, reason = "ignored", parsed.kind_reason or "thư báo không gửi được (bounce)"
         bounce = (parsed.bounced_recipients, parsed.bounced_message_id)
     elif parsed.kind == "auto_reply":
         state, reason = "ignored", parsed.kind_reason or "thư trả lời tự động"
-    elif parsed.auth_failure:
+    elif parsed.auth_failure and not released:
         state = "quarantined"
         reason = f"địa chỉ người gửi {sender} không qua kiểm tra xác thực của máy chủ ({parsed.auth_failure}); có thể bị giả mạo"
     elif not sender:

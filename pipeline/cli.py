@@ -147,6 +147,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out))
 
 
+def cmd_desk(args: argparse.Namespace) -> int:
+    from pipeline.desk import cli as desk_cli
+
+    if args.desk_action == "hash-password":
+        return desk_cli.cmd_hash_password(args)
+    return desk_cli.cmd_serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="intake", description="Email intake for LĐLĐ quận Long Biên")
     p.add_argument("--config", default="config.yaml", help="path to config.yaml (default: ./config.yaml)")
@@ -182,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--unit", help="pre-fill the ĐƠN VỊ line with this unit_id from the units file")
     f.add_argument("--year", type=int, help="the plan's year (default: config year, or 2022)")
     f.set_defaults(func=cmd_forms)
+    dk = sub.add_parser("desk", help="the district office's web desk (Vietnamese), on 127.0.0.1 by default")
+    dk.add_argument("desk_action", nargs="?", choices=["serve", "hash-password"], default="serve",
+                    help="serve (default) | hash-password: print a password hash for config desk.accounts")
+    dk.add_argument("--host", help="address to listen on (default: desk.host in config, 127.0.0.1)")
+    dk.add_argument("--port", type=int, help="port (default: desk.port in config, 8765)")
+    dk.set_defaults(func=cmd_desk)
     d = sub.add_parser("demo", help="embedded IMAP+SMTP, sample mail from several units, one full pass")
     d.add_argument("--out", default="demo-output", help="where to write the demo's results")
     d.set_defaults(func=cmd_demo)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 # Kinds of document and their states, as they appear in the export.
 KINDS = ("registration", "summary", "commendation", "report", "unknown")
-DOC_STATES = ("accepted", "rejected", "needs_review")
+DOC_STATES = ("accepted", "rejected", "needs_review", "ignored")  # ignored: only by staff, on the desk
 MAIL_STATES = ("received", "processed", "quarantined", "ignored", "error")
 CATEGORIES = ("gpmb", "kinh_te", "chinh_trang_do_thi", "bvmt", "vhxh", "anqp", "khac")
 SECTIONS = ("collective", "individual")
@@ -139,6 +139,7 @@ DOC_STATE_LABELS = {
     "accepted": "đã ghi nhận",
     "rejected": "chưa ghi nhận, cần sửa và gửi lại",
     "needs_review": "chờ cán bộ xem xét",
+    "ignored": "cán bộ đã bỏ qua",
 }
 MAIL_STATE_LABELS = {
     "received": "đang xử lý",

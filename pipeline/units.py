@@ -44,30 +44,49 @@ def _rows_from_xlsx(data: bytes) -> list[list[str]]:
 
 def parse_units(data: bytes, source: str) -> UnitDirectory:
     """Parse and check a units file; raise ConfigError naming the source, row and problem."""
+    units, problems = check_units(data)
+    if problems:
+        if len(problems) == 1 and not problems[0].startswith("dòng "):
+            raise ConfigError(f"{source}: {problems[0]}")
+        raise ConfigError(f"{source}: danh sách đơn vị có lỗi:\n  " + "\n  ".join(problems))
+    return UnitDirectory(tuple(units))
+
+
+def _rows(data: bytes) -> list[list[str]]:
     if data[:4] == b"PK\x03\x04":
         try:
-            rows = _rows_from_xlsx(data)
+            return _rows_from_xlsx(data)
         except Exception as exc:  # openpyxl raises many kinds on a broken workbook
-            raise ConfigError(f"{source}: không đọc được tệp Excel danh sách đơn vị: {exc}") from exc
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{source}: tệp phải là UTF-8 (Excel: 'CSV UTF-8'): {exc}") from exc
-        sample = text[:2048]
-        delimiter = ";" if sample.splitlines()[0:1] and sample.splitlines()[0].count(";") > sample.splitlines()[0].count(",") else ","
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+            raise ValueError(f"không đọc được tệp Excel danh sách đơn vị: {exc}") from exc
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise ValueError("tệp Excel 97-2003 (.xls) không được hỗ trợ cho danh sách đơn vị: "
+                         "hãy lưu thành .xlsx hoặc CSV UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"tệp phải là UTF-8 (trong Excel chọn 'CSV UTF-8'): {exc}") from exc
+    first = text[:2048].splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+def check_units(data: bytes) -> tuple[list[Unit], list[str]]:
+    """Every unit of a units file and every problem found, each problem naming its row (Vietnamese)."""
+    try:
+        rows = _rows(data)
+    except ValueError as exc:
+        return [], [str(exc)]
+    rows = [r for r in rows if any((c or "").strip() for c in r)]
     if not rows:
-        raise ConfigError(f"{source}: tệp danh sách đơn vị rỗng")
+        return [], ["tệp danh sách đơn vị rỗng"]
     header = [fold(c).replace(" ", "_") for c in rows[0]]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise ConfigError(f"{source}: thiếu cột {', '.join(missing)} ở dòng tiêu đề (cần: {','.join(COLUMNS)})")
+        return [], [f"thiếu cột {', '.join(missing)} ở dòng tiêu đề (cần: {','.join(COLUMNS)})"]
     idx = {c: header.index(c) for c in COLUMNS}
     units: list[Unit] = []
     seen_ids: dict[str, int] = {}
-    seen_addr: dict[str, str] = {}
+    seen_addr: dict[str, tuple[str, int]] = {}
     problems: list[str] = []
     for line, row in enumerate(rows[1:], start=2):
         cell = lambda c: nfc(row[idx[c]]) if idx[c] < len(row) else ""  # noqa: E731
@@ -86,13 +105,44 @@ def parse_units(data: bytes, source: str) -> UnitDirectory:
         for addr in emails:
             if not _ADDR.match(addr):
                 problems.append(f"dòng {line}: địa chỉ email không hợp lệ {addr!r}")
-            elif addr in seen_addr and seen_addr[addr] != unit_id:
-                problems.append(f"dòng {line}: địa chỉ {addr} đã thuộc đơn vị {seen_addr[addr]}")
-            seen_addr.setdefault(addr, unit_id)
+            elif addr in seen_addr and seen_addr[addr][0] != unit_id:
+                other, other_line = seen_addr[addr]
+                problems.append(f"dòng {line}: địa chỉ {addr} đã thuộc đơn vị {other} (dòng {other_line}); "
+                                "một địa chỉ chỉ được thuộc một đơn vị")
+            seen_addr.setdefault(addr, (unit_id, line))
         units.append(Unit(unit_id=unit_id, name=name, group=group, emails=emails))
-    if problems:
-        raise ConfigError(f"{source}: danh sách đơn vị có lỗi:\n  " + "\n  ".join(problems))
-    return UnitDirectory(tuple(units))
+    if not units and not problems:
+        problems.append("danh sách không có đơn vị nào")
+    return units, problems
+
+
+def units_csv(units: tuple[Unit, ...] | list[Unit]) -> bytes:
+    """A units file as CSV in UTF-8 with the BOM Excel expects, so that it opens with its accents."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(COLUMNS)
+    for u in units:
+        w.writerow([u.unit_id, u.name, u.group, ";".join(u.emails)])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def units_xlsx(units: tuple[Unit, ...] | list[Unit]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "DonVi"
+    ws.append(list(COLUMNS))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for u in units:
+        ws.append([u.unit_id, u.name, u.group, ";".join(u.emails)])
+    for col, width in zip("ABCD", (12, 60, 14, 60)):
+        ws.column_dimensions[col].width = width
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 def load_units(path: Path) -> UnitDirectory:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,8 @@ class QueueItem:
     doc_kind: str | None = None
     period: str | None = None
     actions: tuple[str, ...] = ()
+    suggested_unit_id: str | None = None  # for quarantined mail: the unit its forms or name point to
+    suggested_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,27 +107,89 @@ def _active_bounce_actions(c: Connection) -> set[int]:
     return set(rows.scalars())
 
 
-def _is_spoof(ctx: Context, row: Any) -> bool:
-    """A quarantined mail whose From failed the server's authentication check (re-read from the archive)."""
-    if row.released:
-        return False
-    if row.sha256 in _spoof_cache:
-        return _spoof_cache[row.sha256]
-    _spoof_cache[row.sha256] = result = _auth_failed(ctx, row)
-    return result
+@dataclass(frozen=True)
+class _Look:
+    auth_failed: bool
+    suggested: str | None
+    why: str | None
 
 
-def _auth_failed(ctx: Context, row: Any) -> bool:
+_look_cache: dict[tuple[str, str], _Look] = {}
+
+
+def _look(ctx: Context, row: Any) -> _Look:
+    """What the archived copy of a quarantined mail says: did it fail authentication, which unit is it from?"""
+    key = (row.sha256, ctx.cfg.units_file.as_posix())
+    if key not in _look_cache:
+        _look_cache[key] = _look_uncached(ctx, row)
+    return _look_cache[key]
+
+
+def _look_uncached(ctx: Context, row: Any) -> _Look:
+    from pipeline import forms
+
     try:
         raw = ctx.archive.get(row.sha256)
-    except OSError:
-        return False
-    try:
         parsed = mime.parse_message(raw, own_addresses=ctx.cfg.own_addresses,
                                     trusted_authserv_ids=ctx.cfg.mailbox.trusted_authserv_ids)
-    except Exception:
-        return False
-    return bool(parsed.auth_failure)
+    except Exception:  # an unreadable archive copy is shown as it is, without a suggestion
+        return _Look(False, None, None)
+    clues: list[tuple[str, str]] = []
+    for att in parsed.attachments[:5]:
+        try:
+            reading = forms.read_document(att.filename, att.data, content_type=att.content_type,
+                                          subject=parsed.subject, unit=None, year=ctx.cfg.year, rules=ctx.rules)
+        except Exception:
+            continue
+        if reading.unit_line:
+            clues.append((reading.unit_line, f"dòng “ĐƠN VỊ” trong tệp {att.filename}"))
+    if parsed.from_name:
+        clues.append((parsed.from_name, "tên người gửi"))
+    if parsed.subject:
+        clues.append((parsed.subject, "tiêu đề thư"))
+    best = suggest_unit(ctx.units.units, clues)
+    return _Look(bool(parsed.auth_failure), best[0] if best else None, best[1] if best else None)
+
+
+_NOISE = re.compile(r"\b(cong doan co so|cong doan|cdcs|cd|ban chap hanh|bch|don vi)\b")
+_ABBREV = {"th": "tieu hoc", "thcs": "trung hoc co so", "thpt": "trung hoc pho thong", "mn": "mam non",
+           "ubnd": "uy ban nhan dan", "cty": "cong ty", "tnhh": "trach nhiem huu han", "cp": "co phan",
+           "q.": "quan", "p.": "phuong"}
+
+
+def _key(text: str) -> str:
+    from pipeline.textnorm import fold
+
+    t = _NOISE.sub(" ", fold(text).replace(":", " "))
+    words = [_ABBREV.get(w, w) for w in t.replace(",", " ").replace("-", " ").split()]
+    return " ".join(words)
+
+
+def suggest_unit(units: Any, clues: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The unit whose name the clues (a form's ĐƠN VỊ line, the sender's name, the subject) match best.
+
+    Accents, case and the usual abbreviations (TH, THCS, MN, UBND, Cty…) are ignored; a weak match
+    suggests nothing rather than the wrong unit."""
+    from difflib import SequenceMatcher
+
+    best: tuple[float, str, str] | None = None
+    keyed = [(u.unit_id, _key(u.name)) for u in units]
+    for text, why in clues:
+        k = _key(text)
+        if len(k) < 4:
+            continue
+        for unit_id, name in keyed:
+            if not name:
+                continue
+            if name in k:  # the whole name appears in the clue
+                score = 1.0
+            else:
+                score = SequenceMatcher(None, k, name).ratio()
+            if best is None or score > best[0]:
+                best = (score, unit_id, why)
+    if best is None or best[0] < 0.82:
+        return None
+    return best[1], best[2]
 
 
 def queue(ctx: Context) -> list[QueueItem]:
@@ -144,15 +209,17 @@ def queue(ctx: Context) -> list[QueueItem]:
             outbox.c.id.in_([b.outbox_id for b in bnc if b.outbox_id])))} if bnc else {}
     items: list[QueueItem] = []
     for m in msgs:
+        look = _look(ctx, m)
         if m.state == "error":
             kind, actions = "error", ("assign", "ignore")
-        elif _is_spoof(ctx, m):
+        elif look.auth_failed and not m.released:
             kind, actions = "spoof", ("release", "assign", "ignore")
         else:
             kind, actions = "quarantined", ("assign", "ignore")
         items.append(QueueItem(kind=kind, target="message", target_id=m.id, message_pk=m.id,
                                received_at=from_iso(m.received_at), sender=m.sender, from_name=m.from_name,
-                               subject=m.subject or "", unit_id=m.unit_id, reason=m.reason or "", actions=actions))
+                               subject=m.subject or "", unit_id=m.unit_id, reason=m.reason or "", actions=actions,
+                               suggested_unit_id=look.suggested, suggested_why=look.why))
     for d in docs:
         items.append(QueueItem(kind="needs_review", target="document", target_id=d.id, message_pk=d.message_pk,
                                received_at=from_iso(d.received_at), sender=d.sender, from_name=d.from_name,
@@ -546,9 +613,6 @@ def _cancel_unsent(c: Connection, a: Any, params: dict[str, Any]) -> int:
         return 0
     return int(c.execute(outbox.update().where(cond, outbox.c.state == "pending")
                          .values(state="cancelled", last_error="huỷ vì thao tác của cán bộ đã được hoàn tác")).rowcount)
-
-
-_spoof_cache: dict[str, bool] = {}
 
 
 def _set_params(ctx: Context, action_id: int, **extra: Any) -> None:

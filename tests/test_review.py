@@ -253,3 +253,32 @@ def test_review_cli_lists_acts_and_refuses_twice(intake: Harness, tmp_path: Path
     assert "cli-test" in hist.stdout and "Gán thư" in hist.stdout
     snap = json.loads(run("export").stdout)
     assert snap["messages"][0]["unit_id"] == "th014"
+
+
+def test_a_quarantined_mail_suggests_the_unit_its_form_names(intake: Harness) -> None:
+    form = samples.registration_xlsx("Công đoàn Trường TH Ái Mộ", ENTRIES)
+    intake.deliver(samplemail.gmail_message("giaovien.aimo@yahoo.com", DISTRICT, "Gửi biểu", "x",
+                                            [("dk.xlsx", form, XLSX)], message_id="<sg1@x>"))
+    intake.deliver(samplemail.gmail_message("nguoi.la@yahoo.com", DISTRICT, "Hỏi thăm", "x", message_id="<sg2@x>"))
+    intake.poll()
+    got = {i.sender: (i.suggested_unit_id, i.suggested_why) for i in review.queue(intake.ctx)}
+    assert got["giaovien.aimo@yahoo.com"][0] == "th014" and "dk.xlsx" in got["giaovien.aimo@yahoo.com"][1]
+    assert got["nguoi.la@yahoo.com"] == (None, None)
+
+
+def test_suggest_unit_ignores_accents_case_and_abbreviations_but_not_other_schools() -> None:
+    from pipeline.units import parse_units
+    from conftest import UNITS_CSV
+
+    units = parse_units(UNITS_CSV.encode("utf-8"), "units.csv").units
+
+    def best(text: str) -> str | None:
+        hit = review.suggest_unit(units, [(text, "x")])
+        return hit[0] if hit else None
+
+    assert best("ĐƠN VỊ: CĐCS Trường TH Ái Mộ") == "th014"
+    assert best("cong doan truong tieu hoc ai mo") == "th014"
+    assert best("Cty CP May Đức Giang") == "dn027"
+    assert best("CĐCS UBND quận Long Biên") == "cq001"
+    assert best("Trường THCS Ái Mộ") is None
+    assert best("Biểu đăng ký") is None

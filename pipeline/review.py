@@ -445,7 +445,16 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
             raise _already(f"Tài liệu #{document_id}", d.state)
         msg_row = _message_or_fail(c, d.message_pk)
         ob = deadlines.obligation_for(kind, period, ctx.obligations)
-        on_time = deadlines.is_on_time(ob, from_iso(d.received_at)) if ob is not None and ob.enabled else None
+        on_time = None
+        if ob is not None and ob.enabled:
+            counted = from_iso(d.received_at)
+            if ctx.cfg.keep_first_attempt_date:  # a correction keeps the date of the unit's first attempt
+                period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
+                first = c.execute(sa.select(sa.func.min(documents.c.received_at)).where(
+                    documents.c.unit_id == d.unit_id, documents.c.kind == kind, period_cond)).scalar()
+                if first:
+                    counted = min(counted, from_iso(first))
+            on_time = deadlines.is_on_time(ob, counted)
         before = _doc_before(c, d)
         won = c.execute(documents.update().where(documents.c.id == document_id, documents.c.state == "needs_review")
                         .values(state="accepted", kind=kind, period=period, on_time=on_time,

@@ -20,8 +20,67 @@ import yaml
 from pipeline.errors import ConfigError
 
 SECURITY = ("ssl", "starttls", "plain")
+AUTH = ("password", "xoauth2")
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ADDR = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+def _env_secret(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        raise ConfigError(f"biến môi trường {name} chưa được đặt ({what}); environment variable {name} is not set")
+    return value.strip()
+
+
+def _check_secret_file(path: Path) -> str | None:
+    """Why ``path`` cannot hold a secret (missing, not a file, readable by others, inside the repo); None if fine."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"không đọc được tệp {path}: {exc.strerror or exc}"
+    if not path.is_file():
+        return f"{path} không phải là tệp"
+    if st.st_mode & 0o077:
+        return (f"tệp {path} đang có quyền {st.st_mode & 0o777:o}: người khác đọc được; "
+                f"chạy `chmod 600 {path}` / the file must be readable by its owner only")
+    root = Path(__file__).resolve().parent.parent
+    if path.resolve().is_relative_to(root):
+        return (f"tệp {path} nằm trong thư mục mã nguồn {root}; đặt nó ngoài repo, ví dụ "
+                "/etc/intake/refresh-token / keep it outside the repository")
+    return None
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    """OAuth 2 (XOAUTH2) for Gmail: the client id is in the file; secrets only in the environment or a 600 file."""
+
+    client_id: str
+    client_secret_env: str
+    refresh_token_env: str | None = None
+    refresh_token_file: Path | None = None
+    token_uri: str = GOOGLE_TOKEN_URI
+
+    def client_secret(self) -> str:
+        return _env_secret(self.client_secret_env, "client secret của ứng dụng OAuth")
+
+    def refresh_token(self) -> str:
+        if self.refresh_token_env:
+            return _env_secret(self.refresh_token_env, "refresh token OAuth")
+        assert self.refresh_token_file is not None
+        problem = _check_secret_file(self.refresh_token_file)
+        if problem:
+            raise ConfigError(f"refresh token OAuth: {problem}")
+        value = self.refresh_token_file.read_text(encoding="utf-8").strip()
+        if not value:
+            raise ConfigError(f"refresh token OAuth: tệp {self.refresh_token_file} rỗng")
+        return value
+
+    def secret_source(self) -> str:
+        """Where the refresh token lives, for messages (never the token itself)."""
+        if self.refresh_token_env:
+            return f"biến môi trường {self.refresh_token_env}"
+        return f"tệp {self.refresh_token_file}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +92,8 @@ class ServerConfig:
     password_env: str | None
     timeout: float
     ca_file: Path | None  # extra CA bundle to trust (e.g. a private server); system CAs otherwise
+    auth: str = "password"           # password (an app password from password_env) | xoauth2
+    oauth: OAuthConfig | None = None  # set when auth is xoauth2
 
     def password(self) -> str | None:
         """The password from the environment; None when no password_env is configured."""
@@ -210,7 +271,46 @@ class _Reader:
                 raise self.fail(str(key), f"khoá không được hỗ trợ / unknown key (cho phép: {', '.join(sorted(allowed))})")
 
 
-_SERVER_KEYS = {"host", "port", "security", "username", "password_env", "timeout", "ca_file"}
+_SERVER_KEYS = {"host", "port", "security", "username", "password_env", "timeout", "ca_file", "auth", "oauth"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _oauth(r: _Reader, base: Path) -> OAuthConfig:
+    for key in ("client_secret", "refresh_token", "access_token"):
+        if key in r.data:
+            raise r.fail(key, f"không ghi bí mật vào config; đặt nó trong biến môi trường mà {key}_env nêu tên "
+                              f"/ never put a secret in config, use {key}_env")
+    r.check_keys({"client_id", "client_secret_env", "refresh_token_env", "refresh_token_file", "token_uri"})
+    client_id = r.str("client_id")
+    assert client_id is not None
+    envs: dict[str, str | None] = {}
+    for key in ("client_secret_env", "refresh_token_env"):
+        envs[key] = r.str(key, required=key == "client_secret_env")
+        if envs[key] and not _ENV_NAME.fullmatch(envs[key] or ""):
+            raise r.fail(key, f"phải là tên biến môi trường, đang là {envs[key]!r}")
+    token_file: Path | None = None
+    if r.str("refresh_token_file", required=False):
+        token_file = r.path("refresh_token_file", base)
+    if (envs["refresh_token_env"] is None) == (token_file is None):
+        raise r.fail("refresh_token_env", "cần đúng một trong refresh_token_env hoặc refresh_token_file "
+                                          "/ exactly one of refresh_token_env, refresh_token_file")
+    if token_file is not None:
+        problem = _check_secret_file(token_file)
+        if problem:
+            raise r.fail("refresh_token_file", problem)
+    from urllib.parse import urlsplit
+
+    token_uri = r.str("token_uri", GOOGLE_TOKEN_URI)
+    assert token_uri is not None
+    parts = urlsplit(token_uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise r.fail("token_uri", f"phải là địa chỉ https://…, đang là {token_uri!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise r.fail("token_uri", f"http (không mã hoá) chỉ được phép với máy loopback, còn {parts.hostname!r} "
+                                  "thì không; dùng https / plain http is only allowed for a loopback host")
+    return OAuthConfig(client_id=client_id, client_secret_env=envs["client_secret_env"] or "",
+                       refresh_token_env=envs["refresh_token_env"], refresh_token_file=token_file,
+                       token_uri=token_uri)
 
 
 def _server(r: _Reader, base: Path, default_port: dict[str, int]) -> dict[str, Any]:
@@ -225,7 +325,7 @@ def _server(r: _Reader, base: Path, default_port: dict[str, int]) -> dict[str, A
             "dùng ssl hoặc starttls / plain is only allowed for a loopback host",
         )
     password_env = r.str("password_env", required=False)
-    if password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
+    if password_env and not _ENV_NAME.fullmatch(password_env):
         raise r.fail("password_env", f"phải là tên biến môi trường, đang là {password_env!r}")
     if "password" in r.data:
         raise r.fail("password", "không ghi mật khẩu vào config; đặt nó trong biến môi trường mà password_env nêu tên")
@@ -238,6 +338,17 @@ def _server(r: _Reader, base: Path, default_port: dict[str, int]) -> dict[str, A
     timeout = r.data.get("timeout", 60)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
         raise r.fail("timeout", f"phải là số giây trong khoảng (0, 600], đang là {timeout!r}")
+    auth = r.choice("auth", AUTH, "password")
+    oauth = None
+    if auth == "xoauth2":
+        if not r.str("username", required=False):
+            raise r.fail("username", "auth: xoauth2 cần username (địa chỉ Gmail) / xoauth2 needs the username")
+        if password_env:
+            raise r.fail("password_env", "auth: xoauth2 không dùng mật khẩu; bỏ password_env "
+                                         "/ password_env and auth: xoauth2 exclude each other")
+        oauth = _oauth(r.sub("oauth"), base)
+    elif "oauth" in r.data:
+        raise r.fail("oauth", "chỉ dùng khi auth: xoauth2 / only with auth: xoauth2")
     return dict(
         host=host,
         port=port,
@@ -246,6 +357,8 @@ def _server(r: _Reader, base: Path, default_port: dict[str, int]) -> dict[str, A
         password_env=password_env,
         timeout=float(timeout),
         ca_file=ca_path,
+        auth=auth,
+        oauth=oauth,
     )
 
 

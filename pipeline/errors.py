@@ -4,12 +4,23 @@
     ├── ConfigError                  config.yaml, units file or rules/*.yaml is invalid (names file and key)
     ├── TemporaryError               worth retrying on the next pass
     │   ├── MailboxUnavailable       IMAP connect/login/network failure or timeout
+    │   │   └── MailboxAccessRefused   (also AccessRefused) Gmail refused the login: wrong app password,
+    │   │                              IMAP disabled, refresh token revoked
     │   ├── SmtpUnavailable          SMTP connect/network failure or 4xx reply
+    │   │   └── SmtpAccessRefused      (also AccessRefused) the SMTP login was refused
+    │   ├── OAuthUnavailable         the OAuth token endpoint cannot be reached, times out or answers 5xx
     │   └── StoreBusy                database locked / unavailable
     └── PermanentError               retrying will not help
+        ├── AccessRefused            a person must act (new app password, enable IMAP, new refresh token)
+        │   └── OAuthRefused           the token endpoint refused the refresh token or the client
         ├── MessageParseError        the raw message cannot be parsed at all
         ├── SmtpRejected             SMTP 5xx for a recipient or the message
         └── AnotherWorkerRunning     a second worker on the same database
+
+A refused login is both: permanent for the person reading it (retrying with the same secret will not
+help, so the message says what to do), yet a pass treats it like an unreachable server -- recorded,
+shown by ``status``, alerted on by the worker, the outbox kept for later -- and it is tried again
+once the secret changes (see mailbox.py).
 """
 from __future__ import annotations
 
@@ -34,12 +45,32 @@ class SmtpUnavailable(TemporaryError):
     """Raised by notify.py when the SMTP server cannot be reached or answers 4xx."""
 
 
+class OAuthUnavailable(TemporaryError):
+    """Raised by oauth.py when the token endpoint cannot be reached, times out or answers 5xx/429."""
+
+
 class StoreBusy(TemporaryError):
     """Raised by store.py when the database is locked or unreachable."""
 
 
 class PermanentError(IntakeError):
     """Raised for failures that retrying will not cure."""
+
+
+class AccessRefused(PermanentError):
+    """A server refused our credentials or access; the message says what a person has to do."""
+
+
+class OAuthRefused(AccessRefused):
+    """Raised by oauth.py when the token endpoint refuses the refresh token or the OAuth client."""
+
+
+class MailboxAccessRefused(MailboxUnavailable, AccessRefused):
+    """Raised by mailbox.py when the IMAP login is refused (wrong app password, IMAP disabled, ...)."""
+
+
+class SmtpAccessRefused(SmtpUnavailable, AccessRefused):
+    """Raised by notify.py when the SMTP login is refused; outbox items wait rather than fail."""
 
 
 class MessageParseError(PermanentError):

@@ -1,14 +1,24 @@
-"""The IMAP session: UID bookkeeping helpers and batched fetches.
+"""The IMAP session: UID bookkeeping helpers and batched fetches; Gmail's refusals in plain Vietnamese.
 
-Every IMAP, TLS and socket error is translated here, once, into MailboxUnavailable; nothing above this
-module knows imapclient. The mailbox is opened read-only unless config asks for processed mail to be
-marked or moved, and messages are fetched with BODY.PEEK[] so staff still see them unread in Gmail.
+Every IMAP, TLS and socket error is translated here, once, into MailboxUnavailable (or its
+MailboxAccessRefused when a person must act); nothing above this module knows imapclient. The mailbox is
+opened read-only unless config asks for processed mail to be marked or moved, and messages are fetched
+with BODY.PEEK[] so staff still see them unread in Gmail.
+
+Login is LOGIN with an app password (``auth: password``) or AUTHENTICATE XOAUTH2 with an access token
+from oauth.py (``auth: xoauth2``). :data:`REFUSALS` is the one table of Gmail's usual refusals (IMAP and
+SMTP replies) and what to do about each; notify.py uses it too. A password Gmail refused is not offered
+again for :data:`HOLD_OFF` seconds unless it changes: repeated bad logins make Google lock the account.
 """
 from __future__ import annotations
 
+import hashlib
 import imaplib
+import re
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
@@ -16,10 +26,144 @@ from typing import Iterable, Iterator, Sequence
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from pipeline.config import MailboxConfig
-from pipeline.errors import MailboxUnavailable
+from pipeline import oauth
+from pipeline.config import MailboxConfig, ServerConfig
+from pipeline.errors import MailboxAccessRefused, MailboxUnavailable, OAuthRefused, OAuthUnavailable
 
 _NET_ERRORS = (IMAPClientError, imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError, ssl.SSLError, socket.timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# Gmail's usual refusals
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str
+    permanent: bool     # a person must act; retrying with the same settings will not help
+    advice: str         # what happened and what to do; may use {user}, {host}, {secret}
+    oauth_advice: str | None = None  # instead of advice when the login was XOAUTH2
+
+
+APP_PASSWORD_STEPS = (
+    "tạo mật khẩu ứng dụng mới: Tài khoản Google (myaccount.google.com) → Bảo mật → Xác minh 2 bước "
+    "(phải đang bật) → Mật khẩu ứng dụng → đặt tên \"intake\" → Tạo; chép 16 chữ cái đó vào {secret} "
+    "rồi khởi động lại dịch vụ")
+ENABLE_IMAP_STEPS = (
+    "vào Gmail trên web bằng tài khoản {user} → Cài đặt (bánh răng) → Xem tất cả chế độ cài đặt → "
+    "Chuyển tiếp và POP/IMAP → Truy cập IMAP: Bật IMAP → Lưu thay đổi "
+    "(Settings → See all settings → Forwarding and POP/IMAP → Enable IMAP)")
+NEW_REFRESH_TOKEN = ('lấy lại refresh token (README, mục "Kết nối với Gmail thật", phần OAuth 2) '
+                     "và thay vào {secret}")
+
+# First match wins (case-insensitive substrings of the server's reply): specific before generic.
+REFUSALS: tuple[tuple[tuple[str, ...], Refusal], ...] = (
+    (("Too many simultaneous connections", "Too many connections", "Maximum number of connections"),
+     Refusal("too_many_connections", False,
+             "Gmail từ chối vì đang có quá nhiều kết nối IMAP cùng lúc tới hộp thư {user} (Gmail cho tối đa 15): "
+             "đóng bớt các chương trình thư, điện thoại hay máy khác đang mở hộp thư này bằng IMAP; "
+             "hệ thống tự thử lại ở lượt sau")),
+    (("Too many login attempts", "Too many login failures"),
+     Refusal("too_many_logins", False,
+             "Gmail tạm chặn đăng nhập của {user} vì có quá nhiều lần đăng nhập; hệ thống tự thử lại sau. "
+             "Nếu lỗi kéo dài, kiểm tra mật khẩu ứng dụng trong {secret}")),
+    (("not enabled for IMAP use", "IMAP access is disabled"),
+     Refusal("imap_disabled", True, "IMAP đang tắt cho hộp thư {user}. Bật IMAP: " + ENABLE_IMAP_STEPS)),
+    (("Application-specific password required", "InvalidSecondFactor"),
+     Refusal("app_password_required", True,
+             "Gmail đòi mật khẩu ứng dụng cho {user}, không nhận mật khẩu đăng nhập Google thông thường: "
+             + APP_PASSWORD_STEPS)),
+    (("Please log in via your web browser", "WebLoginRequired"),
+     Refusal("web_login", True,
+             "Google chặn lần đăng nhập này của {user} và đòi đăng nhập qua trình duyệt: mở "
+             "https://accounts.google.com bằng tài khoản đó, xác nhận cảnh báo bảo mật (\"Đúng, đó là tôi\") "
+             "nếu có; kiểm tra IMAP đã bật (" + ENABLE_IMAP_STEPS + ") và đang dùng mật khẩu ứng dụng")),
+    (("[AUTHENTICATIONFAILED]", "Invalid credentials", "Username and Password not accepted", "BadCredentials",
+      "5.7.8 "),
+     Refusal("wrong_password", True,
+             "Gmail không chấp nhận mật khẩu của {user} (sai mật khẩu ứng dụng, hoặc nó đã bị thu hồi khi đổi "
+             "mật khẩu Google): " + APP_PASSWORD_STEPS,
+             oauth_advice="Gmail không chấp nhận mã truy cập OAuth của {user}: refresh token phải được cấp cho "
+                          "chính tài khoản {user} với phạm vi https://mail.google.com/; " + NEW_REFRESH_TOKEN)),
+    (("Daily user sending quota exceeded", "Daily user sending limit exceeded"),
+     Refusal("sending_limit", False,
+             "Gmail đã hết hạn mức gửi thư trong ngày của {user}; thư còn lại nằm chờ trong hàng đợi và tự gửi "
+             "khi hạn mức mở lại (sau tối đa 24 giờ)")),
+    (("[UNAVAILABLE]", "System Error", "Temporary System Problem", "Try again later"),
+     Refusal("unavailable", False, "máy chủ {host} tạm thời không phục vụ; hệ thống tự thử lại ở lượt sau")),
+)
+_CREDENTIALS = {"wrong_password", "app_password_required"}
+HOLD_OFF = 30 * 60.0
+
+
+def match_refusal(reply: str) -> Refusal | None:
+    """The known refusal ``reply`` is, if any."""
+    low = reply.lower()
+    for needles, refusal in REFUSALS:
+        if any(n.lower() in low for n in needles):
+            return refusal
+    return None
+
+
+def refusal_of(kind: str) -> Refusal:
+    return next(r for _needles, r in REFUSALS if r.kind == kind)
+
+
+def secret_source(cfg: ServerConfig) -> str:
+    """Where the secret comes from, for messages (never the secret)."""
+    if cfg.auth == "xoauth2" and cfg.oauth is not None:
+        return cfg.oauth.secret_source()
+    return f"biến môi trường {cfg.password_env}" if cfg.password_env else "biến môi trường password_env"
+
+
+def describe_refusal(refusal: Refusal, cfg: ServerConfig, service: str, reply: str) -> str:
+    advice = refusal.oauth_advice if cfg.auth == "xoauth2" and refusal.oauth_advice else refusal.advice
+    text = advice.format(user=cfg.username or "", host=cfg.host, secret=secret_source(cfg))
+    return f"{service} {cfg.username or ''}@{cfg.host}: {text} (máy chủ trả lời: {reply})"
+
+
+def reply_text(exc: BaseException) -> str:
+    """The server's words from an imapclient/imaplib error (they come as ``b'...'``)."""
+    text = str(exc) or exc.__class__.__name__
+    m = re.fullmatch(r"""b(['"])(.*)\1""", text, re.S)
+    return (m.group(2) if m else text).strip()
+
+
+class _RefusedLogins:
+    """Logins Gmail refused, by server, user and a digest of the secret (kept in memory only)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int, str, str], tuple[float, float, str]] = {}
+
+    @staticmethod
+    def key(cfg: ServerConfig, secret: str) -> tuple[str, int, str, str]:
+        return cfg.host, cfg.port, cfg.username or "", hashlib.sha256(secret.encode()).hexdigest()
+
+    def note(self, key: tuple[str, int, str, str], message: str) -> None:
+        with self._lock:
+            self._seen[key] = (time.monotonic(), time.time(), message)
+
+    def check(self, key: tuple[str, int, str, str]) -> str | None:
+        """The earlier refusal's message while the hold-off lasts, else None."""
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is None:
+                return None
+            if time.monotonic() - seen[0] >= HOLD_OFF:
+                del self._seen[key]
+                return None
+        when = datetime.fromtimestamp(seen[1]).strftime("%H:%M")
+        again = datetime.fromtimestamp(seen[1] + HOLD_OFF).strftime("%H:%M")
+        return (f"{seen[2]} — chưa đăng nhập lại: Gmail đã từ chối đúng mật khẩu này lúc {when}; thử lại từ "
+                f"{again}, hoặc ngay khi mật khẩu được thay (đăng nhập sai nhiều lần làm Google khoá tài khoản)")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+refused_logins = _RefusedLogins()
 
 
 @dataclass(frozen=True)
@@ -38,18 +182,42 @@ def tls_context(cafile: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
-def _friendly(exc: BaseException, cfg: MailboxConfig) -> str:
-    text = str(exc) or exc.__class__.__name__
-    if isinstance(exc, LoginError) or "AUTHENTICATIONFAILED" in text or "Invalid credentials" in text:
-        return (f"đăng nhập IMAP {cfg.username}@{cfg.host} bị từ chối ({text}); với Gmail hãy dùng mật khẩu ứng dụng "
-                "(App Password) và bật IMAP trong cài đặt Gmail")
+def _translate(exc: BaseException, cfg: MailboxConfig) -> MailboxUnavailable:
+    """Our error for an imapclient/imaplib/socket/TLS failure, with what to do in Vietnamese."""
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"máy chủ IMAP {cfg.host}:{cfg.port} không trả lời sau {cfg.timeout:g} giây"
+        return MailboxUnavailable(f"máy chủ IMAP {cfg.host}:{cfg.port} không trả lời sau {cfg.timeout:g} giây")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"chứng chỉ TLS của {cfg.host} không hợp lệ: {exc.verify_message}"
-    if "Too many simultaneous connections" in text:
-        return f"Gmail từ chối: quá nhiều kết nối IMAP đồng thời ({text})"
-    return f"lỗi IMAP với {cfg.host}:{cfg.port}: {text}"
+        return MailboxUnavailable(f"chứng chỉ TLS của {cfg.host} không hợp lệ: {exc.verify_message}")
+    text = reply_text(exc)
+    refusal = match_refusal(text)
+    if refusal is None and isinstance(exc, LoginError):
+        refusal = refusal_of("wrong_password")  # any other NO to LOGIN
+    if refusal is None:
+        return MailboxUnavailable(f"lỗi IMAP với {cfg.host}:{cfg.port}: {text}")
+    message = describe_refusal(refusal, cfg, "IMAP", text)
+    return MailboxAccessRefused(message) if refusal.permanent else MailboxUnavailable(message)
+
+
+def oauth_access_token(cfg: ServerConfig, service: str, refused: type[Exception],
+                  unavailable: type[Exception]) -> str:
+    """An OAuth access token for cfg (XOAUTH2), its failures as the caller's own errors."""
+    assert cfg.oauth is not None and cfg.username
+    try:
+        return oauth.access_token(cfg.oauth, user=cfg.username, ca_file=cfg.ca_file, timeout=cfg.timeout)
+    except OAuthRefused as exc:
+        raise refused(f"{service} {cfg.username}@{cfg.host}: {exc}") from exc
+    except OAuthUnavailable as exc:
+        raise unavailable(f"{service} {cfg.username}@{cfg.host}: {exc}") from exc
+
+
+def _close_quietly(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except _NET_ERRORS:
+        try:
+            client.shutdown()
+        except _NET_ERRORS:
+            pass
 
 
 class Mailbox:
@@ -63,7 +231,13 @@ class Mailbox:
 
     def __enter__(self) -> Mailbox:
         cfg = self.cfg
-        password = cfg.password()
+        password = cfg.password() if cfg.auth == "password" else None
+        held = None
+        if password is not None and cfg.username:
+            held_key = refused_logins.key(cfg, password)
+            held = refused_logins.check(held_key)
+            if held:
+                raise MailboxAccessRefused(held)
         try:
             # loading the system CA store costs ~25 ms: only when TLS is used
             ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None) if cfg.security != "plain" else None
@@ -74,23 +248,45 @@ class Mailbox:
                 if cfg.security == "starttls":
                     client.starttls(ctx)
             client.normalise_times = False
-            if cfg.username:
-                client.login(cfg.username, password or "")
-            self.gmail = b"X-GM-EXT-1" in client.capabilities()
+            try:
+                self._login(client, password)
+                self.gmail = b"X-GM-EXT-1" in client.capabilities()
+            except BaseException:
+                _close_quietly(client)
+                raise
         except _NET_ERRORS as exc:
-            raise MailboxUnavailable(_friendly(exc, cfg)) from exc
+            error = _translate(exc, cfg)
+            refusal = match_refusal(reply_text(exc))
+            if (password is not None and cfg.username and isinstance(error, MailboxAccessRefused)
+                    and (refusal is None or refusal.kind in _CREDENTIALS)):
+                refused_logins.note(refused_logins.key(cfg, password), str(error))
+            raise error from exc
         self.client = client
         return self
 
+    def _login(self, client: IMAPClient, password: str | None) -> None:
+        cfg = self.cfg
+        if not cfg.username:
+            return
+        if cfg.auth != "xoauth2":
+            client.login(cfg.username, password or "")
+            return
+        for attempt in (1, 2):
+            token = oauth_access_token(cfg, "IMAP", MailboxAccessRefused, MailboxUnavailable)
+            try:
+                client.oauth2_login(cfg.username, token)
+                return
+            except LoginError as exc:
+                refusal = match_refusal(reply_text(exc))
+                if attempt == 2 or (refusal is not None and refusal.kind != "wrong_password"):
+                    raise
+                # The cached token may have been revoked or expired early: one more try with a new one.
+                assert cfg.oauth is not None
+                oauth.forget(cfg.oauth)
+
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
-            try:
-                self.client.logout()
-            except _NET_ERRORS:
-                try:
-                    self.client.shutdown()
-                except _NET_ERRORS:
-                    pass
+            _close_quietly(self.client)
             self.client = None
 
     def _c(self) -> IMAPClient:
@@ -103,7 +299,7 @@ class Mailbox:
         try:
             info = self._c().select_folder(folder, readonly=self.readonly)
         except _NET_ERRORS as exc:
-            raise MailboxUnavailable(_friendly(exc, self.cfg)) from exc
+            raise _translate(exc, self.cfg) from exc
         value = info.get(b"UIDVALIDITY")
         if value is None:
             raise MailboxUnavailable(f"máy chủ không cho biết UIDVALIDITY của thư mục {folder}")
@@ -117,7 +313,7 @@ class Mailbox:
         try:
             uids = self._c().search(["UID", f"{last_uid + 1}:*"])
         except _NET_ERRORS as exc:
-            raise MailboxUnavailable(_friendly(exc, self.cfg)) from exc
+            raise _translate(exc, self.cfg) from exc
         return sorted(int(u) for u in uids if int(u) > last_uid)
 
     def fetch(self, uids: Sequence[int]) -> Iterator[Fetched]:
@@ -130,7 +326,7 @@ class Mailbox:
         try:
             data = self._c().fetch(list(uids), items)
         except _NET_ERRORS as exc:
-            raise MailboxUnavailable(_friendly(exc, self.cfg)) from exc
+            raise _translate(exc, self.cfg) from exc
         out: list[Fetched] = []
         for uid in sorted(data):
             d = data[uid]
@@ -161,4 +357,4 @@ class Mailbox:
                 c.move(uids, self.cfg.processed_folder) if c.has_capability("MOVE") else (
                     c.copy(uids, self.cfg.processed_folder), c.delete_messages(uids, silent=True), c.expunge(uids))
         except _NET_ERRORS as exc:
-            raise MailboxUnavailable(_friendly(exc, self.cfg)) from exc
+            raise _translate(exc, self.cfg) from exc

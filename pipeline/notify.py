@@ -21,9 +21,11 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import jinja2
 
+from pipeline import oauth
 from pipeline.config import SmtpConfig
-from pipeline.errors import SmtpRejected, SmtpUnavailable
-from pipeline.mailbox import tls_context
+from pipeline.errors import SmtpAccessRefused, SmtpRejected, SmtpUnavailable
+from pipeline.mailbox import (describe_refusal, match_refusal, oauth_access_token, refusal_of, refused_logins,
+                              tls_context)
 from pipeline.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,17 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _smtp_reply(code: int, text: bytes | str) -> str:
+    words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} " + " ".join(words.split())
+
+
 class SmtpTransport:
-    """One SMTP connection, opened lazily; errors translated into ours."""
+    """One SMTP connection, opened lazily; errors translated into ours (Gmail's refusals via mailbox.REFUSALS).
+
+    A refused login is SmtpAccessRefused, a kind of SmtpUnavailable: the outbox keeps the mail for later
+    instead of failing it, and the message says what to fix. ``auth: xoauth2`` logs in with AUTH XOAUTH2.
+    """
 
     def __init__(self, cfg: SmtpConfig) -> None:
         self.cfg = cfg
@@ -91,22 +102,81 @@ class SmtpTransport:
 
     def _open(self) -> smtplib.SMTP:
         cfg = self.cfg
+        password = cfg.password() if cfg.auth == "password" and cfg.username and cfg.password_env else None
+        if password is not None:
+            held = refused_logins.check(refused_logins.key(cfg, password))
+            if held:
+                raise SmtpAccessRefused(held)
+        conn: smtplib.SMTP | None = None
         try:
             ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
-            conn: smtplib.SMTP
             if cfg.security == "ssl":
                 conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=ctx)
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
                 if cfg.security == "starttls":
                     conn.starttls(context=ctx)
-            if cfg.username and cfg.password_env:
-                conn.login(cfg.username, cfg.password() or "")
+            if cfg.auth == "xoauth2" and cfg.username:
+                self._xoauth2(conn)
+            elif password is not None:
+                conn.login(cfg.username or "", password)
         except smtplib.SMTPAuthenticationError as exc:
-            raise SmtpUnavailable(f"đăng nhập SMTP bị từ chối ({exc.smtp_code}); kiểm tra mật khẩu ứng dụng") from exc
+            _quit_quietly(conn)
+            error = self._login_refused(exc.smtp_code, exc.smtp_error)
+            if password is not None and isinstance(error, SmtpAccessRefused):
+                refusal = match_refusal(_smtp_reply(exc.smtp_code, exc.smtp_error))
+                if refusal is None or refusal.kind in ("wrong_password", "app_password_required"):
+                    refused_logins.note(refused_logins.key(cfg, password), str(error))
+            raise error from exc
+        except (SmtpUnavailable, SmtpRejected):
+            _quit_quietly(conn)
+            raise
         except (smtplib.SMTPException, OSError, ssl.SSLError, socket.timeout) as exc:
+            _quit_quietly(conn)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise SmtpUnavailable(f"chứng chỉ TLS của {cfg.host} không hợp lệ: {exc.verify_message}") from exc
+            if isinstance(exc, smtplib.SMTPResponseException):
+                reply = _smtp_reply(exc.smtp_code, exc.smtp_error)
+                refusal = match_refusal(reply)
+                if refusal is not None:
+                    raise SmtpUnavailable(describe_refusal(refusal, cfg, "SMTP", reply)) from exc
             raise SmtpUnavailable(f"không kết nối được SMTP {cfg.host}:{cfg.port}: {exc}") from exc
         return conn
+
+    def _login_refused(self, code: int, text: bytes | str) -> SmtpUnavailable:
+        cfg = self.cfg
+        reply = _smtp_reply(code, text)
+        refusal = match_refusal(reply)
+        if refusal is None and 500 <= code < 600:
+            refusal = refusal_of("wrong_password")  # any other 5xx to AUTH
+        if refusal is None:
+            return SmtpUnavailable(f"đăng nhập SMTP {cfg.username}@{cfg.host} tạm thời bị từ chối ({reply}); "
+                                   "sẽ thử lại sau")
+        message = describe_refusal(refusal, cfg, "SMTP", reply)
+        return SmtpAccessRefused(message) if refusal.permanent else SmtpUnavailable(message)
+
+    def _xoauth2(self, conn: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 with the access token; one retry with a new token if the cached one is refused."""
+        cfg = self.cfg
+        assert cfg.username and cfg.oauth is not None
+        conn.ehlo_or_helo_if_needed()
+        offered = conn.esmtp_features.get("auth", "").upper().split()
+        if "XOAUTH2" not in offered:
+            raise SmtpAccessRefused(f"SMTP {cfg.host}:{cfg.port} không nhận đăng nhập XOAUTH2 (chỉ có: "
+                                    f"{' '.join(offered) or 'không có AUTH'}); với Gmail dùng smtp.gmail.com")
+        for attempt in (1, 2):
+            token = oauth_access_token(cfg, "SMTP", SmtpAccessRefused, SmtpUnavailable)
+            initial = oauth.xoauth2_string(cfg.username, token)
+            # On failure Gmail sends a 334 challenge (base64 JSON with the reason) and waits for an empty line.
+            try:
+                conn.auth("XOAUTH2", lambda challenge=None: initial if challenge is None else "",
+                          initial_response_ok=True)
+                return
+            except smtplib.SMTPAuthenticationError as exc:
+                refusal = match_refusal(_smtp_reply(exc.smtp_code, exc.smtp_error))
+                if attempt == 2 or exc.smtp_code < 500 or (refusal is not None and refusal.kind != "wrong_password"):
+                    raise
+                oauth.forget(cfg.oauth)
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
         if self.conn is None:
@@ -115,11 +185,22 @@ class SmtpTransport:
             refused = self.conn.sendmail(parseaddr(sender)[1], list(recipients), raw)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {r: c for r, (c, _m) in exc.recipients.items()}
+            for code, text in exc.recipients.values():
+                reply = _smtp_reply(code, text)
+                refusal = match_refusal(reply)
+                if refusal is not None and not refusal.permanent:
+                    self.close()
+                    raise SmtpUnavailable(describe_refusal(refusal, self.cfg, "SMTP", reply)) from exc
             if all(400 <= c < 500 for c in codes.values()):
                 raise SmtpUnavailable(f"SMTP tạm từ chối người nhận: {codes}") from exc
             raise SmtpRejected(f"SMTP từ chối người nhận: {codes}") from exc
         except smtplib.SMTPResponseException as exc:
             self.close()
+            reply = _smtp_reply(exc.smtp_code, exc.smtp_error)
+            refusal = match_refusal(reply)
+            if refusal is not None and not refusal.permanent:
+                # e.g. Gmail's daily sending limit: the mail waits in the outbox instead of failing
+                raise SmtpUnavailable(describe_refusal(refusal, self.cfg, "SMTP", reply)) from exc
             if 400 <= exc.smtp_code < 500:
                 raise SmtpUnavailable(f"SMTP tạm thời lỗi {exc.smtp_code}: {exc.smtp_error!r}") from exc
             raise SmtpRejected(f"SMTP từ chối {exc.smtp_code}: {exc.smtp_error!r}") from exc
@@ -136,6 +217,14 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 pass
             self.conn = None
+
+
+def _quit_quietly(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
 
 
 RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)

@@ -6,6 +6,8 @@ No pytest in here: ``bench/`` scripts use these classes too.
   ``dovecot -F -c FILE`` with its own config, passwd-file user and Maildir in a temp dir.
 * :class:`SmtpSink` -- an aiosmtpd server in a background thread that records every message,
   and can be told to fail the next DATA commands or refuse a recipient.
+* :class:`OAuthProvider` -- a tiny OAuth 2 token + introspection endpoint (Google-shaped) for XOAUTH2.
+* :class:`RefusingImap` -- a scripted IMAP server that refuses logins with Gmail's exact replies.
 * :func:`make_test_certs` -- a throwaway CA and a server certificate for 127.0.0.1/localhost
   (openssl CLI), so tests can verify TLS against ``ca_path``.
 """
@@ -35,6 +37,8 @@ __all__ = [
     "make_test_certs",
     "free_port",
     "dovecot_available",
+    "OAuthProvider",
+    "RefusingImap",
 ]
 
 INSTALL_HINT = (
@@ -182,14 +186,14 @@ first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:~/Maildir
 mail_fsync = never
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 disable_plaintext_auth = no
 auth_failure_delay = 0
 ssl = {ssl}
-{ssl_files}
+{ssl_files}{oauth_passdb}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  args = scheme=PLAIN username_format=%u {root}/passwd{passwd_mechanisms}
 }}
 userdb {{
   driver = static
@@ -228,11 +232,17 @@ class Dovecot:
     certificate that verifies against ``.ca_path`` for host 127.0.0.1 or localhost.
     Works as root (mail owned by uid 65534, login processes as dovenull) and as an ordinary user
     (everything runs as that user).
+
+    With ``oauth=`` an :class:`OAuthProvider`, XOAUTH2 and OAUTHBEARER are offered too: Dovecot's
+    ``oauth2`` passdb asks the provider's introspection endpoint whether a bearer token is active
+    and whose it is (``email``); PLAIN/LOGIN keep using the passwd-file, so the helpers still work.
     """
 
     def __init__(self, user: str = "district@example.org", password: str = "secret-pw",
                  *, tls: bool = False, host: str = "127.0.0.1", extra_users: dict[str, str] | None = None,
-                 keep_dir: bool = False, start_timeout: float = 15.0) -> None:
+                 keep_dir: bool = False, start_timeout: float = 15.0,
+                 oauth: "OAuthProvider | None" = None) -> None:
+        self.oauth = oauth
         self.host = host
         self.user = user
         self.password = password
@@ -311,6 +321,7 @@ class Dovecot:
             ssl="yes" if self.tls else "no", ssl_files=ssl_files,
             login_user=login_user, internal_user=internal_user, internal_group=internal_group,
             nonroot_chroot="" if os.geteuid() == 0 else "  chroot =\n", uid=self._uid, gid=self._gid,
+            **self._oauth_settings(),
         ))
         os.chmod(self.config_path, 0o644)
         self.proc = subprocess.Popen(
@@ -328,6 +339,28 @@ class Dovecot:
             self.stop()
             raise RuntimeError(f"Dovecot did not start: {exc}\n--- output ---\n{out}") from exc
         return self
+
+    def _oauth_settings(self) -> dict[str, str]:
+        if self.oauth is None:
+            return {"oauth_mechanisms": "", "oauth_passdb": "", "passwd_mechanisms": ""}
+        ext = self.root / "dovecot-oauth2.conf.ext"
+        lines = [f"introspection_url = {self.oauth.introspection_url}",
+                 "introspection_mode = post",
+                 "force_introspection = yes",
+                 "username_attribute = email",
+                 "active_attribute = active",
+                 "active_value = true",
+                 "timeout_msecs = 5000"]
+        if self.oauth.certs is not None:
+            lines.append(f"tls_ca_cert_file = {self.oauth.certs.ca_path}")
+        ext.write_text("\n".join(lines) + "\n")
+        os.chmod(ext, 0o644)
+        return {
+            "oauth_mechanisms": " xoauth2 oauthbearer",
+            "oauth_passdb": ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                             f"  args = {ext}\n}}\n"),
+            "passwd_mechanisms": "\n  mechanisms = plain login",
+        }
 
     def _drain_output(self) -> str:
         text = ""
@@ -542,6 +575,11 @@ class ReceivedMessage:
         return email.message_from_bytes(self.raw, policy=email.policy.default)
 
 
+#: Gmail's answer to a wrong password or access token (two lines, as Gmail sends it).
+GMAIL_535 = ("535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+             "535 5.7.8  https://support.google.com/mail/?p=BadCredentials a1-20020a17090a000100b0000000000000sm1.1 - gsmtp")
+
+
 class _SinkHandler:
     def __init__(self, sink: "SmtpSink") -> None:
         self.sink = sink
@@ -553,8 +591,41 @@ class _SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def auth_XOAUTH2(self, server, args):
+        """AUTH XOAUTH2 as Gmail does it: on failure a 334 challenge with a JSON reason, then 535."""
+        import base64
+        import json
+
+        from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
+
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        fields = dict(p.split("=", 1) for p in blob.decode(errors="replace").split("\x01") if "=" in p)
+        user = fields.get("user", "")
+        auth = fields.get("auth", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        sink = self.sink
+        with sink._cond:
+            sink.bearer_logins.append((user, token))
+            refusal = sink._auth_reply
+        if refusal is None and sink.xoauth2 is not None and sink.xoauth2(user, token):
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), token.encode()))
+        reason = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(reason)   # the client answers with an empty line
+        return AuthResult(success=False, handled=False, message=refusal or GMAIL_535)
+
     async def handle_DATA(self, server, session, envelope):
-        code = self.sink._take_failure()
+        code, reply = self.sink._take_failure_reply()
+        if reply is not None:
+            return reply
         if code is not None:
             return f"{code} {'4.3.0' if code < 500 else '5.3.0'} test sink failing this DATA on purpose"
         login = None
@@ -580,12 +651,15 @@ class SmtpSink:
     ``mode``: ``"plain"`` (default), ``"starttls"`` (STARTTLS offered; ``require_tls=True`` to
     insist), or ``"ssl"`` (implicit TLS). With TLS the cert verifies against ``.ca_path``.
     AUTH PLAIN/LOGIN is offered (also without TLS); with ``username`` set only that
-    username/password is accepted, otherwise any login is.
+    username/password is accepted, otherwise any login is. With ``xoauth2`` (a function of
+    ``(user, bearer_token) -> bool``) AUTH XOAUTH2 is offered too, answering failures the way Gmail
+    does; every XOAUTH2 attempt is kept in ``bearer_logins``. ``refuse_auth(reply)`` makes every
+    AUTH answer ``reply`` (e.g. Gmail's exact 535/534 text).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", mode: str = "plain", require_tls: bool = False,
                  username: str | None = None, password: str | None = None,
-                 auth_required: bool = False) -> None:
+                 auth_required: bool = False, xoauth2=None) -> None:
         if mode not in ("plain", "starttls", "ssl"):
             raise ValueError("mode must be plain, starttls or ssl")
         self.host = host
@@ -599,8 +673,11 @@ class SmtpSink:
         self.certs: TestCerts | None = None
         self._messages: list[ReceivedMessage] = []
         self._cond = threading.Condition()
-        self._fail_queue: list[int] = []
+        self._fail_queue: list[int | str] = []
         self._refused: dict[str, int] = {}
+        self.xoauth2 = xoauth2
+        self.bearer_logins: list[tuple[str, str]] = []
+        self._auth_reply: str | None = None
         self._controller = None
         self._tmp: str | None = None
 
@@ -625,10 +702,23 @@ class SmtpSink:
                 self._cond.wait(left)
             return list(self._messages)
 
-    def fail_next(self, n: int = 1, code: int = 451) -> None:
-        """Make the next ``n`` DATA commands answer ``code`` (451: temporary) instead of 250."""
+    def fail_next(self, n: int = 1, code: int = 451, reply: str | None = None) -> None:
+        """Make the next ``n`` DATA commands answer ``code`` (451: temporary) instead of 250,
+        or exactly ``reply`` when given (e.g. Gmail's ``550 5.4.5 Daily user sending limit exceeded``)."""
         with self._cond:
-            self._fail_queue.extend([code] * n)
+            self._fail_queue.extend([reply if reply is not None else code] * n)
+
+    def refuse_auth(self, reply: str | None) -> None:
+        """Answer every AUTH with ``reply`` (a full SMTP reply, lines joined by CRLF); None: normal again."""
+        with self._cond:
+            self._auth_reply = reply
+
+    def _take_failure_reply(self) -> tuple[int | None, str | None]:
+        with self._cond:
+            if not self._fail_queue:
+                return None, None
+            item = self._fail_queue.pop(0)
+        return (None, item) if isinstance(item, str) else (item, None)
 
     def refuse_rcpt(self, address: str, code: int = 550) -> None:
         """Refuse RCPT TO for ``address`` (case-insensitive) with ``code`` from now on."""
@@ -638,10 +728,6 @@ class SmtpSink:
     def accept_rcpt(self, address: str) -> None:
         with self._cond:
             self._refused.pop(address.lower(), None)
-
-    def _take_failure(self) -> int | None:
-        with self._cond:
-            return self._fail_queue.pop(0) if self._fail_queue else None
 
     def _refused_code(self, address: str) -> int | None:
         with self._cond:
@@ -657,6 +743,10 @@ class SmtpSink:
 
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        with self._cond:
+            refusal = self._auth_reply
+        if refusal is not None:
+            return AuthResult(success=False, handled=False, message=refusal)
         login = auth_data.login.decode(errors="replace")
         password = auth_data.password.decode(errors="replace")
         ok = self.username is None or (login == self.username and password == self.password)
@@ -676,6 +766,8 @@ class SmtpSink:
             auth_required=self.auth_required,
             enable_SMTPUTF8=True,
         )
+        if self.xoauth2 is None:
+            kwargs["auth_exclude_mechanism"] = ["XOAUTH2"]
         ssl_context = None
         if self.mode != "plain":
             self._tmp = tempfile.mkdtemp(prefix="intake-smtp-")
@@ -711,3 +803,291 @@ class SmtpSink:
         if self.mode == "starttls":
             s.starttls(context=self.certs.client_context())
         return s
+
+
+# --------------------------------------------------------------------------------------------
+# OAuth 2 provider
+
+
+class OAuthProvider:
+    """A tiny OAuth 2 provider on loopback (``http.server`` in a thread), shaped like Google's.
+
+    * ``POST /token`` -- the refresh-token grant (form ``grant_type=refresh_token&refresh_token=…
+      &client_id=…&client_secret=…``) answers ``{"access_token", "expires_in", "scope",
+      "token_type": "Bearer"}``; a revoked or unknown refresh token gets Google's
+      ``400 {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}``,
+      a wrong client ``401 {"error": "invalid_client"}``.
+    * ``POST /introspect`` -- RFC 7662 introspection (form ``token=…``) for Dovecot's oauth2 passdb:
+      ``{"active": true, "email": user}`` for a live access token, ``{"active": false}`` otherwise.
+
+    With ``certs`` (a :class:`TestCerts`) it speaks HTTPS with that certificate; clients verify it
+    against ``certs.ca_path``.
+    """
+
+    __test__ = False
+
+    def __init__(self, *, client_id: str = "intake-test.apps.googleusercontent.com",
+                 client_secret: str = "test-client-secret", host: str = "127.0.0.1",
+                 certs: TestCerts | None = None, lifetime: int = 3599) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.host = host
+        self.certs = certs
+        self.lifetime = lifetime
+        self.port = 0
+        self._lock = threading.Lock()
+        self._refresh: dict[str, str] = {}          # refresh token -> user
+        self._access: dict[str, str] = {}           # live access token -> user
+        self._fail_queue: list[int] = []
+        self.token_requests: list[dict[str, str]] = []   # forms received at /token (for assertions)
+        self.introspections = 0
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    # -- state -----------------------------------------------------------------------------
+    def grant(self, user: str) -> str:
+        """A new refresh token for ``user`` (what the one-time consent screen would give)."""
+        import secrets
+
+        token = "1//test-refresh-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._refresh[token] = user
+        return token
+
+    def revoke(self, refresh_token: str) -> None:
+        """Revoke a refresh token and every access token issued so far (as Google does)."""
+        with self._lock:
+            user = self._refresh.pop(refresh_token, None)
+            self._access = {a: u for a, u in self._access.items() if u != user}
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far stops working (the refresh tokens stay good)."""
+        with self._lock:
+            self._access.clear()
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Answer the next ``n`` token requests with HTTP ``status`` (an outage)."""
+        with self._lock:
+            self._fail_queue.extend([status] * n)
+
+    @property
+    def issued(self) -> list[str]:
+        with self._lock:
+            return list(self._access)
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.certs else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def token_uri(self) -> str:
+        return self.base_url + "/token"
+
+    @property
+    def introspection_url(self) -> str:
+        return self.base_url + "/introspect"
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _token(self, form: dict[str, str]) -> tuple[int, dict]:
+        import secrets
+
+        with self._lock:
+            self.token_requests.append(dict(form))
+            if self._fail_queue:
+                return self._fail_queue.pop(0), {"error": "backend_error"}
+            if form.get("grant_type") != "refresh_token":
+                return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
+            if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+                return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+            user = self._refresh.get(form.get("refresh_token", ""))
+            if user is None:
+                return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+            access = "ya29.test-" + secrets.token_urlsafe(32)
+            self._access[access] = user
+        return 200, {"access_token": access, "expires_in": self.lifetime, "scope": "https://mail.google.com/",
+                     "token_type": "Bearer"}
+
+    def _introspect(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self._lock:
+            self.introspections += 1
+            user = self._access.get(form.get("token", ""))
+        if user is None:
+            return 200, {"active": False}
+        return 200, {"active": True, "email": user, "scope": "https://mail.google.com/"}
+
+    def __enter__(self) -> "OAuthProvider":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "OAuthProvider":
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qsl
+
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                if self.path.startswith("/token"):
+                    status, body = provider._token(form)
+                elif self.path.startswith("/introspect"):
+                    status, body = provider._introspect(form)
+                else:
+                    status, body = 404, {"error": "not_found"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        server = ThreadingHTTPServer((self.host, 0), Handler)
+        server.daemon_threads = True
+        if self.certs is not None:
+            server.socket = self.certs.server_context().wrap_socket(server.socket, server_side=True)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+# --------------------------------------------------------------------------------------------
+# An IMAP server that refuses as Gmail does
+
+
+GMAIL_CAPABILITY = ("IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN X-GM-EXT-1 XYZZY SASL-IR "
+                    "AUTH=XOAUTH2 AUTH=PLAIN AUTH=PLAIN-CLIENTTOKEN AUTH=OAUTHBEARER AUTH=XOAUTH")
+
+
+class RefusingImap:
+    """A scripted IMAP server on loopback that greets and refuses every login with a fixed reply.
+
+    It speaks just enough IMAP4rev1 over a real socket for a client to connect, ask CAPABILITY, try
+    LOGIN or AUTHENTICATE XOAUTH2 (answered, as Gmail does, with a ``+`` challenge carrying a JSON
+    reason before the tagged NO), and LOGOUT. ``refusal`` is the text after ``NO`` (e.g. Gmail's
+    ``[AUTHENTICATIONFAILED] Invalid credentials (Failure)``); with ``greeting`` set, that untagged
+    line is sent instead of the usual ``* OK`` (e.g. ``* BYE [UNAVAILABLE] …``) and the connection
+    closed. ``logins`` counts LOGIN/AUTHENTICATE attempts.
+    """
+
+    def __init__(self, refusal: str = "[AUTHENTICATIONFAILED] Invalid credentials (Failure)", *,
+                 greeting: str | None = None, host: str = "127.0.0.1") -> None:
+        self.refusal = refusal
+        self.greeting = greeting
+        self.host = host
+        self.port = 0
+        self.logins = 0
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "RefusingImap":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "RefusingImap":
+        srv = socket.socket()
+        srv.bind((self.host, 0))
+        srv.listen(8)
+        srv.settimeout(0.1)
+        self._sock = srv
+        self.port = srv.getsockname()[1]
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        import base64
+        import json
+
+        conn.settimeout(10)
+        f = conn.makefile("rwb", buffering=0)
+
+        def send(line: str) -> None:
+            f.write(line.encode() + b"\r\n")
+
+        try:
+            if self.greeting is not None:
+                send(self.greeting)
+                return
+            send("* OK Gimap ready for requests from 127.0.0.1 x1mb12345678abc")
+            while not self._stop.is_set():
+                raw = f.readline()
+                if not raw:
+                    return
+                parts = raw.decode(errors="replace").strip().split(" ", 2)
+                if len(parts) < 2:
+                    continue
+                tag, cmd = parts[0], parts[1].upper()
+                if cmd == "CAPABILITY":
+                    send(f"* CAPABILITY {GMAIL_CAPABILITY}")
+                    send(f"{tag} OK Thats all she wrote! x1mb12345678abc")
+                elif cmd == "LOGIN":
+                    with self._lock:
+                        self.logins += 1
+                    send(f"{tag} NO {self.refusal}")
+                elif cmd == "AUTHENTICATE":
+                    with self._lock:
+                        self.logins += 1
+                    args = parts[2].split() if len(parts) > 2 else []
+                    if len(args) < 2:            # no SASL-IR: ask for the initial response
+                        send("+ ")
+                        f.readline()
+                    reason = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+                    send("+ " + base64.b64encode(reason.encode()).decode())
+                    f.readline()
+                    send(f"{tag} NO {self.refusal}")
+                elif cmd == "LOGOUT":
+                    send("* BYE LOGOUT Requested")
+                    send(f"{tag} OK 73 good day (Success)")
+                    return
+                elif cmd == "NOOP":
+                    send(f"{tag} OK Success")
+                else:
+                    send(f"{tag} BAD Unknown command x1mb12345678abc")
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                f.close()
+                conn.close()

@@ -478,6 +478,22 @@ def locked_message(row: Any, cfg: Config) -> str:
     )
 
 
+def start_desk(cfg_path: str | Path) -> Any:
+    """The web desk in a background thread of the worker (desk.enabled); None when it cannot start
+    (e.g. its port is taken): the worker's own jobs matter more, so it runs on without it."""
+    try:
+        from pipeline.desk import DeskServer, create_app
+        from pipeline.worker import Context
+
+        cfg = load_config(cfg_path)
+        server = DeskServer(create_app(Context(cfg)), cfg.desk.host, cfg.desk.port).start()
+    except Exception as exc:
+        log.error("desk not started: %s", exc)
+        return None
+    log.info("desk serving on %s", server.url)
+    return server
+
+
 def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
     """`intake run`: take the lock, run the schedule until SIGTERM/SIGINT, release the lock."""
     cfg = load_config(cfg_path)
@@ -492,6 +508,7 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
     stoppers: list[threading.Thread] = []
     exit_code = 0
     sched = None
+    desk = None
     try:
         sched = build_scheduler(cfg, cfg_path, poll_seconds=poll_seconds)
 
@@ -529,6 +546,8 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
         beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
         beat.start()
+        if cfg.desk.enabled:
+            desk = start_desk(cfg_path)
         for job in sched.get_jobs():
             log.info("job %s: %s", job.id, job.trigger)
         log.info("worker started (time zone %s)", cfg.timezone)
@@ -539,6 +558,11 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
         stop.set()
         beat.join(timeout=5)
     finally:
+        if desk is not None:
+            try:
+                desk.stop()
+            except Exception:  # never keep the lock because the desk would not stop
+                log.exception("desk did not stop cleanly")
         try:
             store.release_lock(LOCK_NAME, holder)
         finally:
@@ -549,5 +573,5 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
 
 __all__ = [
     "run_worker", "run_job", "build_scheduler", "desired_jobs", "persisted_jobs", "check_liveness",
-    "acquire_worker_lock", "locked_message", "job_poll", "job_remind", "job_digest", "job_report_after",
+    "acquire_worker_lock", "locked_message", "job_poll", "job_remind", "job_digest", "job_report_after", "start_desk",
 ]

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: Dovecot (a real IMAP server the integration tests
-# start privately on loopback) and openssl (throwaway test certificates).
+# start privately on loopback), openssl (throwaway test certificates), and Chromium with its
+# chromedriver (the desk's browser tests drive /usr/bin/chromium headless through Selenium;
+# nothing downloads a browser).
 # Idempotent: does nothing when everything is installed; runs `apt-get update` only if needed.
 # Never leaves a system-wide Dovecot running (the tests start their own on free ports).
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-imapd openssl)
+PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver)
 
 installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -30,9 +30,19 @@ UNITS_CSV = (
 )
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def chromium_available() -> bool:
+    """Debian's chromium and chromium-driver, which the desk's browser tests drive (nothing downloads a browser)."""
+    return CHROMIUM.exists() and CHROMEDRIVER.exists()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The suite needs a real IMAP server: install Debian's Dovecot first when it is missing."""
-    if not dovecot_available():
+    """The suite needs a real IMAP server and, for the desk, Chromium: install Debian's packages first
+    when they are missing."""
+    if not dovecot_available() or not chromium_available():
         import subprocess
 
         script = Path(__file__).resolve().parents[1] / "scripts" / "install-system-deps.sh"

@@ -1,0 +1,268 @@
+"""Read-only questions the desk asks of the ledger. Nothing here writes."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Iterable
+
+import sqlalchemy as sa
+
+from pipeline import deadlines
+from pipeline.deadlines import Obligation, ObligationState
+from pipeline.model import DocumentRecord, Unit, period_label
+from pipeline.store import bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox, reminders
+from pipeline.textnorm import fold
+
+if TYPE_CHECKING:
+    from pipeline.worker import Context
+
+STATE_ORDER = ("on_time", "late", "rejected", "missing")
+
+
+def sort_units(units: Iterable[Unit]) -> list[Unit]:
+    """By name as a Vietnamese reader looks for it: diacritics and case ignored, then by id."""
+    return sorted(units, key=lambda u: (fold(u.name), u.unit_id))
+
+
+def search_units(units: Iterable[Unit], query: str) -> list[Unit]:
+    q = fold(query or "")
+    if not q:
+        return sort_units(units)
+    return sort_units(u for u in units
+                      if q in fold(u.name) or q in fold(u.unit_id) or any(q in fold(e) for e in u.emails))
+
+
+def short_title(ob: Obligation) -> str:
+    """A column header for an obligation: 'Đăng ký mô hình', 'Quý I/2022', ..."""
+    if ob.period:
+        label = period_label(ob.period) or ob.period
+        return label[:1].upper() + label[1:]
+    if "registration" in ob.kinds or "summary" in ob.kinds:
+        return "Đăng ký mô hình"
+    if "commendation" in ob.kinds:
+        return "Đề xuất khen thưởng"
+    return ob.title
+
+
+# --------------------------------------------------------------------------- health
+
+
+@dataclass(frozen=True)
+class Health:
+    last_ok: datetime | None
+    failing_since: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    outbox: dict[str, int]
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    worker_heartbeat: datetime | None = None
+
+    @property
+    def backlog(self) -> int:
+        return sum(self.outbox.get(s, 0) for s in ("pending", "sending", "uncertain", "failed"))
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+    def worker_alive(self, now: datetime) -> bool:
+        return self.worker_heartbeat is not None and now - self.worker_heartbeat < timedelta(minutes=5)
+
+
+def health(ctx: Context) -> Health:
+    with ctx.store.tx() as c:
+        kvs = {r.key: r for r in c.execute(sa.select(kv).where(
+            kv.c.key.in_(("poll.last_ok", "poll.failing_since", "poll.last_error"))))}
+        counts = {r[0]: int(r[1]) for r in c.execute(
+            sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))}
+        lock = c.execute(sa.select(locks).where(locks.c.name == "worker")).first()
+
+    def when(key: str) -> datetime | None:
+        row = kvs.get(key)
+        return from_iso(row.value) if row is not None and row.value else None
+
+    err = kvs.get("poll.last_error")
+    return Health(
+        last_ok=when("poll.last_ok"), failing_since=when("poll.failing_since"),
+        last_error=err.value if err is not None and err.value else None,
+        last_error_at=from_iso(err.updated_at) if err is not None and err.value else None,
+        outbox={s: counts.get(s, 0) for s in ("pending", "sending", "uncertain", "failed", "sent")},
+        worker_host=lock.host if lock else None, worker_pid=lock.pid if lock else None,
+        worker_heartbeat=from_iso(lock.heartbeat_at) if lock else None,
+    )
+
+
+# --------------------------------------------------------------------------- overview
+
+
+@dataclass(frozen=True)
+class ObligationView:
+    obligation: Obligation
+    short: str
+    by_state: dict[str, list[tuple[Unit, ObligationState]]]
+    under_review: int
+
+    @property
+    def owed(self) -> int:
+        return sum(len(v) for v in self.by_state.values())
+
+    def count(self, state: str) -> int:
+        return len(self.by_state.get(state, []))
+
+
+def states(ctx: Context, docs: list[DocumentRecord] | None = None) -> dict[tuple[str, str], ObligationState]:
+    return deadlines.unit_states(ctx.obligations, ctx.units.units,
+                                 docs if docs is not None else ctx.store.document_records(),
+                                 keep_first_attempt_date=ctx.cfg.keep_first_attempt_date)
+
+
+def obligation_views(ctx: Context, st: dict[tuple[str, str], ObligationState]) -> list[ObligationView]:
+    units = sort_units(ctx.units.units)
+    out = []
+    for ob in ctx.obligations:
+        by_state: dict[str, list[tuple[Unit, ObligationState]]] = {s: [] for s in STATE_ORDER}
+        review = 0
+        for u in units:
+            s = st.get((u.unit_id, ob.id))
+            if s is None:
+                continue
+            by_state[s.state].append((u, s))
+            review += s.under_review_document_id is not None
+        out.append(ObligationView(ob, short_title(ob), by_state, review))
+    return out
+
+
+@dataclass(frozen=True)
+class WeekBar:
+    start: date
+    before: int  # documents received on or before the deadline
+    after: int
+
+
+@dataclass(frozen=True)
+class WeeklySeries:
+    obligation: Obligation
+    weeks: tuple[WeekBar, ...]
+    total: int
+
+
+def weekly_submissions(obligation: Obligation, docs: Iterable[DocumentRecord], tz: Any,
+                       max_weeks: int = 26) -> WeeklySeries:
+    """Documents matching an obligation per week (Monday–Sunday, local time), split at the deadline;
+    from a few weeks before the deadline to after the last document, at most ``max_weeks`` weeks."""
+    matching = [d for d in docs if obligation.matches(d.kind, d.period) and d.state in ("accepted", "rejected",
+                                                                                         "needs_review")]
+    due = obligation.due_at
+
+    def monday(d: date) -> date:
+        return d - timedelta(days=d.weekday())
+
+    per: dict[date, list[int]] = {}
+    for d in matching:
+        local = d.received_at.astimezone(tz)
+        slot = per.setdefault(monday(local.date()), [0, 0])
+        slot[0 if due is None or d.received_at <= due else 1] += 1
+    anchors = list(per)
+    if due is not None:
+        due_week = monday(due.astimezone(tz).date())
+        anchors += [due_week - timedelta(weeks=4), due_week + timedelta(weeks=1)]
+    if not anchors:
+        return WeeklySeries(obligation, (), 0)
+    first, last = min(anchors), max(anchors)
+    n = (last - first).days // 7 + 1
+    if n > max_weeks:  # keep the weeks around the deadline and the newest documents
+        first = last - timedelta(weeks=max_weeks - 1)
+        n = max_weeks
+    weeks = tuple(WeekBar(first + timedelta(weeks=i), *per.get(first + timedelta(weeks=i), [0, 0])) for i in range(n))
+    return WeeklySeries(obligation, weeks, len(matching))
+
+
+# --------------------------------------------------------------------------- a unit's history
+
+
+@dataclass
+class DocView:
+    row: Any
+    findings: list[Any] = field(default_factory=list)
+    entries: int = 0
+
+
+@dataclass
+class MailView:
+    row: Any
+    documents: list[DocView] = field(default_factory=list)
+    outbox: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class UnitHistory:
+    mails: list[MailView]
+    outbox: list[Any]      # every outbox item for the unit (receipts, reminders, notices), newest first
+    reminders: list[Any]   # reminder stages with their outbox state
+    bounces: list[Any]
+
+
+def _outbox_cols() -> list[Any]:
+    return [outbox.c.id, outbox.c.key, outbox.c.purpose, outbox.c.message_pk, outbox.c.unit_id, outbox.c.recipients,
+            outbox.c.subject, outbox.c.state, outbox.c.attempts, outbox.c.last_error, outbox.c.created_at,
+            outbox.c.sent_at]
+
+
+def unit_history(ctx: Context, unit: Unit) -> UnitHistory:
+    addrs = [e.lower() for e in unit.emails]
+    with ctx.store.tx() as c:
+        cond = sa.or_(messages.c.unit_id == unit.unit_id, messages.c.assigned_unit_id == unit.unit_id,
+                      sa.func.lower(messages.c.sender).in_(addrs) if addrs else sa.false())
+        msgs = list(c.execute(sa.select(*[col for col in messages.c]).where(cond)
+                              .order_by(messages.c.received_at.desc(), messages.c.id.desc())))
+        pks = [m.id for m in msgs]
+        docs = list(c.execute(sa.select(documents).where(
+            sa.or_(documents.c.message_pk.in_(pks), documents.c.unit_id == unit.unit_id)).order_by(documents.c.id)))
+        doc_ids = [d.id for d in docs]
+        fnd = list(c.execute(sa.select(findings).where(findings.c.document_id.in_(doc_ids))
+                             .order_by(findings.c.id))) if doc_ids else []
+        n_entries = {r[0]: int(r[1]) for r in c.execute(
+            sa.select(entries.c.document_id, sa.func.count()).where(entries.c.document_id.in_(doc_ids))
+            .group_by(entries.c.document_id))} if doc_ids else {}
+        obx = list(c.execute(sa.select(*_outbox_cols()).where(
+            sa.or_(outbox.c.unit_id == unit.unit_id, outbox.c.message_pk.in_(pks))).order_by(outbox.c.id.desc())))
+        rem = list(c.execute(sa.select(reminders.c.id, reminders.c.obligation_id, reminders.c.stage,
+                                       reminders.c.created_at, reminders.c.outbox_id,
+                                       outbox.c.state.label("outbox_state"), outbox.c.sent_at)
+                             .select_from(reminders.outerjoin(outbox, outbox.c.id == reminders.c.outbox_id))
+                             .where(reminders.c.unit_id == unit.unit_id).order_by(reminders.c.id.desc())))
+        bnc = list(c.execute(sa.select(bounces).where(bounces.c.unit_id == unit.unit_id).order_by(bounces.c.id.desc())))
+    by_doc: dict[int, list[Any]] = {}
+    for f in fnd:
+        by_doc.setdefault(f.document_id, []).append(f)
+    views = {m.id: MailView(m) for m in msgs}
+    for d in docs:
+        mv = views.get(d.message_pk)
+        if mv is not None:
+            mv.documents.append(DocView(d, by_doc.get(d.id, []), n_entries.get(d.id, 0)))
+    for o in obx:
+        if o.message_pk in views:
+            views[o.message_pk].outbox.append(o)
+    return UnitHistory(list(views.values()), obx, rem, bnc)
+
+
+def message_row(ctx: Context, pk: int) -> Any:
+    return ctx.store.message(pk)
+
+
+def recipients(row: Any) -> list[str]:
+    try:
+        return list(json.loads(row.recipients))
+    except (TypeError, ValueError):
+        return []
+
+
+def review_history(ctx: Context, *, unit_id: str | None = None, limit: int = 200) -> list[Any]:
+    """review.history when that module is there; [] otherwise."""
+    try:
+        from pipeline import review
+    except ImportError:
+        return []
+    return list(review.history(ctx, unit_id=unit_id, limit=limit))

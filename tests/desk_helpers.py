@@ -1,0 +1,282 @@
+"""Fixtures and helpers for the desk's tests: a configured intake with desk accounts on the real
+Dovecot + SMTP servers, the desk served by waitress on a free loopback port, and headless Chromium
+driven by Selenium (Debian's /usr/bin/chromium and /usr/bin/chromedriver; nothing is downloaded).
+
+Test modules import the fixtures they use by name from here.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from werkzeug.security import generate_password_hash
+
+from conftest import CHROMEDRIVER, CHROMIUM, DISTRICT, Harness, chromium_available, write_config
+from pipeline import samplemail
+from pipeline.config import load_config
+from pipeline.forms import samples
+from pipeline.worker import Context
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+XLSX = samplemail.XLSX_TYPE
+ACCOUNTS = {"hoa": ("Nguyễn Thị Hoa", "mat-khau-hoa-2022"), "lan": ("Trần Thị Lan", "mat-khau-lan-2022")}
+_HASHES: dict[str, str] = {}
+
+
+def desk_section(**extra: Any) -> dict[str, Any]:
+    accounts = []
+    for user, (name, password) in ACCOUNTS.items():
+        if user not in _HASHES:  # scrypt takes a moment: once per test session
+            _HASHES[user] = generate_password_hash(password)
+        accounts.append({"username": user, "name": name, "password_hash": _HASHES[user]})
+    return {"accounts": accounts, **extra}
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int] = (235, 235, 225)) -> bytes:
+    """A plain PNG, the size of a phone photo of a page (content does not matter to the reader)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+def registration(unit_name: str, rows: list[tuple[str, str, str]] | None = None) -> bytes:
+    return samples.registration_xlsx(unit_name, rows or [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac")])
+
+
+def deliver_form(h: Harness, sender: str, *, when: datetime, mid: str, subject: str = "Gửi biểu đăng ký Dân vận khéo",
+                 filename: str = "Biểu đăng ký.xlsx", data: bytes | None = None, unit_name: str = "Công đoàn cơ sở",
+                 sender_name: str | None = None) -> None:
+    h.deliver(samplemail.gmail_message(sender, DISTRICT, subject, "Kính gửi LĐLĐ quận Long Biên.",
+                                       [(filename, data or registration(unit_name), XLSX)], message_id=mid,
+                                       sender_name=sender_name), when)
+
+
+def deliver_scan(h: Harness, sender: str, *, when: datetime, mid: str,
+                 filename: str = "Báo cáo quý I năm 2022 (ảnh chụp).png") -> None:
+    """A quarterly report sent as a photo of the signed paper: recorded as needs_review."""
+    h.deliver(samplemail.gmail_message(sender, DISTRICT, "Báo cáo kết quả thực hiện quý I",
+                                       "Kính gửi LĐLĐ quận, đơn vị gửi ảnh chụp báo cáo quý I.",
+                                       [(filename, png(240, 320), "image/png")], message_id=mid), when)
+
+
+def local(y: int, m: int, d: int, hh: int = 9, mm: int = 0) -> datetime:
+    return datetime(y, m, d, hh, mm, tzinfo=TZ)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def desk_harness(tmp_path: Path, dovecot: Any, smtp: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    monkeypatch.setenv("INTAKE_TEST_IMAP_PW", dovecot.password)
+    path = write_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp.port, extra={"desk": desk_section()})
+    return Harness(cfg_path=path, ctx=Context(load_config(path)), dovecot=dovecot, smtp=smtp)
+
+
+@dataclass
+class LiveDesk:
+    app: Any
+    server: Any
+    harness: Harness
+    clock_shift: list[timedelta]
+
+    @property
+    def url(self) -> str:
+        return self.server.url.rstrip("/")
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the desk's clock (session expiry) without touching the harness's mail clock."""
+        self.clock_shift[0] += delta
+
+
+@pytest.fixture
+def live_desk(desk_harness: Harness) -> Iterator[LiveDesk]:
+    from pipeline.desk import DeskServer, create_app
+
+    shift = [timedelta(0)]
+    app = create_app(desk_harness.ctx, clock=lambda: desk_harness.now() + shift[0], login_delay=0.05)
+    server = DeskServer(app, "127.0.0.1", 0).start()
+    try:
+        yield LiveDesk(app, server, desk_harness, shift)
+    finally:
+        server.stop()
+
+
+def make_driver(download_dir: Path | None = None) -> Any:
+    """Headless Chromium through Debian's chromedriver, with a fresh profile."""
+    if not chromium_available():
+        pytest.fail(f"the desk's browser tests need Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); "
+                    "run scripts/install-system-deps.sh as root", pytrace=False)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="intake-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-features=Translate,MediaRouter,OptimizationHints", "--window-size=1280,1600",
+                f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    if download_dir is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                                  "download.prompt_for_download": False,
+                                                  "safebrowsing.enabled": False})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    driver._intake_profile = profile  # type: ignore[attr-defined]
+    if download_dir is not None:
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
+    return driver
+
+
+def quit_driver(driver: Any) -> None:
+    try:
+        driver.quit()
+    finally:
+        shutil.rmtree(getattr(driver, "_intake_profile", ""), ignore_errors=True)
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    d = tmp_path / "downloads"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def browser(downloads: Path) -> Iterator[Any]:
+    driver = make_driver(downloads)
+    try:
+        yield driver
+    finally:
+        quit_driver(driver)
+
+
+# --------------------------------------------------------------------------- browser helpers
+
+
+def by_css(driver: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def all_css(driver: Any, css: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def page_text(driver: Any) -> str:
+    return by_css(driver, "body").text
+
+
+def login(driver: Any, base: str, user: str = "hoa", password: str | None = None) -> None:
+    driver.get(base + "/login")
+    by_css(driver, "#username").clear()
+    by_css(driver, "#username").send_keys(user)
+    by_css(driver, "#password").send_keys(password if password is not None else ACCOUNTS[user][1])
+    by_css(driver, "#login-submit").click()
+    wait_until(lambda: "/login" not in driver.current_url or all_css(driver, "#login-error"), what="log-in result")
+
+
+def submit(form: Any) -> None:
+    """Click a form's submit button (like a person would)."""
+    from selenium.webdriver.common.by import By
+
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def flashes(driver: Any) -> list[str]:
+    return [e.text for e in all_css(driver, ".flash")]
+
+
+def wait_for_file(folder: Path, suffix: str, timeout: float = 20.0) -> Path:
+    def done() -> Path | None:
+        hits = [p for p in folder.iterdir() if p.name.endswith(suffix)]
+        return hits[0] if hits and not any(p.name.endswith(".crdownload") for p in folder.iterdir()) else None
+
+    return wait_until(done, timeout, f"a downloaded {suffix} in {folder}")  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- test-client helpers
+
+
+def csrf_in(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]*)"', html)
+    assert m, "no CSRF field in the page"
+    return m.group(1)
+
+
+def client_login(client: Any, user: str = "hoa", password: str | None = None) -> Any:
+    page = client.get("/login")
+    return client.post("/login", data={"csrf_token": csrf_in(page.get_data(as_text=True)), "username": user,
+                                       "password": password if password is not None else ACCOUNTS[user][1]})
+
+
+def utc(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc)
+
+
+@pytest.fixture
+def offline_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config whose mail servers are never contacted (pages, log-in, CSRF)."""
+    monkeypatch.setenv("INTAKE_TEST_IMAP_PW", "unused")
+    return write_config(tmp_path, imap_port=1, smtp_port=1, extra={"desk": desk_section(session_minutes=30)})
+
+
+class Clock:
+    """A clock a test can move."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime.now(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t += timedelta(**kw)
+
+
+_UIDS = iter(range(1, 1_000_000))
+
+
+def ingest(ctx: Context, raw: bytes, when: datetime) -> int:
+    """Archive, record and process one raw mail the way a pass does, without a mailbox (plain tests)."""
+    from pipeline.worker import header_message_id, process_message
+
+    now = datetime.now(timezone.utc)
+    digest, _ = ctx.archive.put(raw)
+    pk, _created = ctx.store.record_raw(message_id=header_message_id(raw), sha256=digest, gm_msgid=None,
+                                        folder="INBOX", uidvalidity=1, uid=next(_UIDS), size=len(raw),
+                                        received_at=when, now=now)
+    process_message(ctx, pk, raw, when, now)
+    return pk

@@ -41,13 +41,13 @@ def _check_secret_file(path: Path) -> str | None:
         return f"không đọc được tệp {path}: {exc.strerror or exc}"
     if not path.is_file():
         return f"{path} không phải là tệp"
-    if st.st_mode & 0o077:
-        return (f"tệp {path} đang có quyền {st.st_mode & 0o777:o}: người khác đọc được; "
-                f"chạy `chmod 600 {path}` / the file must be readable by its owner only")
     root = Path(__file__).resolve().parent.parent
     if path.resolve().is_relative_to(root):
         return (f"tệp {path} nằm trong thư mục mã nguồn {root}; đặt nó ngoài repo, ví dụ "
                 "/etc/intake/refresh-token / keep it outside the repository")
+    if st.st_mode & 0o077:
+        return (f"tệp {path} đang có quyền {st.st_mode & 0o777:o}: người khác đọc được; "
+                f"chạy `chmod 600 {path}` / the file must be readable by its owner only")
     return None
 
 

@@ -68,7 +68,9 @@ REFUSALS: tuple[tuple[tuple[str, ...], Refusal], ...] = (
              "Gmail tạm chặn đăng nhập của {user} vì có quá nhiều lần đăng nhập; hệ thống tự thử lại sau. "
              "Nếu lỗi kéo dài, kiểm tra mật khẩu ứng dụng trong {secret}")),
     (("not enabled for IMAP use", "IMAP access is disabled"),
-     Refusal("imap_disabled", True, "IMAP đang tắt cho hộp thư {user}. Bật IMAP: " + ENABLE_IMAP_STEPS)),
+     Refusal("imap_disabled", True, "IMAP đang tắt cho hộp thư {user}. Bật IMAP: " + ENABLE_IMAP_STEPS
+             + "; với tài khoản Google Workspace, quản trị viên tên miền phải cho phép IMAP trước "
+               "(Admin console → Ứng dụng → Google Workspace → Gmail → Quyền truy cập của người dùng cuối)")),
     (("Application-specific password required", "InvalidSecondFactor"),
      Refusal("app_password_required", True,
              "Gmail đòi mật khẩu ứng dụng cho {user}, không nhận mật khẩu đăng nhập Google thông thường: "

@@ -352,7 +352,11 @@ class Dovecot:
                  "active_value = true",
                  "timeout_msecs = 5000"]
         if self.oauth.certs is not None:
-            lines.append(f"tls_ca_cert_file = {self.oauth.certs.ca_path}")
+            # a copy Dovecot's auth process can read (the caller's temp dir may be private)
+            ca = self.root / "oauth-ca.pem"
+            shutil.copyfile(self.oauth.certs.ca_path, ca)
+            os.chmod(ca, 0o644)
+            lines.append(f"tls_ca_cert_file = {ca}")
         ext.write_text("\n".join(lines) + "\n")
         os.chmod(ext, 0o644)
         return {

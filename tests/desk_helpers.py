@@ -200,7 +200,8 @@ def page_text(driver: Any) -> str:
 
 
 def login(driver: Any, base: str, user: str = "hoa", password: str | None = None) -> None:
-    driver.get(base + "/login")
+    if "/login" not in driver.current_url:  # on the log-in page already: keep its ?next=
+        driver.get(base + "/login")
     by_css(driver, "#username").clear()
     by_css(driver, "#username").send_keys(user)
     by_css(driver, "#password").send_keys(password if password is not None else ACCOUNTS[user][1])
@@ -208,11 +209,19 @@ def login(driver: Any, base: str, user: str = "hoa", password: str | None = None
     wait_until(lambda: "/login" not in driver.current_url or all_css(driver, "#login-error"), what="log-in result")
 
 
-def submit(form: Any) -> None:
-    """Click a form's submit button (like a person would)."""
+def submit(form: Any, *, navigates: bool = True, timeout: float = 30.0) -> None:
+    """Click a form's submit button (like a person would) and wait for the next page to load
+    (``navigates=False`` for a download, where the page stays)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    driver = form.parent
+    old = driver.find_element(By.TAG_NAME, "html")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    if navigates:
+        WebDriverWait(driver, timeout).until(EC.staleness_of(old))
+        WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def flashes(driver: Any) -> list[str]:

@@ -40,7 +40,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 OUTBOX_STATE_LABELS = {"pending": "chờ gửi", "sending": "đang gửi", "sent": "đã gửi",
-                       "failed": "gửi lỗi", "uncertain": "chưa rõ đã gửi chưa"}
+                       "failed": "gửi lỗi", "uncertain": "chưa rõ đã gửi chưa", "cancelled": "đã huỷ"}
+DOC_LABELS = {**DOC_STATE_LABELS, "ignored": "cán bộ đã bỏ qua"}
 PURPOSE_LABELS = {"receipt": "Thư báo nhận", "reminder": "Thư nhắc hạn", "report": "Báo cáo cho cán bộ",
                   "alert": "Cảnh báo", "notice": "Thông báo"}
 QUEUE_KIND_LABELS = {"quarantined": "Thư chưa rõ đơn vị", "spoof": "Nghi giả mạo",
@@ -128,7 +129,7 @@ def _filters(app: Flask, ctx: Any) -> None:
         kind_label=lambda k: KIND_LABELS.get(k, k or ""),
         period_label=lambda p: period_label(p) or "",
         mail_state=lambda s: MAIL_STATE_LABELS.get(s, s),
-        doc_state=lambda s: DOC_STATE_LABELS.get(s, s),
+        doc_state=lambda s: DOC_LABELS.get(s, s),
         outbox_state=lambda s: OUTBOX_STATE_LABELS.get(s, s or ""),
         purpose=lambda s: PURPOSE_LABELS.get(s, s),
         queue_kind=lambda s: QUEUE_KIND_LABELS.get(s, s),
@@ -391,7 +392,7 @@ def _review() -> Any:
 
 def _periods() -> list[tuple[str, str]]:
     year = desk().ctx.cfg.year
-    return [(f"{year}-{p}", period_label(f"{year}-{p}") or p) for p in ("Q1", "H1", "Q3", "Y")]
+    return [(f"{year}-{p}", period_label(f"{year}-{p}") or p) for p in ("Q1", "H1", "Q3", "Y")]  # review.period_choices
 
 
 @bp.route("/review")
@@ -406,6 +407,11 @@ def review_page() -> Any:
                            kinds=[(k, KIND_LABELS[k]) for k in ACCEPT_KINDS], periods=_periods())
 
 
+def _sentence(text: str) -> str:
+    """review's messages start in lower case (they are also used mid-sentence): capitalise for a banner."""
+    return text[:1].upper() + text[1:] if text else text
+
+
 def _int_field(name: str) -> int:
     try:
         return int(request.form.get(name, ""))
@@ -418,9 +424,11 @@ def review_action(action: str) -> Any:
     review = _review()
     if review is None:
         abort(404, "Chức năng xử lý chưa sẵn sàng.")
-    ctx = desk().ctx
+    d = desk()
+    ctx = d.ctx
     actor = g.account.username
     form = request.form
+    now = d.now()
     try:
         if action == "assign":
             unit_id = form.get("unit_id", "")
@@ -428,9 +436,9 @@ def review_action(action: str) -> Any:
                 flash("error", "Hãy chọn một đơn vị trong danh sách.")
                 return redirect(url_for("desk.review_page"))
             result = review.assign(ctx, _int_field("message_pk"), unit_id, actor=actor,
-                                   add_address=form.get("add_address") in ("1", "on", "yes"))
+                                   add_address=form.get("add_address") in ("1", "on", "yes"), now=now)
         elif action == "release":
-            result = review.release(ctx, _int_field("message_pk"), actor=actor)
+            result = review.release(ctx, _int_field("message_pk"), actor=actor, now=now)
         elif action == "accept":
             kind = form.get("kind", "")
             if kind not in ACCEPT_KINDS:
@@ -441,25 +449,25 @@ def review_action(action: str) -> Any:
                 flash("error", "Báo cáo cần chọn kỳ báo cáo (quý I, 6 tháng, quý III hoặc năm).")
                 return redirect(url_for("desk.review_page"))
             result = review.accept(ctx, _int_field("document_id"), kind=kind,
-                                   period=period if kind == "report" else None, actor=actor)
+                                   period=period if kind == "report" else None, actor=actor, now=now)
         elif action == "reject":
             reason = (form.get("reason") or "").strip()
             if not reason:
                 flash("error", "Cần ghi lý do trả lại để gửi cho đơn vị.")
                 return redirect(url_for("desk.review_page"))
-            result = review.reject(ctx, _int_field("document_id"), reason=reason[:2000], actor=actor)
+            result = review.reject(ctx, _int_field("document_id"), reason=reason[:2000], actor=actor, now=now)
         elif action == "ignore":
             target = form.get("target", "")
             if target not in ("message", "document", "bounce"):
                 abort(400, "Sai loại đối tượng.")
             result = review.ignore(ctx, target, _int_field("target_id"), actor=actor,
-                                   reason=(form.get("reason") or "").strip()[:2000])
+                                   reason=(form.get("reason") or "").strip()[:2000], now=now)
         elif action == "undo":
-            result = review.undo(ctx, _int_field("action_id"), actor=actor)
+            result = review.undo(ctx, _int_field("action_id"), actor=actor, now=now)
         else:
             abort(404)
     except review.ReviewError as exc:
-        flash("error", str(exc))
+        flash("error", _sentence(str(exc)))
     else:
         flash("ok", result.message)
     back = request.form.get("back")

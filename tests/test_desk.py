@@ -325,3 +325,60 @@ def test_upload_too_large_is_refused_in_vietnamese(client: Any, desk: Any) -> No
     assert r.status_code == 413
     assert "Tệp tải lên quá lớn" in r.get_data(as_text=True)
     assert desk.ctx.cfg.units_file.read_bytes() == before
+
+
+def test_weekly_chart_counts_documents_per_week_and_marks_the_deadline(desk: Any) -> None:
+    from datetime import timezone
+
+    from pipeline.desk import charts, queries
+    from pipeline.model import DocumentRecord
+
+    ob = next(o for o in desk.ctx.obligations if o.id == "registration")
+    tz = desk.ctx.cfg.tz
+
+    def doc(i: int, when: Any, kind: str = "registration") -> DocumentRecord:
+        return DocumentRecord(document_id=i, unit_id="cq001", kind=kind, period=None, state="accepted",
+                              received_at=when.astimezone(timezone.utc))
+
+    docs = [doc(1, local(2022, 2, 14)), doc(2, local(2022, 2, 20, 23, 0)), doc(3, local(2022, 2, 22, 23, 59)),
+            doc(4, local(2022, 2, 23, 0, 1)), doc(5, local(2022, 3, 2)), doc(6, local(2022, 2, 15), "report")]
+    series = queries.weekly_submissions(ob, docs, tz)
+    assert series.total == 5
+    weeks = {w.start.isoformat(): (w.before, w.after) for w in series.weeks}
+    assert weeks["2022-02-14"] == (2, 0)  # Monday 14/02 to Sunday 20/02
+    assert weeks["2022-02-21"] == (1, 1)  # 22/02 23:59 counts, 23/02 00:01 is late
+    assert weeks["2022-02-28"] == (0, 1)
+    assert series.weeks[0].start.isoformat() == "2022-01-24"  # four weeks before the deadline's week
+    chart = charts.week_chart(series, tz)
+    i = [w.start.isoformat() for w in series.weeks].index("2022-02-21")
+    bar = chart.bars[i]
+    assert chart.deadline_label == "Hạn 22/02"
+    assert bar.x < chart.deadline_x < bar.x + chart.bar_width + chart.plot_width / len(series.weeks)
+    assert bar.h_before == bar.h_after > 0
+
+
+
+def test_logging_in_again_replaces_the_old_session(desk: Any, client: Any) -> None:
+    [old] = session_rows(desk.ctx)
+    # a log-in form left open in another tab, submitted while still logged in
+    client.set_cookie(LOGIN_COOKIE, "token-of-the-open-form", path="/login")
+    r = client.post("/login", data={"csrf_token": "token-of-the-open-form", "username": "lan",
+                                    "password": ACCOUNTS["lan"][1]})
+    assert r.status_code == 302
+    [new] = session_rows(desk.ctx)
+    assert new.token_hash != old.token_hash and new.username == "lan"
+    assert "Trần Thị Lan" in client.get("/").get_data(as_text=True)
+
+
+def test_a_removed_account_loses_its_session(desk: Any, client: Any) -> None:
+    import dataclasses
+
+    ctx = desk.ctx
+    cfg = ctx.cfg
+    ctx.cfg = dataclasses.replace(cfg, desk=dataclasses.replace(
+        cfg.desk, accounts=tuple(a for a in cfg.desk.accounts if a.username != "hoa")))
+    try:
+        assert client.get("/").status_code == 302
+        assert not session_rows(ctx)
+    finally:
+        ctx.cfg = cfg

@@ -255,6 +255,7 @@ def login() -> Any:
         log.warning("desk: failed log-in for %r from %s", username, request.remote_addr)
         return _login_page(error="Tên đăng nhập hoặc mật khẩu không đúng.", username=username, status=401)
     d.throttle.succeeded(keys)
+    d.sessions.delete(request.cookies.get(SESSION_COOKIE))  # a session from before never lives on beside the new one
     token, _sess = d.sessions.create(account.username)
     log.info("desk: %s logged in from %s", account.username, request.remote_addr)
     resp = redirect(_safe_next(request.args.get("next") or request.form.get("next")))
@@ -333,14 +334,15 @@ def overview() -> Any:
     data = report_data(ctx, today)
     head = reports.headline(data)
     category_chart = charts.hbar_chart(list(head.models_by_category))
-    week_charts = []
+    week_charts, no_documents = [], []
     for ob in ctx.obligations:
         series = queries.weekly_submissions(ob, docs, ctx.cfg.tz)
-        if series.total or (ob.due_at is not None and ob.due_at.astimezone(ctx.cfg.tz).date() <= today):
-            if series.weeks:
-                week_charts.append(charts.week_chart(series, ctx.cfg.tz))
+        if series.total and series.weeks:
+            week_charts.append(charts.week_chart(series, ctx.cfg.tz))
+        else:
+            no_documents.append(ob)
     return render_template("overview.html", views=views, head=head, data=data, today=today,
-                           category_chart=category_chart, week_charts=week_charts,
+                           category_chart=category_chart, week_charts=week_charts, no_documents=no_documents,
                            units=queries.sort_units(ctx.units.units))
 
 

@@ -13,6 +13,7 @@ No secret -- refresh token, client secret, access token -- is ever logged or put
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
 import socket
@@ -159,3 +160,165 @@ def _exchange(oauth: OAuthConfig, refresh: str, *, user: str, ca_file: Path | No
             "(Google Cloud Console → APIs & Services → Credentials).")
     raise OAuthRefused(f"Google từ chối cấp mã truy cập cho {user} (HTTP {status}, {said}); "
                        f"xem {README_HINT}.")
+
+
+# --------------------------------------------------------------------------------------------
+# obtaining the refresh token once: python -m pipeline.oauth --config config.yaml --out FILE
+
+GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/v2/auth"
+
+
+def obtain_refresh_token(oauth_cfg: OAuthConfig, *, login_hint: str | None = None,
+                         auth_uri: str = GOOGLE_AUTH_URI, ca_file: Path | None = None, timeout: float = 300.0,
+                         open_browser: Callable[[str], object] | None = None,
+                         say: Callable[[str], object] = print) -> str:
+    """The installed-app flow (RFC 8252): consent in a browser, redirect to a one-shot listener on
+    127.0.0.1, PKCE-protected code exchanged for a refresh token. Returns the refresh token."""
+    import base64
+    import secrets
+    import webbrowser
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(16)
+    got: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            if "code" not in query and "error" not in query:
+                self.send_response(404)
+                self.end_headers()
+                return
+            got.update(query)
+            body = ("<!doctype html><meta charset=utf-8><title>intake</title><p>Xong. Có thể đóng cửa sổ này "
+                    "và quay lại cửa sổ dòng lệnh.</p>").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = timeout
+    redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/"
+    params = {"client_id": oauth_cfg.client_id, "redirect_uri": redirect_uri, "response_type": "code",
+              "scope": SCOPE, "access_type": "offline", "prompt": "consent", "state": state,
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    if login_hint:
+        params["login_hint"] = login_hint
+    url = f"{auth_uri}?{urllib.parse.urlencode(params)}"
+    say(f"Mở địa chỉ này trong trình duyệt, đăng nhập bằng {login_hint or 'tài khoản Gmail của hộp thư'} "
+        f"và bấm Cho phép / Open this address, sign in and allow:\n\n  {url}\n")
+    try:
+        opener = open_browser or webbrowser.open
+        threading.Thread(target=opener, args=(url,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not got and time.monotonic() < deadline:
+            server.handle_request()
+    finally:
+        server.server_close()
+    if not got:
+        raise OAuthUnavailable(f"không nhận được trả lời từ trình duyệt sau {timeout:g} giây")
+    if got.get("state") != state:
+        raise OAuthRefused("trả lời từ trình duyệt không khớp (state sai); làm lại từ đầu")
+    if "error" in got:
+        raise OAuthRefused(f"Google không cấp quyền: {got['error']} {got.get('error_description', '')}".strip())
+    form = urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": got["code"], "redirect_uri": redirect_uri,
+        "client_id": oauth_cfg.client_id, "client_secret": oauth_cfg.client_secret(), "code_verifier": verifier,
+    }).encode()
+    req = urllib.request.Request(oauth_cfg.token_uri, data=form, method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with _opener(oauth_cfg, ca_file).open(req, timeout=60) as resp:
+            data = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise OAuthRefused(f"Google không đổi mã lấy token (HTTP {exc.code}: {exc.read()[:200]!r})") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise OAuthUnavailable(f"không lấy được token từ {oauth_cfg.token_uri}: {exc}") from exc
+    token = data.get("refresh_token") if isinstance(data, dict) else None
+    if not token:
+        raise OAuthRefused("Google không trả refresh token (thiếu access_type=offline/prompt=consent, "
+                           "hoặc phạm vi không phải https://mail.google.com/)")
+    return str(token)
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Write ``value`` to ``path`` readable by its owner only (0600), refusing a path inside the repo."""
+    from pipeline.config import _check_secret_file
+
+    path = path.expanduser().resolve()
+    root = Path(__file__).resolve().parent.parent
+    if path.is_relative_to(root):
+        raise OAuthRefused(f"không ghi refresh token vào {path}: nằm trong thư mục mã nguồn {root}; chọn chỗ "
+                           "khác, ví dụ /etc/intake/refresh-token")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (value + "\n").encode())
+    finally:
+        os.close(fd)
+    problem = _check_secret_file(path)
+    if problem:
+        raise OAuthRefused(problem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.oauth --config config.yaml --out /etc/intake/refresh-token``"""
+    import argparse
+    import sys
+
+    import yaml
+
+    from pipeline.config import GOOGLE_TOKEN_URI, _Reader
+    from pipeline.errors import ConfigError, IntakeError
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.oauth",
+                                description="Lấy refresh token OAuth 2 cho hộp thư Gmail (một lần) và ghi vào tệp 600.")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--section", choices=("mailbox", "smtp"), default="mailbox",
+                   help="whose oauth block to use (default mailbox)")
+    p.add_argument("--out", required=True, type=Path, help="tệp refresh token, ngoài repo (sẽ có quyền 600)")
+    p.add_argument("--no-browser", action="store_true", help="chỉ in địa chỉ, không tự mở trình duyệt")
+    p.add_argument("--auth-uri", default=GOOGLE_AUTH_URI, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    try:
+        # Only the oauth block is needed (the refresh token file may not exist yet, so no full load_config).
+        path = Path(args.config).resolve()
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: không đọc được tệp cấu hình: {exc}") from exc
+        section = _Reader(path, data if isinstance(data, dict) else {}).sub(args.section)
+        o = section.sub("oauth")
+        client_id, secret_env = o.str("client_id"), o.str("client_secret_env")
+        token_uri = o.str("token_uri", GOOGLE_TOKEN_URI)
+        assert client_id and secret_env and token_uri
+        uri = urllib.parse.urlsplit(token_uri)
+        if not (uri.scheme == "https" or (uri.scheme == "http" and _is_loopback(uri.hostname or ""))):
+            raise o.fail("token_uri", f"phải là địa chỉ https://…, đang là {token_uri!r}")
+        ca = section.path("ca_file", path.parent) if section.str("ca_file", required=False) else None
+        server_oauth = OAuthConfig(client_id=client_id, client_secret_env=secret_env, refresh_token_env="-",
+                                   token_uri=token_uri)
+        token = obtain_refresh_token(server_oauth, login_hint=section.str("username", required=False),
+                                     auth_uri=args.auth_uri, ca_file=ca,
+                                     open_browser=(lambda url: None) if args.no_browser else None,
+                                     say=lambda text: print(text, file=sys.stderr))
+        write_secret_file(args.out, token)
+    except IntakeError as exc:
+        print(f"lỗi: {exc}", file=sys.stderr)
+        return 1
+    print(f"Đã ghi refresh token vào {args.out} (quyền 600). Trong config đặt "
+          f"{args.section}.oauth.refresh_token_file: {args.out} (hoặc nạp nó vào biến môi trường "
+          "refresh_token_env nêu tên).", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -823,6 +823,9 @@ class OAuthProvider:
       a wrong client ``401 {"error": "invalid_client"}``.
     * ``POST /introspect`` -- RFC 7662 introspection (form ``token=…``) for Dovecot's oauth2 passdb:
       ``{"active": true, "email": user}`` for a live access token, ``{"active": false}`` otherwise.
+    * ``GET /auth`` -- the consent screen, agreed at once by ``consenting_user``: a redirect back to
+      ``redirect_uri`` with a code, which ``POST /token`` (``grant_type=authorization_code``, PKCE
+      S256 checked) exchanges for a refresh token.
 
     With ``certs`` (a :class:`TestCerts`) it speaks HTTPS with that certificate; clients verify it
     against ``certs.ca_path``.
@@ -844,6 +847,9 @@ class OAuthProvider:
         self._access: dict[str, str] = {}           # live access token -> user
         self._fail_queue: list[int] = []
         self.token_requests: list[dict[str, str]] = []   # forms received at /token (for assertions)
+        self.authorizations: list[dict[str, str]] = []   # queries received at /auth
+        self.consenting_user = "district@example.org"    # who "signs in" on the consent screen
+        self._codes: dict[str, tuple[str, str, str]] = {}
         self.introspections = 0
         self._server = None
         self._thread: threading.Thread | None = None
@@ -899,10 +905,13 @@ class OAuthProvider:
             self.token_requests.append(dict(form))
             if self._fail_queue:
                 return self._fail_queue.pop(0), {"error": "backend_error"}
-            if form.get("grant_type") != "refresh_token":
+            if form.get("grant_type") not in ("refresh_token", "authorization_code"):
                 return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
             if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
                 return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+        if form.get("grant_type") == "authorization_code":
+            return self._code_grant(form)
+        with self._lock:
             user = self._refresh.get(form.get("refresh_token", ""))
             if user is None:
                 return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
@@ -910,6 +919,38 @@ class OAuthProvider:
             self._access[access] = user
         return 200, {"access_token": access, "expires_in": self.lifetime, "scope": "https://mail.google.com/",
                      "token_type": "Bearer"}
+
+    def _authorize(self, query: dict[str, str]) -> str:
+        """The consent screen, already agreed: where the browser is sent back (with a code)."""
+        import secrets
+
+        code = "4/test-code-" + secrets.token_urlsafe(16)
+        with self._lock:
+            self.authorizations.append(dict(query))
+            self._codes[code] = (self.consenting_user, query.get("redirect_uri", ""),
+                                 query.get("code_challenge", ""))
+        back = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
+        from urllib.parse import urlencode
+
+        return f"{query.get('redirect_uri', '')}?{urlencode(back)}"
+
+    def _code_grant(self, form: dict[str, str]) -> tuple[int, dict]:
+        import base64
+        import hashlib
+        import secrets
+
+        with self._lock:
+            user, redirect_uri, challenge = self._codes.pop(form.get("code", ""), (None, "", ""))
+        verifier = form.get("code_verifier", "")
+        expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if user is None or form.get("redirect_uri") != redirect_uri or expected != challenge:
+            return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+        refresh = self.grant(user)
+        access = "ya29.test-" + secrets.token_urlsafe(32)
+        with self._lock:
+            self._access[access] = user
+        return 200, {"access_token": access, "expires_in": self.lifetime, "refresh_token": refresh,
+                     "scope": "https://mail.google.com/", "token_type": "Bearer"}
 
     def _introspect(self, form: dict[str, str]) -> tuple[int, dict]:
         with self._lock:
@@ -936,6 +977,19 @@ class OAuthProvider:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:  # quiet
                 pass
+
+            def do_GET(self) -> None:
+                if not self.path.startswith("/auth"):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                from urllib.parse import urlsplit
+
+                query = dict(parse_qsl(urlsplit(self.path).query))
+                self.send_response(302)
+                self.send_header("Location", provider._authorize(query))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -317,3 +317,55 @@ def test_refresh_token_file_must_be_private_and_outside_the_repo(tmp_path: Path)
     os.chmod(good, 0o640)  # loosened later: refused when read, not silently used
     with pytest.raises(ConfigError, match="chmod 600"):
         cfg.oauth.refresh_token()
+
+
+# --------------------------------------------------------------------------------------------
+# getting the refresh token once: python -m pipeline.oauth
+
+
+def test_obtaining_the_refresh_token_once_then_a_pass_with_it(tmp_path: Path, smtp: Any,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import stat
+    import urllib.request
+    import webbrowser
+
+    visited: list[str] = []
+
+    def browser(url: str) -> bool:   # the person: opens the address, signs in, allows
+        visited.append(url)
+        urllib.request.urlopen(url, timeout=10).read()   # follows the redirect to the loopback listener
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", browser)
+    with OAuthProvider() as provider, Dovecot(oauth=provider) as dc:
+        monkeypatch.setenv(SECRET_ENV, provider.client_secret)
+        token_file = tmp_path / "etc" / "refresh-token"
+        path = write_config(tmp_path, imap_port=dc.port, smtp_port=smtp.port, mailbox_extra={
+            "password_env": None, "username": dc.user, "auth": "xoauth2",
+            "oauth": {"client_id": provider.client_id, "client_secret_env": SECRET_ENV,
+                      "refresh_token_file": str(token_file), "token_uri": provider.token_uri}})
+
+        assert oauth.main(["--config", str(path), "--out", str(token_file),
+                           "--auth-uri", provider.base_url + "/auth"]) == 0
+
+        [query] = provider.authorizations
+        assert query["scope"] == "https://mail.google.com/" and query["access_type"] == "offline"
+        assert query["code_challenge_method"] == "S256" and query["login_hint"] == dc.user
+        assert query["redirect_uri"].startswith("http://127.0.0.1:")
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        refresh = token_file.read_text().strip()
+        assert refresh.startswith("1//test-refresh-")
+        err = capsys.readouterr().err
+        assert visited[0] in err and refresh not in err      # the address is shown, the token never
+
+        dc.append(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký", "x", message_id="<obtained@x>"))
+        summary = run_pass(Context(load_config(path)))
+        assert summary.error is None and summary.new == 1
+
+
+def test_the_refresh_token_is_never_written_inside_the_repo(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.raises(OAuthRefused, match="thư mục mã nguồn"):
+        oauth.write_secret_file(repo / "var" / "refresh-token", "1//x")
+    assert not (repo / "var" / "refresh-token").exists()

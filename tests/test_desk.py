@@ -382,3 +382,28 @@ def test_a_removed_account_loses_its_session(desk: Any, client: Any) -> None:
         assert not session_rows(ctx)
     finally:
         ctx.cfg = cfg
+
+
+def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, client: Any) -> None:
+    from datetime import date
+
+    from pipeline.reminders import run_reminders
+
+    ctx = desk.ctx
+    run_reminders(ctx, today=date(2022, 2, 15), flush=False)
+    [reminder] = [o for o in ctx.store.outbox_rows("reminder") if o.unit_id == "th014"]
+    pk = ingest(ctx, samplemail.bounce(reminder.raw, "hieutruong.aimo@gmail.com", to=DISTRICT,
+                                       message_id="<dsn1@mx.google.com>"), local(2022, 2, 15, 8, 5))
+    page = client.get("/review").get_data(as_text=True)
+    assert 'data-kind="bounce"' in page and "Thư gửi đi bị trả lại" in page
+    assert "hieutruong.aimo@gmail.com" in page and "Công đoàn Trường Tiểu học Ái Mộ" in page
+    unit = client.get("/units/th014").get_data(as_text=True)
+    assert "Thư gửi đi bị trả lại" in unit and f"thư báo #{pk}" in unit
+    assert "Thư nhắc hạn" in unit and "before-7" in unit
+    m = re.search(r'name="target" value="bounce"><input type="hidden" name="target_id" value="(\d+)"', page)
+    r = client.post("/review/ignore", data={"csrf_token": csrf_in(page), "target": "bounce",
+                                            "target_id": m.group(1), "reason": "đã gọi điện cho đơn vị"})
+    assert r.status_code == 302
+    page = client.get("/review").get_data(as_text=True)
+    assert "đã được bỏ qua" in page and 'data-kind="bounce"' not in page
+    assert "đã gọi điện cho đơn vị" in page  # in the history

@@ -3,47 +3,112 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from pathlib import Path
+from typing import Sequence
+
+_COUNTER = iter(range(1, 1 << 62))
+_COUNTER_LOCK = threading.Lock()
+
+
+def _tmp_name(digest: str) -> str:
+    with _COUNTER_LOCK:
+        n = next(_COUNTER)
+    return f".tmp-{digest[:16]}-{os.getpid()}-{n}.eml"
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 class Archive:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._dirs: set[Path] = set()  # directories known to exist (made or seen by this process)
 
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.eml"
 
     def put(self, raw: bytes) -> tuple[str, Path]:
         """Store raw bytes durably; return (sha256, path). Idempotent: same bytes, same file."""
-        digest = hashlib.sha256(raw).hexdigest()
-        target = self.path_for(digest)
-        if target.exists() and target.stat().st_size == len(raw):
-            return digest, target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".eml")
+        return self.put_many([raw])[0]
+
+    def put_many(self, raws: Sequence[bytes]) -> list[tuple[str, Path]]:
+        """Store several messages durably; return (sha256, path) for each, in order.
+
+        Every file is written to a temporary name and fsync'd, then renamed into place, then each
+        directory that received a file is fsync'd once (the rename is only durable once the directory
+        entry is on disk too). When this returns, every message is on disk; nothing is recorded
+        before that. Idempotent: a file already there with the right size is left as it is.
+        """
+        out: list[tuple[str, Path]] = []
+        pending: list[tuple[int, str, Path]] = []  # (fd, tmp path, target)
+        seen: set[Path] = set()
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        # The rename is only durable once the directory entry is on disk too.
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
+            for raw in raws:
+                digest = hashlib.sha256(raw).hexdigest()
+                target = self.path_for(digest)
+                out.append((digest, target))
+                if target in seen:
+                    continue  # the same bytes twice in one batch
+                seen.add(target)
+                try:
+                    if os.stat(target).st_size == len(raw):
+                        continue
+                except FileNotFoundError:
+                    pass
+                parent = target.parent
+                if parent not in self._dirs:
+                    parent.mkdir(parents=True, exist_ok=True)
+                    self._dirs.add(parent)
+                tmp = str(parent / _tmp_name(digest))
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                try:
+                    fd = os.open(tmp, flags, 0o600)
+                except FileNotFoundError:  # the directory went away under us
+                    parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(tmp, flags, 0o600)
+                pending.append((fd, tmp, target))
+                view = memoryview(raw)
+                while view:
+                    view = view[os.write(fd, view):]
+            # All written first, then flushed: the disk sees the batch's data together.
+            for fd, _tmp, _target in pending:
+                os.fsync(fd)
+            dirs: dict[Path, None] = {}
+            while pending:
+                fd, tmp, target = pending.pop(0)
+                os.close(fd)
+                try:
+                    os.replace(tmp, target)
+                except BaseException:
+                    _unlink(tmp)
+                    raise
+                dirs[target.parent] = None
+            for d in dirs:
+                _fsync_dir(d)
         finally:
-            os.close(dfd)
-        return digest, target
+            for fd, tmp, _target in pending:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                _unlink(tmp)
+        return out
 
     def get(self, digest: str) -> bytes:
         data = self.path_for(digest).read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
             raise OSError(f"archived copy {digest} is corrupt")
         return data
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

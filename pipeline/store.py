@@ -223,6 +223,17 @@ class OutboxItem:
 
 
 @dataclass(frozen=True)
+class RawRecord:
+    """An archived message as ``record_raw`` records it."""
+    message_id: str
+    sha256: str
+    gm_msgid: int | None
+    uid: int
+    size: int
+    received_at: datetime
+
+
+@dataclass(frozen=True)
 class DocumentOutcome:
     part: str
     filename: str
@@ -231,6 +242,21 @@ class DocumentOutcome:
     size: int
     reading: DocumentReading
     on_time: bool | None
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One message's outcome, as ``record_outcome`` takes it."""
+    pk: int
+    state: str
+    reason: str | None
+    sender: str | None
+    from_name: str | None
+    subject: str
+    unit_id: str | None
+    outcomes: tuple[DocumentOutcome, ...] = ()
+    outbox_items: tuple[OutboxItem, ...] = ()
+    bounce: tuple[tuple[str, ...], str | None] | None = None
 
 
 class Store:
@@ -276,13 +302,16 @@ class Store:
 
     def set_poll_state(self, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
         with self.tx() as c:
-            updated = c.execute(
-                poll_state.update().where(poll_state.c.folder == folder)
-                .values(uidvalidity=uidvalidity, last_uid=last_uid, updated_at=iso(now))
-            ).rowcount
-            if not updated:
-                c.execute(poll_state.insert().values(folder=folder, uidvalidity=uidvalidity,
-                                                     last_uid=last_uid, updated_at=iso(now)))
+            self._set_poll_state(c, folder, uidvalidity, last_uid, now)
+
+    def _set_poll_state(self, c: Connection, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+        updated = c.execute(
+            poll_state.update().where(poll_state.c.folder == folder)
+            .values(uidvalidity=uidvalidity, last_uid=last_uid, updated_at=iso(now))
+        ).rowcount
+        if not updated:
+            c.execute(poll_state.insert().values(folder=folder, uidvalidity=uidvalidity,
+                                                 last_uid=last_uid, updated_at=iso(now)))
 
     # -- messages ---------------------------------------------------------------------------
     def find_message(self, c: Connection, message_id: str, sha256: str, gm_msgid: int | None) -> int | None:
@@ -295,21 +324,36 @@ class Store:
                    uidvalidity: int, uid: int, size: int, received_at: datetime, now: datetime) -> tuple[int, bool]:
         """Record an archived message as 'received'; return (id, created). A duplicate returns the old id."""
         with self.tx() as c:
-            existing = self.find_message(c, message_id, sha256, gm_msgid)
-            if existing is not None:
-                return existing, False
-            try:
-                with c.begin_nested():
-                    pk = c.execute(messages.insert().values(
-                        message_id=message_id, sha256=sha256, gm_msgid=gm_msgid, folder=folder,
-                        uidvalidity=uidvalidity, uid=uid, size=size, received_at=iso(received_at),
-                        state="received", attempts=0, generation=0, created_at=iso(now), updated_at=iso(now),
-                    )).inserted_primary_key[0]
-            except IntegrityError:
-                again = self.find_message(c, message_id, sha256, gm_msgid)
-                assert again is not None
-                return again, False
-            return int(pk), True
+            return self._record_raw(c, RawRecord(message_id, sha256, gm_msgid, uid, size, received_at),
+                                    folder, uidvalidity, now)
+
+    def record_raw_batch(self, records: Sequence[RawRecord], *, folder: str, uidvalidity: int,
+                         last_uid: int | None, now: datetime) -> list[tuple[int, bool]]:
+        """Record a fetched batch of archived messages and move the folder's UID high-water mark to
+        ``last_uid``, all in ONE transaction: the mark never gets ahead of what is recorded."""
+        with self.tx() as c:
+            out = [self._record_raw(c, r, folder, uidvalidity, now) for r in records]
+            if last_uid is not None:
+                self._set_poll_state(c, folder, uidvalidity, last_uid, now)
+            return out
+
+    def _record_raw(self, c: Connection, r: RawRecord, folder: str, uidvalidity: int,
+                    now: datetime) -> tuple[int, bool]:
+        existing = self.find_message(c, r.message_id, r.sha256, r.gm_msgid)
+        if existing is not None:
+            return existing, False
+        try:
+            with c.begin_nested():
+                pk = c.execute(messages.insert().values(
+                    message_id=r.message_id, sha256=r.sha256, gm_msgid=r.gm_msgid, folder=folder,
+                    uidvalidity=uidvalidity, uid=r.uid, size=r.size, received_at=iso(r.received_at),
+                    state="received", attempts=0, generation=0, created_at=iso(now), updated_at=iso(now),
+                )).inserted_primary_key[0]
+        except IntegrityError:
+            again = self.find_message(c, r.message_id, r.sha256, r.gm_msgid)
+            assert again is not None
+            return again, False
+        return int(pk), True
 
     def known_gm_msgids(self, ids: Sequence[int]) -> set[int]:
         if not ids:
@@ -320,6 +364,13 @@ class Store:
     def message(self, pk: int) -> sa.Row[Any] | None:
         with self.tx() as c:
             return c.execute(sa.select(messages).where(messages.c.id == pk)).first()
+
+    def messages_by_id(self, pks: Sequence[int]) -> dict[int, sa.Row[Any]]:
+        """Rows of the given messages (one query); missing ids are absent."""
+        if not pks:
+            return {}
+        with self.tx() as c:
+            return {r.id: r for r in c.execute(sa.select(messages).where(messages.c.id.in_(list(pks))))}
 
     def messages_in_state(self, state: str) -> list[sa.Row[Any]]:
         with self.tx() as c:
@@ -357,67 +408,100 @@ class Store:
                        outcomes: Sequence[DocumentOutcome], outbox_items: Sequence[OutboxItem],
                        bounce: tuple[tuple[str, ...], str | None] | None, now: datetime) -> list[int]:
         """Write a message's final state, its documents and its receipt in one transaction."""
+        [ids] = self.record_outcomes([OutcomeRecord(
+            pk=pk, state=state, reason=reason, sender=sender, from_name=from_name, subject=subject, unit_id=unit_id,
+            outcomes=tuple(outcomes), outbox_items=tuple(outbox_items), bounce=bounce)], now)
+        return ids
+
+    def record_outcomes(self, records: Sequence[OutcomeRecord], now: datetime) -> list[list[int]]:
+        """Write the outcomes of several messages (states, documents, receipts) in ONE transaction.
+
+        Each record is what ``record_outcome`` takes, with the same rule: only a message still 'received'
+        is written (one finished by an earlier run is left alone and gets ``[]``). Supersession is
+        recomputed once per (unit, kind, period) group touched, at the end: the result is the same as
+        recomputing it after each document, since it depends only on the set of accepted documents.
+        """
+        if not records:
+            return []
         with self.tx() as c:
-            row = c.execute(sa.select(messages.c.state, messages.c.received_at).where(messages.c.id == pk)).first()
-            if row is None or row.state != "received":
-                return []  # already finished by an earlier run
-            doc_ids: list[int] = []
-            for o in outcomes:
-                r = o.reading
-                doc_id = int(c.execute(documents.insert().values(
-                    message_pk=pk, unit_id=unit_id, part=o.part, filename=o.filename, content_type=o.content_type,
-                    sha256=o.sha256, size=o.size, kind=r.kind, period=r.period, state=r.state, format=r.format,
-                    title=r.title, unit_line=r.unit_line, on_time=o.on_time, received_at=row.received_at,
-                )).inserted_primary_key[0])
-                doc_ids.append(doc_id)
-                if r.entries:
-                    c.execute(entries.insert(), [dict(
-                        document_id=doc_id, section=e.section, name=e.name, model=e.model,
-                        categories=json.dumps(list(e.categories)), result=e.result, note=e.note,
-                        row=e.row, location=e.location) for e in r.entries])
-                if r.findings:
-                    c.execute(findings.insert(), [dict(
-                        document_id=doc_id, code=f.code, severity=f.severity, message=f.message,
-                        location=f.location, row=f.row, column=f.column) for f in r.findings])
-                if r.state == "accepted" and unit_id:
-                    self._resupersede(c, unit_id, r.kind, r.period)
-            for item in outbox_items:
-                self._enqueue(c, item, now)
-            if bounce is not None:
-                recips, bounced_mid = bounce
-                ob = None
-                bounced_unit = None
-                if bounced_mid:
-                    hit = c.execute(sa.select(outbox.c.id, outbox.c.unit_id)
-                                    .where(outbox.c.smtp_message_id == bounced_mid)).first()
-                    if hit:
-                        ob, bounced_unit = hit.id, hit.unit_id
-                c.execute(bounces.insert().values(message_pk=pk, outbox_id=ob, unit_id=bounced_unit,
-                                                  recipients=json.dumps(list(recips)), created_at=iso(now)))
-            c.execute(messages.update().where(messages.c.id == pk).values(
-                state=state, reason=reason, sender=sender, from_name=from_name, subject=subject,
-                unit_id=unit_id, attempts=messages.c.attempts + 1, updated_at=iso(now)))
-            return doc_ids
+            known: dict[int, Any] = {}
+            pks = [r.pk for r in records]
+            for start in range(0, len(pks), 500):
+                for row in c.execute(sa.select(messages.c.id, messages.c.state, messages.c.received_at)
+                                     .where(messages.c.id.in_(pks[start:start + 500]))):
+                    known[row.id] = row
+            groups: dict[tuple[str, str, str | None], None] = {}
+            out: list[list[int]] = []
+            for rec in records:
+                row = known.get(rec.pk)
+                if row is None or row.state != "received":
+                    out.append([])  # already finished by an earlier run (or twice in this batch)
+                    continue
+                out.append(self._record_outcome(c, rec, row.received_at, now, groups))
+                known[rec.pk] = None  # a second record for the same message in this batch is a no-op
+            for unit_id, kind, period in groups:
+                self._resupersede(c, unit_id, kind, period)
+            return out
+
+    def _record_outcome(self, c: Connection, rec: OutcomeRecord, received_at: str, now: datetime,
+                        groups: dict[tuple[str, str, str | None], None]) -> list[int]:
+        pk, unit_id = rec.pk, rec.unit_id
+        doc_ids: list[int] = []
+        for o in rec.outcomes:
+            r = o.reading
+            doc_id = int(c.execute(documents.insert().values(
+                message_pk=pk, unit_id=unit_id, part=o.part, filename=o.filename, content_type=o.content_type,
+                sha256=o.sha256, size=o.size, kind=r.kind, period=r.period, state=r.state, format=r.format,
+                title=r.title, unit_line=r.unit_line, on_time=o.on_time, received_at=received_at,
+            )).inserted_primary_key[0])
+            doc_ids.append(doc_id)
+            if r.entries:
+                c.execute(entries.insert(), [dict(
+                    document_id=doc_id, section=e.section, name=e.name, model=e.model,
+                    categories=json.dumps(list(e.categories)), result=e.result, note=e.note,
+                    row=e.row, location=e.location) for e in r.entries])
+            if r.findings:
+                c.execute(findings.insert(), [dict(
+                    document_id=doc_id, code=f.code, severity=f.severity, message=f.message,
+                    location=f.location, row=f.row, column=f.column) for f in r.findings])
+            if r.state == "accepted" and unit_id:
+                groups[(unit_id, r.kind, r.period)] = None
+        for item in rec.outbox_items:
+            self._enqueue(c, item, now)
+        if rec.bounce is not None:
+            recips, bounced_mid = rec.bounce
+            ob = None
+            bounced_unit = None
+            if bounced_mid:
+                hit = c.execute(sa.select(outbox.c.id, outbox.c.unit_id)
+                                .where(outbox.c.smtp_message_id == bounced_mid)).first()
+                if hit:
+                    ob, bounced_unit = hit.id, hit.unit_id
+            c.execute(bounces.insert().values(message_pk=pk, outbox_id=ob, unit_id=bounced_unit,
+                                              recipients=json.dumps(list(recips)), created_at=iso(now)))
+        c.execute(messages.update().where(messages.c.id == pk).values(
+            state=rec.state, reason=rec.reason, sender=rec.sender, from_name=rec.from_name, subject=rec.subject,
+            unit_id=unit_id, attempts=messages.c.attempts + 1, updated_at=iso(now)))
+        return doc_ids
 
     def _resupersede(self, c: Connection, unit_id: str | None, kind: str, period: str | None) -> None:
         """The newest accepted document of a kind for a unit and period counts; older ones are superseded."""
         if unit_id is None:
             return
         period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
-        rows = list(c.execute(sa.select(documents.c.id).where(
-            documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond, documents.c.state == "accepted",
-        ).order_by(documents.c.received_at.desc(), documents.c.id.desc())).scalars())
-        if not rows:
+        group = sa.and_(documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond,
+                        documents.c.state == "accepted")
+        newest = c.execute(sa.select(documents.c.id).where(group)
+                           .order_by(documents.c.received_at.desc(), documents.c.id.desc()).limit(1)).scalar()
+        if newest is None:
             return
-        newest = rows[0]
         c.execute(documents.update().where(documents.c.id == newest, documents.c.superseded_by.is_not(None))
                   .values(superseded_by=None))
-        if len(rows) > 1:
-            # only rows whose mark changes are written: a long backlog from one unit stays linear
-            c.execute(documents.update().where(
-                documents.c.id.in_(rows[1:]),
-                sa.or_(documents.c.superseded_by.is_(None), documents.c.superseded_by != newest),
-            ).values(superseded_by=newest))
+        # only rows whose mark changes are written, and in SQL: no id list travels through Python
+        c.execute(documents.update().where(
+            group, documents.c.id != newest,
+            sa.or_(documents.c.superseded_by.is_(None), documents.c.superseded_by != newest),
+        ).values(superseded_by=newest))
 
     # -- outbox -----------------------------------------------------------------------------
     def _enqueue(self, c: Connection, item: OutboxItem, now: datetime) -> bool:

@@ -3,6 +3,10 @@
 A pass: finish what an earlier pass began (mail archived and recorded but not yet processed), fetch new
 mail by UID in batches, archive each raw message and record it before anything else happens to it, move
 the UID high-water mark, then process each message and flush the outbox. One bad mail never stops a pass.
+
+Per fetched batch there are two transactions, not two per message: the batch's raw records together with
+the new UID high-water mark, then (after every message is read and its receipt built) the batch's outcomes
+and receipts. The archive files are fsync'd before the first one. See ``fetch_new``.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from pipeline.mailbox import Fetched, Mailbox
 from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
 from pipeline.notify import flush_outbox, receipt_item, template_env
 from pipeline.receipts import document_view, receipt_view
-from pipeline.store import DocumentOutcome, Store, from_iso
+from pipeline.store import DocumentOutcome, OutcomeRecord, RawRecord, Store, from_iso
 from pipeline.units import UnitDirectory, load_units
 
 log = logging.getLogger(__name__)
@@ -130,17 +134,20 @@ def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any
         ),))
 
 
-def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:
-    """Classify one recorded message, read its attachments and record the outcome with its receipt."""
+def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
+    """Classify one recorded message, read its attachments and build its receipt; write nothing.
+
+    ``row`` is the message's row (for its generation and the desk's decisions), None when unknown.
+    """
     cfg = ctx.cfg
-    row = ctx.store.message(pk)
     generation = row.generation if row is not None else 0
     parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
                                 trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
     sender = parsed.from_addr
-    unit = ctx.units.by_email(sender)
+    units = ctx.units
+    unit = units.by_email(sender)
     # Staff decisions from the desk, recorded on the message so that a crash before this point keeps them.
-    assigned = ctx.units.by_id(row.assigned_unit_id) if row is not None and row.assigned_unit_id else None
+    assigned = units.by_id(row.assigned_unit_id) if row is not None and row.assigned_unit_id else None
     released = bool(row is not None and row.released)
     state, reason = "processed", None
     bounce = None
@@ -184,48 +191,117 @@ def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, no
         items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[sender], key=f"receipt:{pk}:{generation}",
                                   message_pk=pk, unit_id=unit.unit_id, in_reply_to=parsed.message_id,
                                   references=refs, subject=parsed.subject, attachments=forms_back))
-    ctx.store.record_outcome(pk, state=state, reason=reason, sender=sender, from_name=parsed.from_name,
-                             subject=parsed.subject, unit_id=unit.unit_id if unit else None, outcomes=outcomes,
-                             outbox_items=items, bounce=bounce, now=now)
-    return state
+    return OutcomeRecord(pk=pk, state=state, reason=reason, sender=sender, from_name=parsed.from_name,
+                         subject=parsed.subject, unit_id=unit.unit_id if unit else None, outcomes=tuple(outcomes),
+                         outbox_items=tuple(items), bounce=bounce)
+
+
+def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:
+    """Classify one recorded message, read its attachments and record the outcome with its receipt."""
+    rec = prepare_message(ctx, pk, raw, received_at, ctx.store.message(pk))
+    ctx.store.record_outcome(pk, state=rec.state, reason=rec.reason, sender=rec.sender, from_name=rec.from_name,
+                             subject=rec.subject, unit_id=rec.unit_id, outcomes=rec.outcomes,
+                             outbox_items=rec.outbox_items, bounce=rec.bounce, now=now)
+    return rec.state
+
+
+def _failed(ctx: Context, pk: int, exc: Exception, now: datetime, summary: PassSummary) -> None:
+    """What a pass does with a message whose processing raised (the same for one message or a batch)."""
+    if isinstance(exc, TemporaryError):
+        log.warning("message %s left for the next pass: %s", pk, exc)
+        ctx.store.note_attempt(pk, f"tạm thời: {exc}", now)
+        summary.count("received")
+    elif isinstance(exc, MessageParseError):
+        ctx.store.mark_error(pk, f"không phân tích được thư: {exc}", now)
+        summary.count("error")
+    else:
+        log.error("message %s failed: %s\n%s", pk, exc,
+                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        ctx.store.mark_error(pk, f"lỗi nội bộ khi xử lý: {exc.__class__.__name__}: {exc}", now)
+        summary.count("error")
 
 
 def _process_safely(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime,
                     summary: PassSummary) -> bool:
     try:
         state = process_message(ctx, pk, raw, received_at, now)
-    except TemporaryError as exc:
-        log.warning("message %s left for the next pass: %s", pk, exc)
-        ctx.store.note_attempt(pk, f"tạm thời: {exc}", now)
-        summary.count("received")
-        return False
-    except MessageParseError as exc:
-        ctx.store.mark_error(pk, f"không phân tích được thư: {exc}", now)
-        summary.count("error")
-        return False
     except Exception as exc:
-        log.error("message %s failed: %s\n%s", pk, exc, traceback.format_exc())
-        ctx.store.mark_error(pk, f"lỗi nội bộ khi xử lý: {exc.__class__.__name__}: {exc}", now)
-        summary.count("error")
+        _failed(ctx, pk, exc, now, summary)
         return False
     summary.count(state)
     return True
 
 
+def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], now: datetime,
+                  summary: PassSummary) -> list[int]:
+    """Process several recorded messages; their outcomes and receipts are written in ONE transaction.
+
+    ``items`` are (message id, raw bytes, received_at). Returns the ids that were processed. A message
+    whose reading fails is handled on its own, exactly as ``_process_safely`` would; when the batch's
+    transaction fails, each message is recorded on its own instead, so one bad mail never costs the others.
+    """
+    if not items:
+        return []
+    rows = ctx.store.messages_by_id([pk for pk, _raw, _at in items])
+    records: list[OutcomeRecord] = []
+    for pk, raw, received_at in items:
+        try:
+            records.append(prepare_message(ctx, pk, raw, received_at, rows.get(pk)))
+        except Exception as exc:
+            _failed(ctx, pk, exc, now, summary)
+    try:
+        ctx.store.record_outcomes(records, now)
+    except TemporaryError as exc:  # database busy: all of them wait for the next pass
+        for rec in records:
+            _failed(ctx, rec.pk, exc, now, summary)
+        return []
+    except Exception as exc:  # noqa: BLE001 - fall back to one transaction per message
+        log.warning("recording %d outcomes together failed (%s); recording them one by one", len(records), exc)
+        done = []
+        for rec in records:
+            try:
+                ctx.store.record_outcomes([rec], now)
+            except Exception as one:
+                _failed(ctx, rec.pk, one, now, summary)
+            else:
+                summary.count(rec.state)
+                done.append(rec.pk)
+        return done
+    for rec in records:
+        summary.count(rec.state)
+    return [rec.pk for rec in records]
+
+
 def recover(ctx: Context, now: datetime, summary: PassSummary) -> None:
     """Finish messages an earlier pass archived and recorded but did not process."""
-    for row in ctx.store.messages_in_state("received"):
-        try:
-            raw = ctx.archive.get(row.sha256)
-        except OSError as exc:
-            ctx.store.mark_error(row.id, f"không đọc được bản lưu trữ: {exc}", now)
-            summary.count("error")
-            continue
-        summary.recovered += 1
-        _process_safely(ctx, row.id, raw, from_iso(row.received_at), now, summary)
+    rows = ctx.store.messages_in_state("received")
+    size = max(1, ctx.cfg.mailbox.batch_size)
+    for start in range(0, len(rows), size):
+        items = []
+        for row in rows[start:start + size]:
+            try:
+                raw = ctx.archive.get(row.sha256)
+            except OSError as exc:
+                ctx.store.mark_error(row.id, f"không đọc được bản lưu trữ: {exc}", now)
+                summary.count("error")
+                continue
+            summary.recovered += 1
+            items.append((row.id, raw, from_iso(row.received_at)))
+        process_batch(ctx, items, now, summary)
 
 
-def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime], summary: PassSummary) -> None:
+def _fault(point: str) -> None:
+    """Test hook: INTAKE_FAULT=<point> kills the process there (crash tests)."""
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(70)
+
+
+def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime], summary: PassSummary,
+              progress: Callable[[int, int], None] | None = None) -> None:
+    """Fetch new mail in batches. Per batch: archive every message (fsync'd), record them all and move the
+    UID high-water mark in one transaction, then process them and write their outcomes and receipts in one
+    transaction. A crash anywhere leaves each message either unrecorded (fetched again: the mark did not
+    move) or recorded as 'received' (finished by ``recover`` on the next pass); never recorded twice."""
     cfg = ctx.cfg
     folder = cfg.mailbox.folder
     uidvalidity = mailbox.select(folder)
@@ -239,32 +315,51 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
             log.warning("UIDVALIDITY of %s changed (%s → %s): re-scanning; duplicates are recognised",
                         folder, known[0], uidvalidity)
     uids = mailbox.uids_above(last_uid)
+    total, handled = len(uids), 0
     for start in range(0, len(uids), cfg.mailbox.batch_size):
         batch = uids[start:start + cfg.mailbox.batch_size]
         now = clock()
+        fetched = list(mailbox.fetch(batch))
+        summary.fetched += len(fetched)
+        stored = ctx.archive.put_many([f.raw for f in fetched])  # durable before anything is recorded
+        results = ctx.store.record_raw_batch(
+            [RawRecord(message_id=header_message_id(f.raw), sha256=digest, gm_msgid=f.gm_msgid, uid=f.uid,
+                       size=len(f.raw), received_at=f.internaldate) for f, (digest, _path) in zip(fetched, stored)],
+            folder=folder, uidvalidity=uidvalidity, last_uid=max(batch), now=now)
         fresh: list[tuple[int, Fetched]] = []
-        for f in mailbox.fetch(batch):
-            summary.fetched += 1
-            digest, _path = ctx.archive.put(f.raw)
-            pk, created = ctx.store.record_raw(
-                message_id=header_message_id(f.raw), sha256=digest, gm_msgid=f.gm_msgid, folder=folder,
-                uidvalidity=uidvalidity, uid=f.uid, size=len(f.raw), received_at=f.internaldate, now=now)
+        for f, (pk, created) in zip(fetched, results):
             if created:
                 summary.new += 1
                 fresh.append((pk, f))
             else:
                 summary.duplicates += 1
-        ctx.store.set_poll_state(folder, uidvalidity, max(batch), now)
-        if os.environ.get(FAULT_ENV) == "exit-after-archive" and fresh:
-            os._exit(70)
-        done = [f.uid for pk, f in fresh if _process_safely(ctx, pk, f.raw, f.internaldate, clock(), summary)]
-        mailbox.mark_processed(done)
+        if fresh:
+            _fault("exit-after-archive")
+        ok = set(process_batch(ctx, [(pk, f.raw, f.internaldate) for pk, f in fresh], clock(), summary))
+        if fresh:
+            _fault("exit-after-outcomes")
+        mailbox.mark_processed([f.uid for pk, f in fresh if pk in ok])
+        if progress is not None:
+            for _uid in batch:
+                handled += 1
+                _report(progress, handled, total)
+
+
+def _report(progress: Callable[[int, int], None], done: int, total: int) -> None:
+    try:
+        progress(done, total)
+    except Exception:  # a progress display must never cost a pass
+        log.exception("progress callback failed")
 
 
 def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[MailboxLike]] | None = None,
              clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-             transport_factory: Any = None) -> PassSummary:
-    """One intake pass. A mailbox failure is recorded in the summary; the outbox is flushed regardless."""
+             transport_factory: Any = None, progress: Callable[[int, int], None] | None = None) -> PassSummary:
+    """One intake pass. A mailbox failure is recorded in the summary; the outbox is flushed regardless.
+
+    ``progress(done, total)``, when given, is called after each new message of the fetch is handled
+    (``total``: the new UIDs found; a batch's messages are reported when its outcomes are committed).
+    """
     summary = PassSummary()
     now = clock()
     ctx.store.recover_interrupted_sends(now)
@@ -272,7 +367,7 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
     factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
     try:
         with factory() as mailbox:
-            fetch_new(ctx, mailbox, clock, summary)
+            fetch_new(ctx, mailbox, clock, summary, progress)
     except TemporaryError as exc:
         summary.error = str(exc)
         log.error("pass could not complete: %s", exc)

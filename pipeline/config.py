@@ -1,7 +1,8 @@
 """Reads config.yaml once into frozen objects.
 
 Every error names the file and the dotted key. Secrets never live in the file: ``password_env`` names
-an environment variable, read here and only here. Relative paths are resolved against the directory
+an environment variable, read here and only here; with ``auth: xoauth2`` the ``oauth`` block names the
+client secret's variable and the refresh token's variable or file (mode 600, outside the repo). Relative paths are resolved against the directory
 of the config file, so ``intake --config /etc/intake/config.yaml`` works from any directory.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _env_secret(name: str, what: str) -> str:
     return value.strip()
 
 
-def _check_secret_file(path: Path) -> str | None:
+def secret_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot hold a secret (missing, not a file, readable by others, inside the repo); None if fine."""
     try:
         st = path.stat()
@@ -68,7 +69,7 @@ class OAuthConfig:
         if self.refresh_token_env:
             return _env_secret(self.refresh_token_env, "refresh token OAuth")
         assert self.refresh_token_file is not None
-        problem = _check_secret_file(self.refresh_token_file)
+        problem = secret_file_problem(self.refresh_token_file)
         if problem:
             raise ConfigError(f"refresh token OAuth: {problem}")
         value = self.refresh_token_file.read_text(encoding="utf-8").strip()
@@ -295,7 +296,7 @@ def _oauth(r: _Reader, base: Path) -> OAuthConfig:
         raise r.fail("refresh_token_env", "cần đúng một trong refresh_token_env hoặc refresh_token_file "
                                           "/ exactly one of refresh_token_env, refresh_token_file")
     if token_file is not None:
-        problem = _check_secret_file(token_file)
+        problem = secret_file_problem(token_file)
         if problem:
             raise r.fail("refresh_token_file", problem)
     from urllib.parse import urlsplit

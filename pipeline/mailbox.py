@@ -132,22 +132,28 @@ def reply_text(exc: BaseException) -> str:
 
 
 class _RefusedLogins:
-    """Logins Gmail refused, by server, user and a digest of the secret (kept in memory only)."""
+    """Passwords Gmail refused, by server, user and a digest of the password (in memory only)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, int, str, str], tuple[float, float, str]] = {}
 
     @staticmethod
-    def key(cfg: ServerConfig, secret: str) -> tuple[str, int, str, str]:
+    def _key(cfg: ServerConfig, secret: str) -> tuple[str, int, str, str]:
         return cfg.host, cfg.port, cfg.username or "", hashlib.sha256(secret.encode()).hexdigest()
 
-    def note(self, key: tuple[str, int, str, str], message: str) -> None:
+    def note(self, cfg: ServerConfig, secret: str | None, refusal: Refusal | None, message: str) -> None:
+        """Remember a refusal of this very password (other refusals are not about the password)."""
+        if secret is None or refusal is None or refusal.kind not in _CREDENTIALS:
+            return
         with self._lock:
-            self._seen[key] = (time.monotonic(), time.time(), message)
+            self._seen[self._key(cfg, secret)] = (time.monotonic(), time.time(), message)
 
-    def check(self, key: tuple[str, int, str, str]) -> str | None:
-        """The earlier refusal's message while the hold-off lasts, else None."""
+    def check(self, cfg: ServerConfig, secret: str | None) -> str | None:
+        """While the hold-off lasts, the earlier refusal of this password (to raise again), else None."""
+        if secret is None:
+            return None
+        key = self._key(cfg, secret)
         with self._lock:
             seen = self._seen.get(key)
             if seen is None:
@@ -184,6 +190,13 @@ def tls_context(cafile: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
+def _refusal(exc: BaseException) -> Refusal | None:
+    refusal = match_refusal(reply_text(exc))
+    if refusal is None and isinstance(exc, LoginError):
+        refusal = refusal_of("wrong_password")  # any other NO to LOGIN/AUTHENTICATE
+    return refusal
+
+
 def _translate(exc: BaseException, cfg: MailboxConfig) -> MailboxUnavailable:
     """Our error for an imapclient/imaplib/socket/TLS failure, with what to do in Vietnamese."""
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -191,9 +204,7 @@ def _translate(exc: BaseException, cfg: MailboxConfig) -> MailboxUnavailable:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return MailboxUnavailable(f"chứng chỉ TLS của {cfg.host} không hợp lệ: {exc.verify_message}")
     text = reply_text(exc)
-    refusal = match_refusal(text)
-    if refusal is None and isinstance(exc, LoginError):
-        refusal = refusal_of("wrong_password")  # any other NO to LOGIN
+    refusal = _refusal(exc)
     if refusal is None:
         return MailboxUnavailable(f"lỗi IMAP với {cfg.host}:{cfg.port}: {text}")
     message = describe_refusal(refusal, cfg, "IMAP", text)
@@ -201,7 +212,7 @@ def _translate(exc: BaseException, cfg: MailboxConfig) -> MailboxUnavailable:
 
 
 def oauth_access_token(cfg: ServerConfig, service: str, refused: type[Exception],
-                  unavailable: type[Exception]) -> str:
+                       unavailable: type[Exception]) -> str:
     """An OAuth access token for cfg (XOAUTH2), its failures as the caller's own errors."""
     assert cfg.oauth is not None and cfg.username
     try:
@@ -233,13 +244,10 @@ class Mailbox:
 
     def __enter__(self) -> Mailbox:
         cfg = self.cfg
-        password = cfg.password() if cfg.auth == "password" else None
-        held = None
-        if password is not None and cfg.username:
-            held_key = refused_logins.key(cfg, password)
-            held = refused_logins.check(held_key)
-            if held:
-                raise MailboxAccessRefused(held)
+        password = cfg.password() if cfg.auth == "password" and cfg.username else None
+        held = refused_logins.check(cfg, password)
+        if held:
+            raise MailboxAccessRefused(held)
         try:
             # loading the system CA store costs ~25 ms: only when TLS is used
             ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None) if cfg.security != "plain" else None
@@ -258,10 +266,8 @@ class Mailbox:
                 raise
         except _NET_ERRORS as exc:
             error = _translate(exc, cfg)
-            refusal = match_refusal(reply_text(exc))
-            if (password is not None and cfg.username and isinstance(error, MailboxAccessRefused)
-                    and (refusal is None or refusal.kind in _CREDENTIALS)):
-                refused_logins.note(refused_logins.key(cfg, password), str(error))
+            if isinstance(exc, LoginError):
+                refused_logins.note(cfg, password, _refusal(exc), str(error))
             raise error from exc
         self.client = client
         return self
@@ -279,8 +285,7 @@ class Mailbox:
                 client.oauth2_login(cfg.username, token)
                 return
             except LoginError as exc:
-                refusal = match_refusal(reply_text(exc))
-                if attempt == 2 or (refusal is not None and refusal.kind != "wrong_password"):
+                if attempt == 2 or _refusal(exc) != refusal_of("wrong_password"):
                     raise
                 # The cached token may have been revoked or expired early: one more try with a new one.
                 assert cfg.oauth is not None

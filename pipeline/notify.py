@@ -24,8 +24,8 @@ import jinja2
 from pipeline import oauth
 from pipeline.config import SmtpConfig
 from pipeline.errors import SmtpAccessRefused, SmtpRejected, SmtpUnavailable
-from pipeline.mailbox import (describe_refusal, match_refusal, oauth_access_token, refusal_of, refused_logins,
-                              tls_context)
+from pipeline.mailbox import (Refusal, describe_refusal, match_refusal, oauth_access_token, refusal_of,
+                              refused_logins, tls_context)
 from pipeline.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ def _smtp_reply(code: int, text: bytes | str) -> str:
     return f"{code} " + " ".join(words.split())
 
 
+def _auth_refusal(code: int, reply: str) -> Refusal | None:
+    refusal = match_refusal(reply)
+    if refusal is None and 500 <= code < 600:
+        refusal = refusal_of("wrong_password")  # any other 5xx to AUTH
+    return refusal
+
+
 class SmtpTransport:
     """One SMTP connection, opened lazily; errors translated into ours (Gmail's refusals via mailbox.REFUSALS).
 
@@ -103,10 +110,9 @@ class SmtpTransport:
     def _open(self) -> smtplib.SMTP:
         cfg = self.cfg
         password = cfg.password() if cfg.auth == "password" and cfg.username and cfg.password_env else None
-        if password is not None:
-            held = refused_logins.check(refused_logins.key(cfg, password))
-            if held:
-                raise SmtpAccessRefused(held)
+        held = refused_logins.check(cfg, password)
+        if held:
+            raise SmtpAccessRefused(held)
         conn: smtplib.SMTP | None = None
         try:
             ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
@@ -122,12 +128,14 @@ class SmtpTransport:
                 conn.login(cfg.username or "", password)
         except smtplib.SMTPAuthenticationError as exc:
             _quit_quietly(conn)
-            error = self._login_refused(exc.smtp_code, exc.smtp_error)
-            if password is not None and isinstance(error, SmtpAccessRefused):
-                refusal = match_refusal(_smtp_reply(exc.smtp_code, exc.smtp_error))
-                if refusal is None or refusal.kind in ("wrong_password", "app_password_required"):
-                    refused_logins.note(refused_logins.key(cfg, password), str(error))
-            raise error from exc
+            reply = _smtp_reply(exc.smtp_code, exc.smtp_error)
+            refusal = _auth_refusal(exc.smtp_code, reply)
+            if refusal is None:
+                raise SmtpUnavailable(f"đăng nhập SMTP {cfg.username}@{cfg.host} tạm thời bị từ chối ({reply}); "
+                                      "sẽ thử lại sau") from exc
+            message = describe_refusal(refusal, cfg, "SMTP", reply)
+            refused_logins.note(cfg, password, refusal, message)
+            raise (SmtpAccessRefused(message) if refusal.permanent else SmtpUnavailable(message)) from exc
         except (SmtpUnavailable, SmtpRejected):
             _quit_quietly(conn)
             raise
@@ -142,18 +150,6 @@ class SmtpTransport:
                     raise SmtpUnavailable(describe_refusal(refusal, cfg, "SMTP", reply)) from exc
             raise SmtpUnavailable(f"không kết nối được SMTP {cfg.host}:{cfg.port}: {exc}") from exc
         return conn
-
-    def _login_refused(self, code: int, text: bytes | str) -> SmtpUnavailable:
-        cfg = self.cfg
-        reply = _smtp_reply(code, text)
-        refusal = match_refusal(reply)
-        if refusal is None and 500 <= code < 600:
-            refusal = refusal_of("wrong_password")  # any other 5xx to AUTH
-        if refusal is None:
-            return SmtpUnavailable(f"đăng nhập SMTP {cfg.username}@{cfg.host} tạm thời bị từ chối ({reply}); "
-                                   "sẽ thử lại sau")
-        message = describe_refusal(refusal, cfg, "SMTP", reply)
-        return SmtpAccessRefused(message) if refusal.permanent else SmtpUnavailable(message)
 
     def _xoauth2(self, conn: smtplib.SMTP) -> None:
         """AUTH XOAUTH2 with the access token; one retry with a new token if the cached one is refused."""
@@ -173,8 +169,8 @@ class SmtpTransport:
                           initial_response_ok=True)
                 return
             except smtplib.SMTPAuthenticationError as exc:
-                refusal = match_refusal(_smtp_reply(exc.smtp_code, exc.smtp_error))
-                if attempt == 2 or exc.smtp_code < 500 or (refusal is not None and refusal.kind != "wrong_password"):
+                refusal = _auth_refusal(exc.smtp_code, _smtp_reply(exc.smtp_code, exc.smtp_error))
+                if attempt == 2 or refusal != refusal_of("wrong_password"):
                     raise
                 oauth.forget(cfg.oauth)
 

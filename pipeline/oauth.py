@@ -9,13 +9,17 @@ before it expires, so a pass every five minutes asks Google about once an hour.
 Errors are ours: :class:`OAuthRefused` when Google says no to the refresh token or the client (a person
 must get a new token or fix the client), :class:`OAuthUnavailable` for the network, timeouts and 5xx.
 No secret -- refresh token, client secret, access token -- is ever logged or put in an error message.
+
+Getting the refresh token, once: ``python -m pipeline.oauth --config config.yaml --out FILE`` runs the
+installed-app flow (consent in a browser, redirect to a one-shot listener on 127.0.0.1, PKCE) and writes
+the token to FILE with mode 600, refusing a path inside the repository (see README).
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -250,21 +254,21 @@ def obtain_refresh_token(oauth_cfg: OAuthConfig, *, login_hint: str | None = Non
 
 def write_secret_file(path: Path, value: str) -> None:
     """Write ``value`` to ``path`` readable by its owner only (0600), refusing a path inside the repo."""
-    from pipeline.config import _check_secret_file
+    from pipeline.config import secret_file_problem
 
     path = path.expanduser().resolve()
     root = Path(__file__).resolve().parent.parent
     if path.is_relative_to(root):
         raise OAuthRefused(f"không ghi refresh token vào {path}: nằm trong thư mục mã nguồn {root}; chọn chỗ "
                            "khác, ví dụ /etc/intake/refresh-token")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, (value + "\n").encode())
     finally:
         os.close(fd)
-    problem = _check_secret_file(path)
+    problem = secret_file_problem(path)
     if problem:
         raise OAuthRefused(problem)
 

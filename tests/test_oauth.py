@@ -13,10 +13,10 @@ import yaml
 from conftest import DISTRICT, write_config
 from pipeline import oauth, samplemail
 from pipeline.config import OAuthConfig, load_config
-from pipeline.errors import (AccessRefused, ConfigError, MailboxAccessRefused, MailboxUnavailable,
-                             OAuthRefused, OAuthUnavailable, PermanentError, SmtpAccessRefused, TemporaryError)
+from pipeline.errors import (AccessRefused, ConfigError, MailboxAccessRefused, OAuthRefused, OAuthUnavailable,
+                             PermanentError, SmtpAccessRefused, TemporaryError)
 from pipeline.mailbox import Mailbox
-from pipeline.notify import SmtpTransport, flush_outbox
+from pipeline.notify import SmtpTransport
 from pipeline.worker import Context, run_pass
 from servers import Dovecot, OAuthProvider, SmtpSink, make_test_certs
 

@@ -29,8 +29,11 @@ def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_poll(args: argparse.Namespace) -> int:
     from pipeline.worker import run_pass
 
+    from pipeline.progress import progress
+
     ctx = _context(args)
-    summary = run_pass(ctx)
+    with progress(None, "Đang nhận thư") as bar:
+        summary = run_pass(ctx, progress=lambda done, _total: bar.update(done - bar.n))
     print(f"fetched {summary.fetched}, new {summary.new}, duplicates {summary.duplicates}, "
           f"recovered {summary.recovered}, states {summary.states}, outbox {summary.outbox}"
           + (", UIDVALIDITY changed: re-scanned" if summary.uidvalidity_changed else ""))
@@ -65,14 +68,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_reprocess(args: argparse.Namespace) -> int:
     from pipeline.worker import reprocess
 
+    from pipeline.progress import progress
+
     ctx = _context(args)
-    for pk in args.ids:
-        try:
-            state = reprocess(ctx, pk)
-        except KeyError:
-            print(f"không có thư #{pk}", file=sys.stderr)
-            return 1
-        print(f"#{pk}: {state}")
+    with progress(len(args.ids), "Đang xử lý lại") as bar:
+        for pk in args.ids:
+            try:
+                state = reprocess(ctx, pk)
+            except KeyError:
+                print(f"không có thư #{pk}", file=sys.stderr)
+                return 1
+            print(f"#{pk}: {state}")
+            bar.update()
     return 0
 
 

@@ -63,7 +63,8 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     msgs = snap["messages"]
     lines: list[str] = []
     attention = [m for m in msgs if m.state in ("quarantined", "error", "received")]
-    review_docs = [(m, d) for m in msgs for d in snap["documents"].get(m.id, []) if d.state == "needs_review"]
+    review_docs = [(m, d) for m in msgs for d in snap["documents"].get(m.id, [])
+                   if d.state == "needs_review" and d.superseded_by is None]
     lines.append("== CẦN XỬ LÝ (needs a person) ==")
     if not attention and not review_docs:
         lines.append("  (không có)")
@@ -73,13 +74,17 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     for m, d in review_docs:
         lines.append(f"  [needs_review] #{m.id}/doc {d.id} {_when(m.received_at, tz)} {m.sender} — {d.filename} "
                      f"({KIND_LABELS.get(d.kind, d.kind)})")
-    bounced = snap["bounces"]
+    handled = _bounces_handled(store)
+    bounced = [b for b in snap["bounces"] if b.id not in handled]
     for b in bounced:
         lines.append(f"  [bounce] #{b.message_pk} thư gửi tới {', '.join(json.loads(b.recipients)) or '?'} không tới được"
                      + (f" (đơn vị {b.unit_id})" if b.unit_id else ""))
     stuck = [o for o in snap["outbox"] if o.state in ("uncertain", "failed")]
+    health = _health_lines(store, tz)
     for o in stuck:
         lines.append(f"  [outbox {o.state}] #{o.id} {o.purpose} → {', '.join(json.loads(o.recipients))}: {o.last_error}")
+    lines.append("")
+    lines += health
     lines.append("")
     lines.append("== THEO ĐƠN VỊ (per unit) ==")
     by_unit: dict[str, list[Any]] = {}
@@ -118,3 +123,27 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     lines.append("Tổng: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
                  " | Hộp thư đi: " + (", ".join(f"{k} {v}" for k, v in sorted(ob.items())) or "trống"))
     return "\n".join(lines)
+
+
+def _bounces_handled(store: Store) -> set[int]:
+    """Bounces staff have already set aside on the desk (or with `intake review ignore bounce`)."""
+    import sqlalchemy as sa
+
+    from pipeline.store import review_actions
+
+    with store.tx() as c:
+        return set(c.execute(sa.select(review_actions.c.target_id).where(
+            review_actions.c.target == "bounce", review_actions.c.undone_at.is_(None))).scalars())
+
+
+def _health_lines(store: Store, tz: ZoneInfo) -> list[str]:
+    """The worker's liveness as `intake run` records it (kv poll.*)."""
+    last_ok = store.get_kv("poll.last_ok")
+    failing = store.get_kv("poll.failing_since")
+    error = store.get_kv("poll.last_error")
+    lines = ["== WORKER =="]
+    lines.append("  lần nhận thư thành công gần nhất: " + (_when(last_ok, tz) if last_ok else
+                                                              "chưa có (worker `intake run` chưa chạy?)"))
+    if failing:
+        lines.append(f"  ĐANG LỖI từ {_when(failing, tz)}: {error or '?'}")
+    return lines

@@ -282,3 +282,26 @@ def test_suggest_unit_ignores_accents_case_and_abbreviations_but_not_other_schoo
     assert best("CĐCS UBND quận Long Biên") == "cq001"
     assert best("Trường THCS Ái Mộ") is None
     assert best("Biểu đăng ký") is None
+
+
+def test_status_leaves_out_bounces_set_aside_and_shows_the_workers_health(intake: Harness) -> None:
+    from pipeline.ledger import status_text
+
+    original = samplemail.gmail_message(DISTRICT, "sai.dia.chi@longbien.gov.vn", "Nhắc nộp biểu", "x",
+                                        message_id="<reminder-9@intake>")
+    intake.deliver(samplemail.bounce(original, "sai.dia.chi@longbien.gov.vn", message_id="<bounce9@x>"))
+    intake.poll()
+
+    def head() -> str:
+        return status_text(intake.ctx.store, intake.ctx.units, TZ).split("== THEO ĐƠN VỊ")[0]
+
+    assert "[bounce]" in head() and "chưa có (worker" in head()
+    [item] = review.queue(intake.ctx)
+    review.ignore(intake.ctx, "bounce", item.target_id, actor="hoa")
+    now = datetime(2022, 2, 21, 8, 0, tzinfo=TZ)
+    intake.ctx.store.set_kv("poll.last_ok", "2022-02-21T01:00:00+00:00", now)
+    intake.ctx.store.set_kv("poll.failing_since", "2022-02-21T01:05:00+00:00", now)
+    intake.ctx.store.set_kv("poll.last_error", "Gmail từ chối mật khẩu ứng dụng", now)
+    text = head()
+    assert "[bounce]" not in text
+    assert "21/02/2022 08:00" in text and "ĐANG LỖI từ 21/02/2022 08:05: Gmail từ chối mật khẩu ứng dụng" in text

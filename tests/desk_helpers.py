@@ -185,9 +185,14 @@ def all_css(driver: Any, css: str) -> list[Any]:
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = cond()
+        try:
+            value = cond()
+        except WebDriverException:  # the browser between two documents: ask again
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -210,18 +215,27 @@ def login(driver: Any, base: str, user: str = "hoa", password: str | None = None
 
 
 def submit(form: Any, *, navigates: bool = True, timeout: float = 30.0) -> None:
-    """Click a form's submit button (like a person would) and wait for the next page to load
-    (``navigates=False`` for a download, where the page stays)."""
+    """Click a form's submit button (like a person would) and wait until the next page has loaded
+    (``navigates=False`` for a download, where the page stays). The old page is marked with a window
+    property; a new document does not have it."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = form.parent
-    old = driver.find_element(By.TAG_NAME, "html")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     if navigates:
-        WebDriverWait(driver, timeout).until(EC.staleness_of(old))
-        WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        driver.execute_script("window.__intakeOldPage = true")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    if not navigates:
+        return
+
+    def loaded() -> bool:
+        try:
+            return bool(driver.execute_script(
+                "return window.__intakeOldPage === undefined && document.readyState === 'complete'"))
+        except WebDriverException:  # between two documents
+            return False
+
+    wait_until(loaded, timeout, "the next page")
 
 
 def flashes(driver: Any) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from desk_helpers import (ACCOUNTS, Clock, client_login, csrf_in, deliver_scan, desk_section, ingest, local,  # noqa: F401
-                          offline_cfg, png, registration)
+from desk_helpers import offline_cfg  # noqa: F401  (fixture)
+from desk_helpers import ACCOUNTS, Clock, client_login, csrf_in, ingest, local, png, registration
 from conftest import DISTRICT, UNITS_CSV
 from pipeline import samplemail
 from pipeline.blankforms import read_marker
@@ -68,7 +68,7 @@ def test_pages_need_a_session(desk: Any) -> None:
 
 def test_login_form_needs_its_csrf_token(desk: Any) -> None:
     c = desk.test_client()
-    user, (_name, pw) = "hoa", ACCOUNTS["hoa"]
+    user, pw = "hoa", ACCOUNTS["hoa"][1]
     assert c.post("/login", data={"username": user, "password": pw}).status_code == 403
     page = c.get("/login")
     token = csrf_in(page.get_data(as_text=True))

@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from desk_helpers import (ACCOUNTS, LiveDesk, all_css, browser, by_css, deliver_form, deliver_scan,  # noqa: F401
-                          desk_harness, downloads, flashes, live_desk, local, login, page_text, registration,
-                          submit, wait_for_file, wait_until)
+from desk_helpers import browser, desk_harness, downloads, live_desk  # noqa: F401  (fixtures)
+from desk_helpers import (ACCOUNTS, LiveDesk, all_css, by_css, deliver_form, deliver_scan, flashes, local, login,
+                          page_text, registration, submit, wait_for_file, wait_until)
 from conftest import DISTRICT
 from pipeline import samplemail
 from pipeline.blankforms import read_marker

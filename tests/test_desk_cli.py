@@ -16,7 +16,8 @@ import pytest
 import yaml
 from werkzeug.security import check_password_hash
 
-from desk_helpers import desk_section, offline_cfg  # noqa: F401
+from desk_helpers import offline_cfg  # noqa: F401  (fixture)
+from desk_helpers import desk_section
 from conftest import Harness
 from pipeline.embedded import free_port
 

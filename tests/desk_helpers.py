@@ -210,8 +210,7 @@ def login(driver: Any, base: str, user: str = "hoa", password: str | None = None
     by_css(driver, "#username").clear()
     by_css(driver, "#username").send_keys(user)
     by_css(driver, "#password").send_keys(password if password is not None else ACCOUNTS[user][1])
-    by_css(driver, "#login-submit").click()
-    wait_until(lambda: "/login" not in driver.current_url or all_css(driver, "#login-error"), what="log-in result")
+    submit(by_css(driver, "#login-form"))
 
 
 def submit(form: Any, *, navigates: bool = True, timeout: float = 30.0) -> None:

@@ -331,11 +331,75 @@ class Store:
                          last_uid: int | None, now: datetime) -> list[tuple[int, bool]]:
         """Record a fetched batch of archived messages and move the folder's UID high-water mark to
         ``last_uid``, all in ONE transaction: the mark never gets ahead of what is recorded."""
+        try:
+            with self.tx() as c:
+                out = self._record_raw_many(c, records, folder, uidvalidity, now)
+                if last_uid is not None:
+                    self._set_poll_state(c, folder, uidvalidity, last_uid, now)
+                return out
+        except IntegrityError:
+            pass  # another writer recorded one of them meanwhile: again, one at a time, each checked
         with self.tx() as c:
             out = [self._record_raw(c, r, folder, uidvalidity, now) for r in records]
             if last_uid is not None:
                 self._set_poll_state(c, folder, uidvalidity, last_uid, now)
             return out
+
+    def _record_raw_many(self, c: Connection, records: Sequence[RawRecord], folder: str, uidvalidity: int,
+                         now: datetime) -> list[tuple[int, bool]]:
+        """``_record_raw`` for many: one query for those already recorded, one INSERT for the rest."""
+        if not records:
+            return []
+        mids = sorted({r.message_id for r in records})
+        gms = sorted({r.gm_msgid for r in records if r.gm_msgid is not None})
+        by_identity: dict[tuple[str, str], int] = {}
+        by_gm: dict[int, int] = {}
+        cond = messages.c.message_id.in_(mids)
+        if gms:
+            cond = sa.or_(cond, messages.c.gm_msgid.in_(gms))
+        for row in c.execute(sa.select(messages.c.id, messages.c.message_id, messages.c.sha256, messages.c.gm_msgid)
+                             .where(cond).order_by(messages.c.id)):
+            by_identity.setdefault((row.message_id, row.sha256), row.id)
+            if row.gm_msgid is not None:
+                by_gm.setdefault(row.gm_msgid, row.id)
+        found: list[int | None] = []
+        new_rows: list[dict[str, Any]] = []
+        pending: dict[tuple[str, str], int] = {}  # identity → index in new_rows (the same mail twice in a batch)
+        pending_gm: dict[int, int] = {}
+        for r in records:
+            hits = [h for h in (by_identity.get((r.message_id, r.sha256)),
+                                by_gm.get(r.gm_msgid) if r.gm_msgid is not None else None) if h is not None]
+            if hits:
+                found.append(min(hits))
+                continue
+            same = pending.get((r.message_id, r.sha256))
+            if same is None and r.gm_msgid is not None:
+                same = pending_gm.get(r.gm_msgid)
+            if same is not None:
+                found.append(-1 - same)  # a duplicate of a row inserted below
+                continue
+            pending[(r.message_id, r.sha256)] = len(new_rows)
+            if r.gm_msgid is not None:
+                pending_gm[r.gm_msgid] = len(new_rows)
+            found.append(None)
+            new_rows.append(dict(
+                message_id=r.message_id, sha256=r.sha256, gm_msgid=r.gm_msgid, folder=folder,
+                uidvalidity=uidvalidity, uid=r.uid, size=r.size, received_at=iso(r.received_at),
+                state="received", attempts=0, generation=0, created_at=iso(now), updated_at=iso(now)))
+        ids: list[int] = []
+        if new_rows:
+            ids = [int(i) for i in c.execute(
+                messages.insert().returning(messages.c.id, sort_by_parameter_order=True), new_rows).scalars()]
+        out: list[tuple[int, bool]] = []
+        it = iter(ids)
+        for f in found:
+            if f is None:
+                out.append((next(it), True))
+            elif f < 0:
+                out.append((ids[-1 - f], False))
+            else:
+                out.append((f, False))
+        return out
 
     def _record_raw(self, c: Connection, r: RawRecord, folder: str, uidvalidity: int,
                     now: datetime) -> tuple[int, bool]:
@@ -431,58 +495,92 @@ class Store:
                                      .where(messages.c.id.in_(pks[start:start + 500]))):
                     known[row.id] = row
             groups: dict[tuple[str, str, str | None], None] = {}
-            out: list[list[int]] = []
+            todo: list[tuple[OutcomeRecord, str]] = []
+            slots: list[int | None] = []  # per record: its index in todo, or None (nothing written)
             for rec in records:
                 row = known.get(rec.pk)
                 if row is None or row.state != "received":
-                    out.append([])  # already finished by an earlier run (or twice in this batch)
+                    slots.append(None)  # already finished by an earlier run (or twice in this batch)
                     continue
-                out.append(self._record_outcome(c, rec, row.received_at, now, groups))
+                slots.append(len(todo))
+                todo.append((rec, row.received_at))
                 known[rec.pk] = None  # a second record for the same message in this batch is a no-op
+            doc_ids = self._write_outcomes(c, todo, now, groups) if todo else []
             for unit_id, kind, period in groups:
                 self._resupersede(c, unit_id, kind, period)
-            return out
+            return [doc_ids[i] if i is not None else [] for i in slots]
 
-    def _record_outcome(self, c: Connection, rec: OutcomeRecord, received_at: str, now: datetime,
-                        groups: dict[tuple[str, str, str | None], None]) -> list[int]:
-        pk, unit_id = rec.pk, rec.unit_id
-        doc_ids: list[int] = []
-        for o in rec.outcomes:
-            r = o.reading
-            doc_id = int(c.execute(documents.insert().values(
-                message_pk=pk, unit_id=unit_id, part=o.part, filename=o.filename, content_type=o.content_type,
-                sha256=o.sha256, size=o.size, kind=r.kind, period=r.period, state=r.state, format=r.format,
-                title=r.title, unit_line=r.unit_line, on_time=o.on_time, received_at=received_at,
-            )).inserted_primary_key[0])
-            doc_ids.append(doc_id)
-            if r.entries:
-                c.execute(entries.insert(), [dict(
+    def _write_outcomes(self, c: Connection, todo: Sequence[tuple[OutcomeRecord, str]], now: datetime,
+                        groups: dict[tuple[str, str, str | None], None]) -> list[list[int]]:
+        """Documents, entries, findings, outbox items, bounces and message states of several messages,
+        a few statements for all of them. Returns the new document ids per message."""
+        doc_rows: list[dict[str, Any]] = []
+        owners: list[tuple[int, DocumentOutcome]] = []
+        for i, (rec, received_at) in enumerate(todo):
+            for o in rec.outcomes:
+                r = o.reading
+                owners.append((i, o))
+                doc_rows.append(dict(
+                    message_pk=rec.pk, unit_id=rec.unit_id, part=o.part, filename=o.filename,
+                    content_type=o.content_type, sha256=o.sha256, size=o.size, kind=r.kind, period=r.period,
+                    state=r.state, format=r.format, title=r.title, unit_line=r.unit_line, on_time=o.on_time,
+                    received_at=received_at))
+                if r.state == "accepted" and rec.unit_id:
+                    groups[(rec.unit_id, r.kind, r.period)] = None
+        out: list[list[int]] = [[] for _ in todo]
+        if doc_rows:
+            ids = [int(x) for x in c.execute(
+                documents.insert().returning(documents.c.id, sort_by_parameter_order=True), doc_rows).scalars()]
+            entry_rows: list[dict[str, Any]] = []
+            finding_rows: list[dict[str, Any]] = []
+            for doc_id, (i, o) in zip(ids, owners):
+                out[i].append(doc_id)
+                entry_rows += [dict(
                     document_id=doc_id, section=e.section, name=e.name, model=e.model,
                     categories=json.dumps(list(e.categories)), result=e.result, note=e.note,
-                    row=e.row, location=e.location) for e in r.entries])
-            if r.findings:
-                c.execute(findings.insert(), [dict(
+                    row=e.row, location=e.location) for e in o.reading.entries]
+                finding_rows += [dict(
                     document_id=doc_id, code=f.code, severity=f.severity, message=f.message,
-                    location=f.location, row=f.row, column=f.column) for f in r.findings])
-            if r.state == "accepted" and unit_id:
-                groups[(unit_id, r.kind, r.period)] = None
-        for item in rec.outbox_items:
-            self._enqueue(c, item, now)
-        if rec.bounce is not None:
-            recips, bounced_mid = rec.bounce
-            ob = None
-            bounced_unit = None
-            if bounced_mid:
-                hit = c.execute(sa.select(outbox.c.id, outbox.c.unit_id)
-                                .where(outbox.c.smtp_message_id == bounced_mid)).first()
-                if hit:
-                    ob, bounced_unit = hit.id, hit.unit_id
-            c.execute(bounces.insert().values(message_pk=pk, outbox_id=ob, unit_id=bounced_unit,
-                                              recipients=json.dumps(list(recips)), created_at=iso(now)))
-        c.execute(messages.update().where(messages.c.id == pk).values(
-            state=rec.state, reason=rec.reason, sender=rec.sender, from_name=rec.from_name, subject=rec.subject,
-            unit_id=unit_id, attempts=messages.c.attempts + 1, updated_at=iso(now)))
-        return doc_ids
+                    location=f.location, row=f.row, column=f.column) for f in o.reading.findings]
+            if entry_rows:
+                c.execute(entries.insert(), entry_rows)
+            if finding_rows:
+                c.execute(findings.insert(), finding_rows)
+        items: list[OutboxItem] = []
+        keys: set[str] = set()
+        for rec, _ in todo:  # as _enqueue: the first item with a key wins
+            for item in rec.outbox_items:
+                if item.key not in keys:
+                    keys.add(item.key)
+                    items.append(item)
+        if items:
+            have = set(c.execute(sa.select(outbox.c.key).where(outbox.c.key.in_([i.key for i in items]))).scalars())
+            new_items = [i for i in items if i.key not in have]
+            if new_items:
+                c.execute(outbox.insert(), [dict(
+                    key=i.key, purpose=i.purpose, message_pk=i.message_pk, unit_id=i.unit_id,
+                    recipients=json.dumps(list(i.recipients)), subject=i.subject,
+                    smtp_message_id=i.smtp_message_id, raw=i.raw, state="pending", attempts=0,
+                    created_at=iso(now), next_attempt_at=iso(now)) for i in new_items])
+        for rec, _ in todo:
+            if rec.bounce is not None:
+                recips, bounced_mid = rec.bounce
+                ob = None
+                bounced_unit = None
+                if bounced_mid:
+                    hit = c.execute(sa.select(outbox.c.id, outbox.c.unit_id)
+                                    .where(outbox.c.smtp_message_id == bounced_mid)).first()
+                    if hit:
+                        ob, bounced_unit = hit.id, hit.unit_id
+                c.execute(bounces.insert().values(message_pk=rec.pk, outbox_id=ob, unit_id=bounced_unit,
+                                                  recipients=json.dumps(list(recips)), created_at=iso(now)))
+        c.execute(messages.update().where(messages.c.id == sa.bindparam("b_pk")).values(
+            state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), sender=sa.bindparam("b_sender"),
+            from_name=sa.bindparam("b_from_name"), subject=sa.bindparam("b_subject"),
+            unit_id=sa.bindparam("b_unit_id"), attempts=messages.c.attempts + 1, updated_at=iso(now),
+        ), [dict(b_pk=rec.pk, b_state=rec.state, b_reason=rec.reason, b_sender=rec.sender,
+                 b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id) for rec, _ in todo])
+        return out
 
     def _resupersede(self, c: Connection, unit_id: str | None, kind: str, period: str | None) -> None:
         """The newest accepted document of a kind for a unit and period counts; older ones are superseded."""

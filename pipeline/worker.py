@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,18 +128,35 @@ def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any
         return forms.read_document(att.filename, att.data, content_type=att.content_type, subject=parsed.subject,
                                    unit=unit, year=ctx.cfg.year, rules=ctx.rules)
     except Exception as exc:  # a reader bug is a finding on this document, never a dead pass
-        log.exception("reader failed on %s", att.filename)
-        return DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(
-            code="reader-failed", severity="warning",
-            message=f"Hệ thống chưa đọc được tệp này ({exc.__class__.__name__}); cán bộ LĐLĐ Quận sẽ xem trực tiếp.",
-        ),))
+        return _reader_failed(att, exc)
 
 
-def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
-    """Classify one recorded message, read its attachments and build its receipt; write nothing.
+def _reader_failed(att: Attachment, exc: Exception) -> DocumentReading:
+    log.exception("reader failed on %s", att.filename)
+    return DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(
+        code="reader-failed", severity="warning",
+        message=f"Hệ thống chưa đọc được tệp này ({exc.__class__.__name__}); cán bộ LĐLĐ Quận sẽ xem trực tiếp.",
+    ),))
 
-    ``row`` is the message's row (for its generation and the desk's decisions), None when unknown.
-    """
+
+@dataclass
+class _Draft:
+    """A message parsed and classified, its attachments handed to the reader; the receipt not built yet."""
+    pk: int
+    generation: int
+    received_at: datetime
+    parsed: ParsedMail
+    sender: str | None
+    unit: Any
+    state: str
+    reason: str | None
+    bounce: tuple[tuple[str, ...], str | None] | None
+    reading: list[tuple[Attachment, Any]]  # (attachment, its reading or the reader's ticket for it)
+
+
+def _classify(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any,
+              batch: forms.DocumentBatch | None) -> _Draft:
+    """Parse and classify one message; its attachments go to the reader (``batch``) or are read now."""
     cfg = ctx.cfg
     generation = row.generation if row is not None else 0
     parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
@@ -167,14 +185,38 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
         state, reason = "quarantined", "thư không có địa chỉ người gửi đọc được"
     elif unit is None:
         state, reason = "quarantined", f"địa chỉ {sender} không có trong danh sách đơn vị"
+    reading: list[tuple[Attachment, Any]] = []
+    if state == "processed":
+        for att in parsed.attachments:
+            if batch is None:
+                reading.append((att, read_attachment(ctx, att, parsed, unit)))
+                continue
+            try:
+                reading.append((att, batch.submit(att.filename, att.data, content_type=att.content_type,
+                                                  subject=parsed.subject, unit=unit, year=cfg.year)))
+            except Exception as exc:  # a reader bug is a finding on this document, never a dead pass
+                reading.append((att, _reader_failed(att, exc)))
+    return _Draft(pk=pk, generation=generation, received_at=received_at, parsed=parsed, sender=sender, unit=unit,
+                  state=state, reason=reason, bounce=bounce, reading=reading)
 
+
+def _complete(ctx: Context, d: _Draft, batch: forms.DocumentBatch | None) -> OutcomeRecord:
+    """The readings of a classified message, its documents' deadlines and its receipt."""
+    cfg = ctx.cfg
+    parsed, unit, received_at = d.parsed, d.unit, d.received_at
     outcomes: list[DocumentOutcome] = []
     items = []
-    if state == "processed":
+    if d.state == "processed":
         assert unit is not None
         views = []
-        for att in parsed.attachments:
-            reading = read_attachment(ctx, att, parsed, unit)
+        for att, got in d.reading:
+            if isinstance(got, DocumentReading) or batch is None:
+                reading = got
+            else:
+                try:
+                    reading = batch.result(got)
+                except Exception as exc:  # as read_attachment: a finding, never a dead pass
+                    reading = _reader_failed(att, exc)
             if reading.state == "rejected" and reading.entries:
                 # The receipt tells the unit that nothing from a rejected file was recorded: keep it so.
                 reading = dataclasses.replace(reading, entries=())
@@ -188,12 +230,21 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
         # A rejected form comes back with a clean copy of the right blank form to fill in again.
         rejected_kinds = dict.fromkeys(o.reading.kind for o in outcomes if o.reading.state == "rejected")
         forms_back = [f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in rejected_kinds) if f]
-        items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[sender], key=f"receipt:{pk}:{generation}",
-                                  message_pk=pk, unit_id=unit.unit_id, in_reply_to=parsed.message_id,
-                                  references=refs, subject=parsed.subject, attachments=forms_back))
-    return OutcomeRecord(pk=pk, state=state, reason=reason, sender=sender, from_name=parsed.from_name,
+        items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[d.sender],
+                                  key=f"receipt:{d.pk}:{d.generation}", message_pk=d.pk, unit_id=unit.unit_id,
+                                  in_reply_to=parsed.message_id, references=refs, subject=parsed.subject,
+                                  attachments=forms_back))
+    return OutcomeRecord(pk=d.pk, state=d.state, reason=d.reason, sender=d.sender, from_name=parsed.from_name,
                          subject=parsed.subject, unit_id=unit.unit_id if unit else None, outcomes=tuple(outcomes),
-                         outbox_items=tuple(items), bounce=bounce)
+                         outbox_items=tuple(items), bounce=d.bounce)
+
+
+def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
+    """Classify one recorded message, read its attachments and build its receipt; write nothing.
+
+    ``row`` is the message's row (for its generation and the desk's decisions), None when unknown.
+    """
+    return _complete(ctx, _classify(ctx, pk, raw, received_at, row, None), None)
 
 
 def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:
@@ -244,11 +295,20 @@ def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], no
         return []
     rows = ctx.store.messages_by_id([pk for pk, _raw, _at in items])
     records: list[OutcomeRecord] = []
-    for pk, raw, received_at in items:
-        try:
-            records.append(prepare_message(ctx, pk, raw, received_at, rows.get(pk)))
-        except Exception as exc:
-            _failed(ctx, pk, exc, now, summary)
+    drafts: list[_Draft] = []
+    # All attachments go to the reader as their message is parsed: it reads them while the next
+    # messages are parsed; the receipts are built once the readings are back.
+    with forms.DocumentBatch(ctx.rules) as batch:
+        for pk, raw, received_at in items:
+            try:
+                drafts.append(_classify(ctx, pk, raw, received_at, rows.get(pk), batch))
+            except Exception as exc:
+                _failed(ctx, pk, exc, now, summary)
+        for d in drafts:
+            try:
+                records.append(_complete(ctx, d, batch))
+            except Exception as exc:
+                _failed(ctx, d.pk, exc, now, summary)
     try:
         ctx.store.record_outcomes(records, now)
     except TemporaryError as exc:  # database busy: all of them wait for the next pass
@@ -272,7 +332,7 @@ def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], no
     return [rec.pk for rec in records]
 
 
-def recover(ctx: Context, now: datetime, summary: PassSummary) -> None:
+def recover(ctx: Context, now: datetime, summary: PassSummary, committed: Callable[[], None] | None = None) -> None:
     """Finish messages an earlier pass archived and recorded but did not process."""
     rows = ctx.store.messages_in_state("received")
     size = max(1, ctx.cfg.mailbox.batch_size)
@@ -287,7 +347,8 @@ def recover(ctx: Context, now: datetime, summary: PassSummary) -> None:
                 continue
             summary.recovered += 1
             items.append((row.id, raw, from_iso(row.received_at)))
-        process_batch(ctx, items, now, summary)
+        if process_batch(ctx, items, now, summary) and committed is not None:
+            committed()
 
 
 def _fault(point: str) -> None:
@@ -297,7 +358,8 @@ def _fault(point: str) -> None:
 
 
 def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime], summary: PassSummary,
-              progress: Callable[[int, int], None] | None = None) -> None:
+              progress: Callable[[int, int], None] | None = None,
+              committed: Callable[[], None] | None = None) -> None:
     """Fetch new mail in batches. Per batch: archive every message (fsync'd), record them all and move the
     UID high-water mark in one transaction, then process them and write their outcomes and receipts in one
     transaction. A crash anywhere leaves each message either unrecorded (fetched again: the mark did not
@@ -338,6 +400,8 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
         ok = set(process_batch(ctx, [(pk, f.raw, f.internaldate) for pk, f in fresh], clock(), summary))
         if fresh:
             _fault("exit-after-outcomes")
+        if ok and committed is not None:
+            committed()  # their receipts can go out while the next batch is read
         mailbox.mark_processed([f.uid for pk, f in fresh if pk in ok])
         if progress is not None:
             for _uid in batch:
@@ -352,6 +416,50 @@ def _report(progress: Callable[[int, int], None], done: int, total: int) -> None
         log.exception("progress callback failed")
 
 
+class _OutboxSender:
+    """Sends the outbox from a second thread while the pass reads the next batch.
+
+    Each batch's receipts are committed with its outcomes; sending them (SMTP round trips, two
+    committed transactions per item) is mostly waiting, which this overlaps with reading the next
+    batch. It is the same ``flush_outbox`` as at the end of the pass: limits, claims ('sending'
+    before the SMTP conversation) and retries are unchanged, and the pass's final flush sends whatever
+    is left. A failure here is only logged: the final flush meets it again and reports it.
+    """
+
+    COUNTED = ("sent", "retry", "failed")
+
+    def __init__(self, ctx: Context, clock: Callable[[], datetime], kwargs: dict[str, Any]) -> None:
+        self.ctx, self.clock, self.kwargs = ctx, clock, kwargs
+        self.counts = dict.fromkeys(self.COUNTED, 0)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="intake-outbox", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                got = flush_outbox(self.ctx.store, self.ctx.cfg.smtp, self.clock(), **self.kwargs)
+            except Exception as exc:  # noqa: BLE001 - the final flush of the pass meets it again
+                log.warning("outbox not flushed during the pass (tried again at its end): %s", exc)
+                return
+            for key in self.COUNTED:
+                self.counts[key] += got.get(key, 0)
+
+    def stop(self) -> dict[str, int]:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        return self.counts
+
+
 def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[MailboxLike]] | None = None,
              clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
              transport_factory: Any = None, progress: Callable[[int, int], None] | None = None) -> PassSummary:
@@ -359,25 +467,39 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
 
     ``progress(done, total)``, when given, is called after each new message of the fetch is handled
     (``total``: the new UIDs found; a batch's messages are reported when its outcomes are committed).
+    Receipts start going out while later batches are read (``_OutboxSender``); ``summary.outbox``
+    counts everything the pass sent, retried or failed, and what is still waiting at its end.
     """
     summary = PassSummary()
     now = clock()
     ctx.store.recover_interrupted_sends(now)
-    recover(ctx, now, summary)
-    factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
-    try:
-        with factory() as mailbox:
-            fetch_new(ctx, mailbox, clock, summary, progress)
-    except TemporaryError as exc:
-        summary.error = str(exc)
-        log.error("pass could not complete: %s", exc)
     kwargs = {"transport_factory": transport_factory} if transport_factory else {}
+    sender = _OutboxSender(ctx, clock, kwargs) if _threads_share_database(ctx) else None
+    poke = sender.poke if sender is not None else None
     try:
-        summary.outbox = flush_outbox(ctx.store, ctx.cfg.smtp, clock(), **kwargs)
+        recover(ctx, now, summary, poke)
+        factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
+        try:
+            with factory() as mailbox:
+                fetch_new(ctx, mailbox, clock, summary, progress, poke)
+        except TemporaryError as exc:
+            summary.error = str(exc)
+            log.error("pass could not complete: %s", exc)
+    finally:
+        early = sender.stop() if sender is not None else {}
+    try:
+        final = flush_outbox(ctx.store, ctx.cfg.smtp, clock(), **kwargs)
     except TemporaryError as exc:
         log.error("outbox not flushed: %s", exc)
-        summary.outbox = {"error": 1}
+        final = {"error": 1}
+    summary.outbox = {**final, **{k: n + final.get(k, 0) for k, n in early.items() if n or k in final}}
     return summary
+
+
+def _threads_share_database(ctx: Context) -> bool:
+    """An in-memory SQLite database is one per connection: there a second thread would see another one."""
+    url = ctx.store.url
+    return not (url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite://")))
 
 
 def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> str:

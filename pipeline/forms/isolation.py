@@ -9,6 +9,12 @@ document; the caller never dies.
 
 Protocol over the child's stdin/stdout: 8-byte big-endian length, then a pickle.
 Request (rules_digest, rules_or_None, core.Request) → reply (DocumentReading, stats dict).
+
+Several documents can be in flight (``Worker.session()``): the parent writes the next requests while
+the child reads the current one, so a batch of mail does not pay a round trip per document and the
+child reads while the parent parses the next message. The child still reads one document at a time,
+in order; each document has the whole timeout from the moment the child can start on it, and when the
+child dies or overruns, that document gets the finding and the ones queued behind it go to a fresh child.
 """
 from __future__ import annotations
 
@@ -176,33 +182,213 @@ class Worker:
         return proc
 
     def run(self, req: Request, rules: Rules, timeout: float) -> DocumentReading:
-        with self.lock:
-            proc = self.ensure()
+        with self.session() as session:
+            return session.result(session.submit(req, rules, timeout))
+
+    def session(self) -> Session:
+        """Several requests in flight to the child (one thread at a time: holds the worker's lock)."""
+        return Session(self)
+
+
+_F_SETPIPE_SZ = 1031  # Linux fcntl: a bigger pipe lets more requests and replies wait in it
+
+
+class Job:
+    """One document sent (or to be sent) to the child."""
+
+    __slots__ = ("req", "rules", "timeout", "reading", "died", "began")
+
+    def __init__(self, req: Request, rules: Rules, timeout: float) -> None:
+        self.req, self.rules, self.timeout = req, rules, timeout
+        self.reading: DocumentReading | None = None
+        self.died: WorkerDied | None = None
+        self.began = 0.0  # when its request started to go out
+
+    @property
+    def done(self) -> bool:
+        return self.reading is not None or self.died is not None
+
+
+class Session:
+    """Requests written while replies are read, over non-blocking pipes, all from the calling thread."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.queued: list[Job] = []  # not yet written
+        self.inflight: list[Job] = []  # written (or being written), not yet answered; the child works on [0]
+        self.out = bytearray()  # what is left to write of inflight[-1]
+        self.inbuf = bytearray()
+        self.free_since = 0.0  # when the child finished its last reply
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Session:
+        self.w.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.inflight or self.out:  # abandoned mid-protocol: the child's pipe is in an unknown state
+                self.w.stop()
+        finally:
+            self.w.lock.release()
+
+    def submit(self, req: Request, rules: Rules, timeout: float) -> Job:
+        job = Job(req, rules, timeout)
+        self.queued.append(job)
+        self._pump(block=False)
+        return job
+
+    def result(self, job: Job) -> DocumentReading:
+        while not job.done:
+            self._pump(block=True)
+        if job.died is not None:
+            raise job.died
+        assert job.reading is not None
+        return job.reading
+
+    # -- the protocol ----------------------------------------------------------------------
+    def _child(self) -> subprocess.Popen[bytes]:
+        if self.proc is not None:
+            return self.proc  # the child our requests went to: if it died, reading says so (EOF)
+        proc = self.w.ensure()
+        if proc is not self.proc:
+            self.proc = proc
+            self.out.clear()
+            self.inbuf.clear()
+            self.free_since = time.monotonic()
             assert proc.stdin is not None and proc.stdout is not None
-            send_rules = rules if self.rules_digest != rules.digest else None
-            payload = pickle.dumps((rules.digest, send_rules, req), protocol=pickle.HIGHEST_PROTOCOL)
-            deadline = time.monotonic() + timeout
-            try:
-                _write_all(proc.stdin.fileno(), _LEN.pack(len(payload)) + payload)
-                self.rules_digest = rules.digest
-                (n,) = _LEN.unpack(_read_exact(proc.stdout.fileno(), _LEN.size, deadline))
-                reading, stats = pickle.loads(_read_exact(proc.stdout.fileno(), n, deadline))
-            except WorkerDied:
-                self.stop()
-                raise
-            except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError) as exc:
-                code = proc.poll()
-                if code is None:
+            for fd in (proc.stdin.fileno(), proc.stdout.fileno()):
+                os.set_blocking(fd, False)
+                if sys.platform.startswith("linux"):
                     try:
-                        code = proc.wait(timeout=1)
-                    except subprocess.TimeoutExpired:
-                        code = None
-                self.stop()
-                raise WorkerDied("crashed", _describe_exit(code)) from exc
-            self.last_stats = stats
-            if stats.get("rss", 0) > rules.limits["worker_recycle_rss_bytes"]:
-                self.stop()
-            return reading
+                        import fcntl
+
+                        fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)
+                    except OSError:
+                        pass
+        return proc
+
+    def _next_request(self) -> None:
+        job = self.queued.pop(0)
+        rules = job.rules
+        send_rules = rules if self.w.rules_digest != rules.digest else None
+        payload = pickle.dumps((rules.digest, send_rules, job.req), protocol=pickle.HIGHEST_PROTOCOL)
+        self.w.rules_digest = rules.digest
+        self.out += _LEN.pack(len(payload))
+        self.out += payload
+        job.began = time.monotonic()
+        self.inflight.append(job)
+
+    def _deadline(self) -> float | None:
+        if not self.inflight:
+            return None
+        head = self.inflight[0]
+        return max(head.began, self.free_since) + head.timeout
+
+    def _pump(self, *, block: bool) -> None:
+        """Write what can be written, read what has arrived; with ``block``, wait until something happens."""
+        if not (self.queued or self.inflight):
+            return
+        proc = self._child()
+        assert proc.stdin is not None and proc.stdout is not None
+        wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
+        while True:
+            if not self.out and self.queued:
+                self._next_request()
+            deadline = self._deadline()
+            wait = 0.0
+            if block:
+                wait = max(0.0, deadline - time.monotonic()) if deadline is not None else 0.0
+            try:
+                readable, writable, _ = select.select([rfd] if self.inflight else [],
+                                                      [wfd] if self.out else [], [], wait)
+            except (OSError, ValueError) as exc:
+                self._died(WorkerDied("crashed", _describe_exit(self._exit_code(proc))), exc)
+                return
+            progress = False
+            if writable:
+                try:
+                    n = os.write(wfd, self.out[: 1 << 20])
+                except BlockingIOError:
+                    n = 0
+                except OSError as exc:  # the child is gone
+                    self._died(WorkerDied("crashed", _describe_exit(self._exit_code(proc))), exc)
+                    return
+                del self.out[:n]
+                progress = progress or n > 0
+            if readable:
+                try:
+                    chunk = os.read(rfd, 1 << 20)
+                except BlockingIOError:
+                    chunk = None
+                except OSError as exc:
+                    self._died(WorkerDied("crashed", _describe_exit(self._exit_code(proc))), exc)
+                    return
+                if chunk == b"":
+                    self._died(WorkerDied("crashed", _describe_exit(self._exit_code(proc))), EOFError())
+                    return
+                if chunk:
+                    self.inbuf += chunk
+                    progress = True
+                    if self._replies():
+                        return  # a reply arrived (and maybe the child was recycled)
+            if deadline is not None and time.monotonic() >= deadline and not readable:
+                self._died(WorkerDied("timeout"), None)
+                return
+            if not progress and not block:
+                return
+            if block and progress and not self.inflight and not self.queued:
+                return
+
+    def _replies(self) -> bool:
+        got = False
+        while len(self.inbuf) >= _LEN.size:
+            (n,) = _LEN.unpack_from(self.inbuf)
+            if len(self.inbuf) < _LEN.size + n:
+                break
+            body = bytes(self.inbuf[_LEN.size:_LEN.size + n])
+            del self.inbuf[:_LEN.size + n]
+            job = self.inflight.pop(0)
+            try:
+                reading, stats = pickle.loads(body)
+            except Exception as exc:  # noqa: BLE001 - a garbled reply: treat the child as dead
+                self.inflight.insert(0, job)
+                self._died(WorkerDied("crashed", _describe_exit(None)), exc)
+                return True
+            job.reading = reading
+            self.free_since = time.monotonic()
+            self.w.last_stats = stats
+            got = True
+            if stats.get("rss", 0) > job.rules.limits["worker_recycle_rss_bytes"]:
+                self._restart()
+                return True
+        return got
+
+    def _exit_code(self, proc: subprocess.Popen[bytes]) -> int | None:
+        code = proc.poll()
+        if code is None:
+            try:
+                code = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                code = None
+        return code
+
+    def _died(self, died: WorkerDied, cause: BaseException | None) -> None:
+        """The document the child was on gets the finding; the ones behind it go to a fresh child."""
+        if self.inflight:
+            head = self.inflight.pop(0)
+            head.died = died
+            if cause is not None:
+                died.__cause__ = cause
+        self._restart()
+
+    def _restart(self) -> None:
+        self.queued[:0] = self.inflight
+        self.inflight.clear()
+        self.out.clear()
+        self.inbuf.clear()
+        self.w.stop()
+        self.proc = None
 
 
 def _describe_exit(code: int | None) -> str:
@@ -231,13 +417,53 @@ def worker(rules: Rules) -> Worker:
         return _WORKER
 
 
+def _in_process() -> bool:
+    return os.environ.get("INTAKE_FORMS_INPROCESS") == "1" or sys.platform == "win32"
+
+
+def _finding_for(died: WorkerDied, req: Request, rules: Rules) -> DocumentReading:
+    if died.reason == "timeout":
+        return fail(rules, "file-timeout", req.fmt, f"quá {rules.limits['worker_timeout_seconds']} giây")
+    return fail(rules, "file-too-large", req.fmt, died.detail)
+
+
 def isolated_parse(req: Request, rules: Rules) -> DocumentReading:
-    if os.environ.get("INTAKE_FORMS_INPROCESS") == "1" or sys.platform == "win32":
+    if _in_process():
         return parse(req, rules)
     w = worker(rules)
     try:
         return w.run(req, rules, float(rules.limits["worker_timeout_seconds"]))
     except WorkerDied as died:
-        if died.reason == "timeout":
-            return fail(rules, "file-timeout", req.fmt, f"quá {rules.limits['worker_timeout_seconds']} giây")
-        return fail(rules, "file-too-large", req.fmt, died.detail)
+        return _finding_for(died, req, rules)
+
+
+class IsolatedBatch:
+    """``isolated_parse`` for several documents at once: ``submit`` each (it returns at once, the child
+    starts on it), then ``result`` each. Use as a context manager; one thread at a time."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.session: Session | None = None if _in_process() else worker(rules).session()
+
+    def __enter__(self) -> IsolatedBatch:
+        if self.session is not None:
+            self.session.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.session is not None:
+            self.session.__exit__(*exc)
+
+    def submit(self, req: Request, rules: Rules) -> Any:
+        if self.session is None:
+            return parse(req, rules)
+        return self.session.submit(req, rules, float(rules.limits["worker_timeout_seconds"]))
+
+    def result(self, ticket: Any) -> DocumentReading:
+        if isinstance(ticket, DocumentReading):
+            return ticket
+        assert self.session is not None
+        try:
+            return self.session.result(ticket)
+        except WorkerDied as died:
+            return _finding_for(died, ticket.req, ticket.rules)

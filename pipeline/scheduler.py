@@ -220,8 +220,7 @@ def check_liveness(ctx: Any, now: datetime, error: str | None, clock: Callable[[
             f"Lỗi gần nhất: {error}\n"
             f"Lần đọc thành công gần nhất: {_local(from_iso(last_ok), cfg) if last_ok else 'chưa có'}\n\n"
             "Đề nghị kiểm tra:\n"
-            "  1. Mật khẩu ứng dụng (App password) của tài khoản Gmail còn hiệu lực; nếu đã đổi mật khẩu "
-            "tài khoản thì phải tạo mật khẩu ứng dụng mới và cập nhật biến môi trường của dịch vụ.\n"
+            + (_OAUTH_HINT if cfg.mailbox.auth == "xoauth2" else _PASSWORD_HINT) +
             "  2. IMAP vẫn được bật trong Gmail (Cài đặt → Chuyển tiếp và POP/IMAP).\n"
             "  3. Máy chạy dịch vụ có kết nối Internet, đồng hồ máy đúng giờ.\n"
             "  4. Nhật ký (log) của dịch vụ `intake run`; thử chạy `intake poll` để xem lỗi cụ thể.\n\n"
@@ -232,6 +231,13 @@ def check_liveness(ctx: Any, now: datetime, error: str | None, clock: Callable[[
             notes.append("failure alert queued")
         store.set_kv("alert.poll_down", failing_since, stamp)
     return notes
+
+
+_PASSWORD_HINT = ("  1. Mật khẩu ứng dụng (App password) của tài khoản Gmail còn hiệu lực; nếu đã đổi mật khẩu "
+                  "tài khoản thì phải tạo mật khẩu ứng dụng mới và cập nhật biến môi trường của dịch vụ.\n")
+_OAUTH_HINT = ("  1. Quyền truy cập OAuth 2 còn hiệu lực: refresh token có thể đã bị thu hồi (đổi mật khẩu tài khoản, "
+               "gỡ quyền ứng dụng, ứng dụng còn ở chế độ Testing quá 7 ngày); lấy lại bằng "
+               "`python -m pipeline.oauth` và cập nhật biến môi trường / tệp token của dịch vụ.\n")
 
 
 def _check_quiet(ctx: Any, now: datetime, stamp: datetime) -> list[str]:

@@ -282,3 +282,16 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
             third.wait()
     assert len(intake.smtp.messages) == 1
     assert [o.state for o in intake.ctx.store.outbox_rows()] == ["sent"]
+
+
+def test_the_failure_alert_gives_the_oauth_hint_when_the_mailbox_uses_xoauth2(intake: Harness) -> None:
+    import dataclasses
+
+    ctx = intake.ctx
+    t0 = datetime(2022, 5, 2, 1, 0, tzinfo=timezone.utc)
+    ctx.cfg = dataclasses.replace(ctx.cfg, mailbox=dataclasses.replace(ctx.cfg.mailbox, auth="xoauth2"))
+    scheduler.check_liveness(ctx, t0, "refresh token bị thu hồi")
+    scheduler.check_liveness(ctx, t0 + timedelta(minutes=61), "refresh token bị thu hồi")
+    [row] = [o for o in ctx.store.outbox_rows() if o.purpose == "alert"]
+    body = email.message_from_bytes(row.raw, policy=policy.default).get_body(("plain",)).get_content()
+    assert "refresh token" in body and "python -m pipeline.oauth" in body and "Mật khẩu ứng dụng" not in body

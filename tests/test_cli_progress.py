@@ -1,18 +1,13 @@
 """`intake poll` shows a bar while a backlog comes in, on a terminal only (real Dovecot, real pty)."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 
 from conftest import DISTRICT, Harness
 from pipeline import samplemail
+from ptyrun import run_on_pty
 
 
 def _poll(h: Harness, on_pty: bool) -> tuple[int, str, str]:
@@ -22,31 +17,7 @@ def _poll(h: Harness, on_pty: bool) -> tuple[int, str, str]:
     if not on_pty:
         p = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
-    finally:
-        os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif proc.poll() is not None:
-                break
-        out = proc.communicate(timeout=60)[0]
-    finally:
-        os.close(master)
-    return proc.returncode, out.decode(), shown.decode("utf-8", "replace")
+    return run_on_pty(cmd, env)
 
 
 def test_poll_draws_a_bar_on_a_terminal_and_nothing_on_a_pipe(intake: Harness) -> None:

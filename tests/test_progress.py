@@ -1,20 +1,15 @@
 """Progress bars: drawn on a terminal (a real pty), silent on a pipe or when INTAKE_NO_PROGRESS is set."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.progress import enabled, progress
+from ptyrun import run_on_pty
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,33 +36,9 @@ def _env(**extra: str) -> dict[str, str]:
 def _run_on_pty(total: str = "5", columns: int = 100, **env: str) -> tuple[str, str]:
     """Run the script with stderr on a pseudo-terminal of ``columns`` (0: no size reported);
     return (stdout, what the terminal showed)."""
-    master, slave = pty.openpty()
-    if columns:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    try:
-        proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(total=total)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=slave, env=_env(**env), cwd=ROOT)
-    finally:
-        os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif proc.poll() is not None:
-                break
-        out = proc.communicate(timeout=30)[0]
-    finally:
-        os.close(master)
-    return out.decode(), shown.decode("utf-8", "replace")
+    _code, out, shown = run_on_pty([sys.executable, "-c", SCRIPT.format(total=total)], _env(**env),
+                                   columns=columns, cwd=ROOT, timeout=30)
+    return out, shown
 
 
 def test_a_bar_is_drawn_on_a_terminal() -> None:

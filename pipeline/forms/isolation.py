@@ -196,17 +196,18 @@ _F_SETPIPE_SZ = 1031  # Linux fcntl: a bigger pipe lets more requests and replie
 class Job:
     """One document sent (or to be sent) to the child."""
 
-    __slots__ = ("req", "rules", "timeout", "reading", "died", "began")
+    __slots__ = ("req", "rules", "timeout", "reading", "died", "error", "began")
 
     def __init__(self, req: Request, rules: Rules, timeout: float) -> None:
         self.req, self.rules, self.timeout = req, rules, timeout
         self.reading: DocumentReading | None = None
         self.died: WorkerDied | None = None
+        self.error: Exception | None = None  # the request could not even be sent (a bug, not the file)
         self.began = 0.0  # when its request started to go out
 
     @property
     def done(self) -> bool:
-        return self.reading is not None or self.died is not None
+        return self.reading is not None or self.died is not None or self.error is not None
 
 
 class Session:
@@ -240,7 +241,11 @@ class Session:
 
     def result(self, job: Job) -> DocumentReading:
         while not job.done:
+            if job not in self.queued and job not in self.inflight:
+                raise RuntimeError("document not submitted in this session")
             self._pump(block=True)
+        if job.error is not None:
+            raise job.error
         if job.died is not None:
             raise job.died
         assert job.reading is not None
@@ -272,7 +277,11 @@ class Session:
         job = self.queued.pop(0)
         rules = job.rules
         send_rules = rules if self.w.rules_digest != rules.digest else None
-        payload = pickle.dumps((rules.digest, send_rules, job.req), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            payload = pickle.dumps((rules.digest, send_rules, job.req), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - that document's problem, not the session's
+            job.error = exc
+            return
         self.w.rules_digest = rules.digest
         self.out += _LEN.pack(len(payload))
         self.out += payload
@@ -293,8 +302,10 @@ class Session:
         assert proc.stdin is not None and proc.stdout is not None
         wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
         while True:
-            if not self.out and self.queued:
+            while not self.out and self.queued:
                 self._next_request()
+            if not self.inflight:
+                return
             deadline = self._deadline()
             wait = 0.0
             if block:

@@ -114,12 +114,13 @@ class _Look:
     why: str | None
 
 
-_look_cache: dict[tuple[str, str], _Look] = {}
+_look_cache: dict[tuple[str, str, int], _Look] = {}
 
 
 def _look(ctx: Context, row: Any) -> _Look:
     """What the archived copy of a quarantined mail says: did it fail authentication, which unit is it from?"""
-    key = (row.sha256, ctx.cfg.units_file.as_posix())
+    units = ctx.units  # re-read first when the file changed: a new list may change the suggestion
+    key = (row.sha256, ctx.cfg.units_file.as_posix(), hash(units.units))
     if key not in _look_cache:
         _look_cache[key] = _look_uncached(ctx, row)
     return _look_cache[key]

@@ -7,15 +7,19 @@ risking a second copy in a unit's inbox.
 """
 from __future__ import annotations
 
+import base64
 import email.policy
 import json
 import logging
+import random
+import re
 import smtplib
 import socket
 import ssl
+import urllib.parse
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, localtime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -48,23 +52,44 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
 def build_mail(*, sender: str, to: Sequence[str], subject: str, text: str, html: str | None = None,
                cc: Sequence[str] = (), in_reply_to: str | None = None, references: Sequence[str] = (),
                attachments: Iterable[tuple[str, bytes, str]] = (), auto_submitted: bool = True) -> tuple[str, bytes]:
-    """Build a complete message; return (Message-ID, bytes)."""
-    msg = EmailMessage()
+    """Build a complete message with CRLF line ends; return (Message-ID, bytes).
+
+    The usual mail (plain ASCII addresses, headers without control characters) is written directly:
+    the same headers and parts as ``email.message.EmailMessage`` with ``policy.SMTP`` would write
+    (``_build_mail_email``), RFC 2047 encoded words for non-ASCII header text, RFC 2231 file names,
+    lines folded at 78 where possible — at a tenth of the cost. Anything else goes through ``email``.
+    """
+    attachments = list(attachments)
     name, addr = parseaddr(sender)
+    domain = addr.rsplit("@", 1)[-1] if "@" in addr else "intake.local"
+    mid = make_msgid(idstring="intake", domain=domain)
+    refs: list[str] = []
+    if in_reply_to:
+        refs = [r for r in references if r] + ([in_reply_to] if in_reply_to not in references else [])
+    raw = _build_mail_fast(name=name, addr=addr, to=to, cc=cc, subject=subject, mid=mid, text=text, html=html,
+                           in_reply_to=in_reply_to, refs=refs, attachments=attachments,
+                           auto_submitted=auto_submitted)
+    if raw is None:
+        raw = _build_mail_email(name=name, addr=addr, to=to, cc=cc, subject=subject, mid=mid, text=text,
+                                html=html, in_reply_to=in_reply_to, refs=refs, attachments=attachments,
+                                auto_submitted=auto_submitted)
+    return mid, raw
+
+
+def _build_mail_email(*, name: str, addr: str, to: Sequence[str], cc: Sequence[str], subject: str, mid: str,
+                      text: str, html: str | None, in_reply_to: str | None, refs: Sequence[str],
+                      attachments: Sequence[tuple[str, bytes, str]], auto_submitted: bool) -> bytes:
+    """The general builder (``email.message.EmailMessage``, ``policy.SMTP``): for what the fast one declines."""
+    msg = EmailMessage()
     msg["From"] = formataddr((name, addr)) if name else addr
     msg["To"] = ", ".join(to)
     if cc:
         msg["Cc"] = ", ".join(cc)
     msg["Subject"] = subject
-    domain = addr.rsplit("@", 1)[-1] if "@" in addr else "intake.local"
-    mid = make_msgid(idstring="intake", domain=domain)
     msg["Message-ID"] = mid
-    from email.utils import format_datetime, localtime
-
     msg["Date"] = format_datetime(localtime())
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-        refs = [r for r in references if r] + ([in_reply_to] if in_reply_to not in references else [])
         msg["References"] = " ".join(refs)
     if auto_submitted:
         # RFC 3834: machine-made replies say so, so that units' autoresponders do not answer them.
@@ -76,7 +101,162 @@ def build_mail(*, sender: str, to: Sequence[str], subject: str, text: str, html:
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
     # SMTP wants CRLF line ends, and smtplib does not convert the line ends of bytes it is given.
-    return mid, msg.as_bytes(policy=email.policy.SMTP)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+# -- the fast builder ----------------------------------------------------------------------------
+_LINE = 78  # RFC 5322's "SHOULD" line length; 998 octets is the hard limit
+_PLAIN_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
+_QUOTED_NAME = re.compile(r'[\x20-\x7e]*')
+
+
+def _fold(name: str, tokens: Sequence[str]) -> str:
+    """``name: tok tok …``, one space between tokens, a line break before a token that would pass 78."""
+    line = name + ":"
+    lines = []
+    for tok in tokens:
+        if len(line) + 1 + len(tok) > _LINE and len(line) > len(name) + 1:
+            lines.append(line)
+            line = " " + tok
+        else:
+            line += " " + tok
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _encoded_words(value: str) -> list[str]:
+    """RFC 2047 B-encoded words of UTF-8, at most 39 octets each (64 characters), never splitting a character."""
+    data = value.encode("utf-8")
+    words = []
+    i, n = 0, len(data)
+    while i < n:
+        j = min(i + 39, n)
+        while j < n and (data[j] & 0xC0) == 0x80:
+            j -= 1
+        words.append("=?utf-8?b?" + base64.b64encode(data[i:j]).decode("ascii") + "?=")
+        i = j
+    return words
+
+
+def _text_tokens(value: str) -> list[str]:
+    """Unstructured header text as tokens for ``_fold``: leading plain-ASCII words as they are, from the
+    first word that is not (non-ASCII, or looks like an encoded word) to the end as encoded words."""
+    words = value.split(" ")
+    k = 0
+    while k < len(words) and words[k].isascii() and "=?" not in words[k]:
+        k += 1
+    if k == len(words):
+        return words
+    return words[:k] + _encoded_words(" ".join(words[k:]))
+
+
+def _mailbox_tokens(name: str, addr: str) -> list[str]:
+    if not name:
+        return [addr]
+    if name.isascii():
+        return formataddr((name, addr)).split(" ")
+    return _encoded_words(name) + [f"<{addr}>"]
+
+
+def _list_tokens(addrs: Sequence[str]) -> list[str]:
+    return [a + "," for a in addrs[:-1]] + list(addrs[-1:])
+
+
+def _base64_lines(data: bytes) -> bytes:
+    enc = base64.b64encode(data)
+    return b"".join(enc[i:i + 76] + b"\r\n" for i in range(0, len(enc), 76))
+
+
+def _text_part(text: str, subtype: str) -> bytes:
+    """A text part as EmailMessage.set_content(charset='utf-8') makes it: 7bit/8bit when every line fits
+    in 78 octets, base64 otherwise (line ends inside base64 stay LF, as there)."""
+    lines = text.encode("utf-8").splitlines()
+    if max(map(len, lines), default=0) <= _LINE:
+        cte = "7bit" if text.isascii() else "8bit"
+        body = b"".join(line + b"\r\n" for line in lines) or b"\r\n"
+    else:
+        cte = "base64"
+        body = _base64_lines(b"\n".join(lines) + b"\n")
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + body
+
+
+def _filename_param(filename: str) -> str:
+    """``Content-Disposition`` value for an attachment: quoted ASCII, or RFC 2231 (continued if long)."""
+    if _QUOTED_NAME.fullmatch(filename) and '"' not in filename and "\\" not in filename \
+            and len(f'Content-Disposition: attachment; filename="{filename}"') <= _LINE:
+        return f'attachment; filename="{filename}"'
+    pieces = [urllib.parse.quote(ch, safe="") for ch in filename]
+    whole = "utf-8''" + "".join(pieces)
+    if len(" filename*=" + whole) <= _LINE:
+        return "attachment;\r\n filename*=" + whole
+    segments: list[str] = []
+    current = "utf-8''"
+    for piece in pieces:
+        label = f" filename*{len(segments)}*="
+        if len(label) + len(current) + len(piece) + 1 > _LINE and current != "utf-8''":
+            segments.append(current)
+            current = ""
+        current += piece
+    segments.append(current)
+    return "attachment;" + ";".join(f"\r\n filename*{i}*={seg}" for i, seg in enumerate(segments))
+
+
+def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
+    while True:
+        boundary = f"=_intake_{random.getrandbits(96):024x}"
+        delimiter = b"--" + boundary.encode("ascii")
+        if not any(delimiter in part for part in parts):
+            break
+    out = [f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii")]
+    for part in parts:
+        out += [delimiter, b"\r\n", part, b"\r\n"]
+    out += [delimiter, b"--\r\n"]
+    return b"".join(out)
+
+
+def _build_mail_fast(*, name: str, addr: str, to: Sequence[str], cc: Sequence[str], subject: str, mid: str,
+                     text: str, html: str | None, in_reply_to: str | None, refs: Sequence[str],
+                     attachments: Sequence[tuple[str, bytes, str]], auto_submitted: bool) -> bytes | None:
+    """The message as bytes, or None when it is not the usual kind (then ``_build_mail_email`` builds it)."""
+    if not _PLAIN_ADDR.fullmatch(addr) or not all(_PLAIN_ADDR.fullmatch(a) for a in (*to, *cc)) or not to:
+        return None
+    if _CONTROL.search("".join((name, subject, in_reply_to or "", *refs))):
+        return None
+    mimes = []
+    for _filename, _data, mime in attachments:
+        maintype, _, subtype = mime.partition("/")
+        if not _TOKEN.fullmatch(maintype) or not _TOKEN.fullmatch(subtype or "octet-stream"):
+            return None
+        mimes.append(f"{maintype}/{subtype or 'octet-stream'}")
+    head = [_fold("From", _mailbox_tokens(name, addr)), _fold("To", _list_tokens(list(to)))]
+    if cc:
+        head.append(_fold("Cc", _list_tokens(list(cc))))
+    head.append(_fold("Subject", _text_tokens(subject)))
+    head.append(f"Message-ID: {mid}\r\nDate: {format_datetime(localtime())}\r\n")
+    if in_reply_to:
+        head.append(_fold("In-Reply-To", _text_tokens(in_reply_to)))
+        head.append(_fold("References", _text_tokens(" ".join(refs))))
+    if auto_submitted:
+        # RFC 3834: machine-made replies say so, so that units' autoresponders do not answer them.
+        head.append("Auto-Submitted: auto-replied\r\n" if in_reply_to else "Auto-Submitted: auto-generated\r\n")
+    head.append("MIME-Version: 1.0\r\n")
+    body = _text_part(text, "plain")
+    if html:
+        body = _multipart("alternative", [body, _text_part(html, "html")])
+    if attachments:
+        parts = [body]
+        for (filename, data, _mime), mime in zip(attachments, mimes):
+            parts.append((f"Content-Type: {mime}\r\nContent-Transfer-Encoding: base64\r\n"
+                          f"Content-Disposition: {_filename_param(filename)}\r\n\r\n").encode("ascii")
+                         + _base64_lines(data))
+        body = _multipart("mixed", parts)
+    raw = "".join(head).encode("ascii") + body
+    if any(len(line) > 998 for line in raw.split(b"\r\n")):
+        return None  # a word too long to fold: the general builder encodes it
+    return raw
 
 
 class Transport(Protocol):

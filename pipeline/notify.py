@@ -295,7 +295,8 @@ class SmtpTransport:
             raise SmtpAccessRefused(held)
         conn: smtplib.SMTP | None = None
         try:
-            ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None)
+            # Loading the system CA store costs ~25 ms: only when TLS is used (as mailbox.py does).
+            ctx = tls_context(str(cfg.ca_file) if cfg.ca_file else None) if cfg.security != "plain" else None
             if cfg.security == "ssl":
                 conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=ctx)
             else:

@@ -411,8 +411,8 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                  transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport) -> dict[str, int]:
     """Send what is due, within the per-minute and per-day limits; the rest waits for its window."""
     counts = {"sent": 0, "retry": 0, "failed": 0, "waiting": 0}
-    budget = min(cfg.per_minute - store.sent_since(now - timedelta(minutes=1)),
-                 cfg.per_day - store.sent_since(now - timedelta(days=1)))
+    budget = min(cfg.per_minute - store.sent_since(now - timedelta(minutes=1), limit=cfg.per_minute),
+                 cfg.per_day - store.sent_since(now - timedelta(days=1), limit=cfg.per_day))
     due = store.due_outbox(now, limit=max(budget, 0) + 1000)
     if budget <= 0:
         counts["waiting"] = len(due)

@@ -647,10 +647,15 @@ class Store:
             return c.execute(outbox.update().where(outbox.c.state == "sending").values(
                 state="uncertain", last_error="worker stopped during sending; check the Sent folder")).rowcount
 
-    def sent_since(self, since: datetime) -> int:
+    def sent_since(self, since: datetime, limit: int | None = None) -> int:
+        """Items sent at or after ``since`` (counted on the covering index (state, sent_at)); with ``limit``,
+        counting stops there (``min(count, limit)``): enough to know whether a sending limit is reached."""
+        where = (outbox.c.state == "sent", outbox.c.sent_at >= iso(since))
         with self.tx() as c:
-            return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(
-                outbox.c.state == "sent", outbox.c.sent_at >= iso(since))).scalar() or 0)
+            if limit is None:
+                return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(*where)).scalar() or 0)
+            capped = sa.select(outbox.c.id).where(*where).limit(max(limit, 0)).subquery()
+            return int(c.execute(sa.select(sa.func.count()).select_from(capped)).scalar() or 0)
 
     def outbox_rows(self, purpose: str | None = None) -> list[sa.Row[Any]]:
         with self.tx() as c:

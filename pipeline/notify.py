@@ -3,7 +3,7 @@
 Mail is built completely (with its own Message-ID) when it is enqueued, in the same transaction as the
 outcome it reports; sending only replays those bytes. An item is claimed ('sending') before the SMTP
 conversation and marked 'sent' after it: a crash in between leaves it 'uncertain' for staff rather than
-risking a second copy in a unit's inbox.
+risking a second copy in a unit's inbox. Claims and outcomes are written a group at a time (``SEND_GROUP``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 import urllib.parse
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -405,6 +406,11 @@ def _quit_quietly(conn: smtplib.SMTP | None) -> None:
 
 
 RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
+# Items are claimed ('sending') and their outcomes recorded a group at a time: two durable transactions per
+# group instead of per item. A crash mid-group leaves the whole group 'uncertain' (never resent blindly), so a
+# group is kept small, and closed early when SMTP is slow; what it claimed but did not send goes back to pending.
+SEND_GROUP = 50
+SEND_GROUP_SECONDS = 2.0
 
 
 def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
@@ -418,31 +424,52 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
         counts["waiting"] = len(due)
         return counts
     transport: Transport | None = None
+    pos = 0
     try:
-        for row in due:
-            if counts["sent"] >= budget:
-                counts["waiting"] += 1
-                continue
-            if not store.claim_outbox(row.id, now):
-                continue
+        while pos < len(due):
+            room = budget - counts["sent"]
+            if room <= 0:
+                counts["waiting"] += len(due) - pos
+                break
+            # Every claimed item may be sent: a group never claims more than the budget left.
+            group = due[pos:pos + min(SEND_GROUP, room)]
+            pos += len(group)
+            claimed = store.claim_outbox_batch([row.id for row in group], now)
+            rows = {row.id: row for row in group}
+            outcomes: list[tuple[int, str, str | None, datetime | None]] = []
+            started = time.monotonic()
+            handed = 0
             try:
-                if transport is None:
-                    transport = transport_factory(cfg)
-                transport.send(row.raw, cfg.sender, json.loads(row.recipients))
-            except SmtpRejected as exc:
-                store.finish_outbox(row.id, "failed", now, error=str(exc))
-                counts["failed"] += 1
-            except SmtpUnavailable as exc:
-                delay = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS) - 1)]
-                store.finish_outbox(row.id, "pending", now, error=str(exc), retry_at=now + timedelta(seconds=delay))
-                counts["retry"] += 1
-                log.warning("outbox item %s will be retried in %ss: %s", row.id, delay, exc)
-                if transport is not None:
-                    transport.close()
-                    transport = None
-            else:
-                store.finish_outbox(row.id, "sent", now)
-                counts["sent"] += 1
+                for oid in claimed:
+                    if handed and time.monotonic() - started > SEND_GROUP_SECONDS:
+                        break
+                    row = rows[oid]
+                    handed += 1
+                    try:
+                        if transport is None:
+                            transport = transport_factory(cfg)
+                        transport.send(row.raw, cfg.sender, json.loads(row.recipients))
+                    except SmtpRejected as exc:
+                        outcomes.append((oid, "failed", str(exc), None))
+                        counts["failed"] += 1
+                    except SmtpUnavailable as exc:
+                        delay = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS) - 1)]
+                        outcomes.append((oid, "pending", str(exc), now + timedelta(seconds=delay)))
+                        counts["retry"] += 1
+                        log.warning("outbox item %s will be retried in %ss: %s", oid, delay, exc)
+                        if transport is not None:
+                            transport.close()
+                            transport = None
+                    else:
+                        outcomes.append((oid, "sent", None, None))
+                        counts["sent"] += 1
+            finally:
+                # Also when sending raised something unexpected: the outcomes known so far are recorded; the
+                # item being sent stays 'sending' (→ uncertain), the ones not yet handed to SMTP are released.
+                store.finish_outbox_batch(outcomes, now, release=claimed[handed:])
+            if handed < len(claimed):  # closed early: what it released comes first in the next group
+                due = [rows[oid] for oid in claimed[handed:]] + due[pos:]
+                pos = 0
     finally:
         if transport is not None:
             transport.close()

@@ -1,11 +1,19 @@
-"""The outbox's bookkeeping: limits counted cheaply and exactly."""
+"""The outbox sent a group at a time: one transaction to claim a group, one to record its outcomes.
+
+"Never sent twice" holds as before (a crash mid-group leaves the group 'uncertain' for staff), each item
+gets its own outcome, and the per-minute/per-day limits stay exact.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
-from pipeline.store import OutboxItem, Store
+from pipeline import notify
+from pipeline.errors import SmtpRejected, SmtpUnavailable
+from pipeline.notify import flush_outbox
+from pipeline.store import OutboxItem, Store, from_iso
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
@@ -30,3 +38,140 @@ def test_sent_since_counts_up_to_its_limit(store):
     assert store.sent_since(minute) == 13
     assert [store.sent_since(minute, limit=n) for n in (0, 5, 13, 14, 100)] == [0, 5, 13, 13, 13]
     assert store.sent_since(NOW - timedelta(days=1), limit=10_000) == 20
+
+
+class FakeTransport:
+    """Records what is sent; ``fate(i, recipients)`` may raise for the i-th send."""
+
+    def __init__(self, fate=lambda i, to: None):
+        self.sent: list[tuple[str, ...]] = []
+        self.fate = fate
+        self.closed = 0
+
+    def __call__(self, _cfg):
+        return self
+
+    def send(self, raw, sender, recipients):
+        self.fate(len(self.sent), recipients)
+        self.sent.append(tuple(recipients))
+
+    def close(self):
+        self.closed += 1
+
+
+def _cfg(per_minute=10_000, per_day=100_000):
+    return SimpleNamespace(per_minute=per_minute, per_day=per_day, sender="Intake <intake@so.example.vn>")
+
+
+class Counting:
+    def __init__(self, store, monkeypatch):
+        self.claims = self.finishes = 0
+        claim, finish = store.claim_outbox_batch, store.finish_outbox_batch
+
+        def counted_claim(*a, **k):
+            self.claims += 1
+            return claim(*a, **k)
+
+        def counted_finish(*a, **k):
+            self.finishes += 1
+            return finish(*a, **k)
+
+        monkeypatch.setattr(store, "claim_outbox_batch", counted_claim)
+        monkeypatch.setattr(store, "finish_outbox_batch", counted_finish)
+
+
+def _states(store):
+    return [(r.id, r.state, r.attempts) for r in store.outbox_rows()]
+
+
+def test_a_group_is_claimed_and_finished_in_one_transaction_each(store, monkeypatch):
+    _enqueue(store, 120)
+    t = FakeTransport()
+    tx = Counting(store, monkeypatch)
+    got = flush_outbox(store, _cfg(), NOW, transport_factory=t)
+    assert got == {"sent": 120, "retry": 0, "failed": 0, "waiting": 0}
+    assert (tx.claims, tx.finishes) == (3, 3)  # groups of notify.SEND_GROUP = 50
+    assert sorted(t.sent) == sorted((f"u{i}@example.vn",) for i in range(120))
+    assert {s for _, s, a in _states(store)} == {"sent"} and {a for *_, a in _states(store)} == {1}
+    assert store.sent_since(NOW) == 120
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 0 and len(t.sent) == 120
+
+
+@pytest.mark.parametrize("per_minute,already", [(7, 0), (60, 55), (51, 0), (50, 0)])
+def test_limits_stay_exact(store, per_minute, already):
+    _enqueue(store, 80)
+    t = FakeTransport()
+    if already:
+        assert flush_outbox(store, _cfg(per_minute=already), NOW, transport_factory=t)["sent"] == already
+    got = flush_outbox(store, _cfg(per_minute=per_minute), NOW, transport_factory=t)
+    assert got["sent"] == per_minute - already and got["waiting"] == 80 - per_minute
+    assert len(t.sent) == store.sent_since(NOW - timedelta(minutes=1)) == per_minute
+    assert {s for _, s, _a in _states(store)} == {"sent", "pending"}
+    assert {a for _, s, a in _states(store) if s == "pending"} == {0}  # the waiting ones were never claimed
+    got = flush_outbox(store, _cfg(per_minute=per_minute, per_day=per_minute + 3), NOW + timedelta(minutes=2),
+                       transport_factory=t)
+    assert got["sent"] == 3 and len(t.sent) == per_minute + 3
+
+
+def test_each_item_of_a_group_gets_its_own_outcome(store):
+    _enqueue(store, 6)
+
+    def fate(i, to):
+        if tuple(to) == ("u1@example.vn",):
+            raise SmtpRejected("550 no such user")
+        if tuple(to) == ("u3@example.vn",):
+            raise SmtpUnavailable("421 try later")
+
+    t = FakeTransport(fate)
+    got = flush_outbox(store, _cfg(), NOW, transport_factory=t)
+    assert got == {"sent": 4, "retry": 1, "failed": 1, "waiting": 0}
+    rows = {r.id: r for r in store.outbox_rows()}
+    assert [rows[i].state for i in range(1, 7)] == ["sent", "failed", "sent", "pending", "sent", "sent"]
+    assert "550" in rows[2].last_error and "421" in rows[4].last_error and rows[1].last_error is None
+    assert from_iso(rows[4].next_attempt_at) == NOW + timedelta(seconds=notify.RETRY_DELAYS[0])
+    assert rows[1].sent_at is not None and rows[2].sent_at is None and rows[4].sent_at is None
+    assert t.closed >= 1  # the connection is dropped after a temporary failure, as before
+
+
+def test_an_error_mid_group_leaves_only_that_item_uncertain_and_nothing_is_sent_twice(store):
+    _enqueue(store, 10)
+
+    def fate(i, to):
+        if i == 3:
+            raise RuntimeError("connection died in an unexpected way")
+
+    t = FakeTransport(fate)
+    with pytest.raises(RuntimeError):
+        flush_outbox(store, _cfg(), NOW, transport_factory=t)
+    states = _states(store)
+    assert [s for _, s, _a in states] == ["sent"] * 3 + ["sending"] + ["pending"] * 6
+    assert [a for *_, a in states] == [1] * 4 + [0] * 6  # the released ones were not attempted
+    assert store.recover_interrupted_sends(NOW) == 1
+    t.fate = lambda i, to: None
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 6
+    assert len(t.sent) == 9 and len(set(t.sent)) == 9  # item 4 (uncertain) is left to staff, nothing twice
+    assert [s for _, s, _a in _states(store)].count("uncertain") == 1
+
+
+def test_a_crash_after_the_claim_leaves_the_group_uncertain(store):
+    _enqueue(store, 5)
+    assert store.claim_outbox_batch([1, 2, 3], NOW) == [1, 2, 3]
+    assert store.claim_outbox_batch([3, 4], NOW) == [4]  # only one claimant wins
+    # ... the worker dies here, mid-group ...
+    assert store.recover_interrupted_sends(NOW) == 4
+    t = FakeTransport()
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 1
+    assert t.sent == [("u4@example.vn",)]
+    assert [s for _, s, _a in _states(store)] == ["uncertain"] * 4 + ["sent"]
+
+
+def test_slow_smtp_closes_a_group_early_and_releases_the_rest(store, monkeypatch):
+    monkeypatch.setattr(notify, "SEND_GROUP_SECONDS", 0.0)  # every group ends after its first send
+    _enqueue(store, 7)
+    t = FakeTransport()
+    tx = Counting(store, monkeypatch)
+    got = flush_outbox(store, _cfg(per_minute=5), NOW, transport_factory=t)
+    assert got == {"sent": 5, "retry": 0, "failed": 0, "waiting": 2}
+    assert t.sent == [(f"u{i}@example.vn",) for i in range(5)]
+    assert tx.claims == tx.finishes == 5
+    assert [(s, a) for _, s, a in _states(store)] == [("sent", 1)] * 5 + [("pending", 0)] * 2

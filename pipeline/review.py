@@ -281,20 +281,6 @@ def _process(ctx: Context, pk: int, now: datetime) -> str:
     return after.state if after is not None else "unknown"
 
 
-def _forget_outcome(c: Connection, ctx: Context, pk: int) -> None:
-    """Delete a message's documents (with entries, findings) and re-mark superseded documents."""
-    doc_rows = list(c.execute(sa.select(documents.c.id, documents.c.unit_id, documents.c.kind, documents.c.period)
-                              .where(documents.c.message_pk == pk)))
-    ids = [d.id for d in doc_rows]
-    if ids:
-        c.execute(entries.delete().where(entries.c.document_id.in_(ids)))
-        c.execute(findings.delete().where(findings.c.document_id.in_(ids)))
-        c.execute(documents.update().where(documents.c.superseded_by.in_(ids)).values(superseded_by=None))
-        c.execute(documents.delete().where(documents.c.id.in_(ids)))
-    for d in doc_rows:
-        ctx.store._resupersede(c, d.unit_id, d.kind, d.period)
-
-
 def _message_or_fail(c: Connection, pk: int) -> Any:
     row = c.execute(sa.select(messages).where(messages.c.id == pk)).first()
     if row is None:
@@ -333,7 +319,7 @@ def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_addre
             updated_at=iso(now))).rowcount == 1
         if not won:
             raise _already(f"Thư #{message_pk}", "đang được xử lý")
-        _forget_outcome(c, ctx, message_pk)
+        ctx.store.forget_documents(c, message_pk)
         action_id = _record(c, "assign", "message", message_pk,
                             {"unit_id": unit_id, "add_address": bool(add_address), "address": sender},
                             {"state": row.state, "reason": row.reason, "assigned_unit_id": row.assigned_unit_id,
@@ -449,12 +435,10 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
         on_time = None
         if ob is not None and ob.enabled:
             counted = from_iso(d.received_at)
-            if ctx.cfg.keep_first_attempt_date:  # a correction keeps the date of the unit's first attempt
-                period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
-                first = c.execute(sa.select(sa.func.min(documents.c.received_at)).where(
-                    documents.c.unit_id == d.unit_id, documents.c.kind == kind, period_cond)).scalar()
-                if first:
-                    counted = min(counted, from_iso(first))
+            if ctx.cfg.keep_first_attempt_date and d.unit_id:  # a correction keeps the first attempt's date
+                first = ctx.store.first_received_at(d.unit_id, kind, period)
+                if first is not None:
+                    counted = min(counted, first)
             on_time = deadlines.is_on_time(ob, counted)
         before = _doc_before(c, d)
         won = c.execute(documents.update().where(documents.c.id == document_id, documents.c.state == "needs_review")
@@ -558,7 +542,7 @@ def undo(ctx: Context, action_id: int, *, actor: str, now: datetime | None = Non
             row = _message_or_fail(c, a.target_id)
             if row.state == "received":
                 raise ReviewError(f"thư #{a.target_id} đang được xử lý; thử lại sau ít phút")
-            _forget_outcome(c, ctx, a.target_id)
+            ctx.store.forget_documents(c, a.target_id)
             c.execute(messages.update().where(messages.c.id == a.target_id).values(
                 state=before["state"], reason=before["reason"], assigned_unit_id=before.get("assigned_unit_id"),
                 released=bool(before.get("released")), unit_id=before.get("unit_id"),

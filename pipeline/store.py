@@ -453,19 +453,23 @@ class Store:
     def reset_for_reprocess(self, pk: int, now: datetime) -> None:
         """Forget a message's outcome (documents, entries, findings) so it can be replayed."""
         with self.tx() as c:
-            doc_ids = list(c.execute(sa.select(documents.c.id).where(documents.c.message_pk == pk)).scalars())
-            groups = list(c.execute(sa.select(documents.c.unit_id, documents.c.kind, documents.c.period)
-                                    .where(documents.c.message_pk == pk)).all())
-            if doc_ids:
-                c.execute(entries.delete().where(entries.c.document_id.in_(doc_ids)))
-                c.execute(findings.delete().where(findings.c.document_id.in_(doc_ids)))
-                c.execute(documents.update().where(documents.c.superseded_by.in_(doc_ids)).values(superseded_by=None))
-                c.execute(documents.delete().where(documents.c.id.in_(doc_ids)))
-            for g in groups:
-                self._resupersede(c, g.unit_id, g.kind, g.period)
+            self.forget_documents(c, pk)
             c.execute(bounces.delete().where(bounces.c.message_pk == pk))
             c.execute(messages.update().where(messages.c.id == pk).values(
                 state="received", reason=None, generation=messages.c.generation + 1, updated_at=iso(now)))
+
+    def forget_documents(self, c: Connection, pk: int) -> None:
+        """Delete a message's documents with their entries and findings; re-mark what they superseded."""
+        rows = list(c.execute(sa.select(documents.c.id, documents.c.unit_id, documents.c.kind, documents.c.period)
+                              .where(documents.c.message_pk == pk)))
+        ids = [d.id for d in rows]
+        if ids:
+            c.execute(entries.delete().where(entries.c.document_id.in_(ids)))
+            c.execute(findings.delete().where(findings.c.document_id.in_(ids)))
+            c.execute(documents.update().where(documents.c.superseded_by.in_(ids)).values(superseded_by=None))
+            c.execute(documents.delete().where(documents.c.id.in_(ids)))
+        for d in rows:
+            self._resupersede(c, d.unit_id, d.kind, d.period)
 
     def record_outcome(self, pk: int, *, state: str, reason: str | None, sender: str | None,
                        from_name: str | None, subject: str, unit_id: str | None,
@@ -581,6 +585,14 @@ class Store:
         ), [dict(b_pk=rec.pk, b_state=rec.state, b_reason=rec.reason, b_sender=rec.sender,
                  b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id) for rec, _ in todo])
         return out
+
+    def first_received_at(self, unit_id: str, kind: str, period: str | None) -> datetime | None:
+        """When the unit's first recorded document of this kind and period arrived (any state)."""
+        period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
+        with self.tx() as c:
+            value = c.execute(sa.select(sa.func.min(documents.c.received_at)).where(
+                documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond)).scalar()
+        return from_iso(value) if value else None
 
     def _resupersede(self, c: Connection, unit_id: str | None, kind: str, period: str | None) -> None:
         """The newest accepted document of a kind for a unit and period counts; older ones are superseded."""

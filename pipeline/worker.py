@@ -107,11 +107,18 @@ def _load_obligations(cfg: Config) -> tuple[Any, ...]:
     return deadlines.load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
 
 
-def _on_time(ctx: Context, reading: DocumentReading, received_at: datetime) -> tuple[bool | None, datetime | None]:
+def _on_time(ctx: Context, reading: DocumentReading, received_at: datetime,
+             unit_id: str | None = None) -> tuple[bool | None, datetime | None]:
     ob = deadlines.obligation_for(reading.kind, reading.period, ctx.obligations)
     if ob is None or not ob.enabled:
         return None, None
-    return deadlines.is_on_time(ob, received_at), ob.due_at
+    counted = received_at
+    if ctx.cfg.keep_first_attempt_date and unit_id and reading.state == "accepted":
+        # A correction after a rejection is dated by the unit's first recorded attempt (plan's choice, config).
+        first = ctx.store.first_received_at(unit_id, reading.kind, reading.period)
+        if first is not None:
+            counted = min(counted, first)
+    return deadlines.is_on_time(ob, counted), ob.due_at
 
 
 def header_message_id(raw: bytes) -> str:
@@ -220,7 +227,7 @@ def _complete(ctx: Context, d: _Draft, batch: forms.DocumentBatch | None) -> Out
             if reading.state == "rejected" and reading.entries:
                 # The receipt tells the unit that nothing from a rejected file was recorded: keep it so.
                 reading = dataclasses.replace(reading, entries=())
-            on_time, due = _on_time(ctx, reading, received_at)
+            on_time, due = _on_time(ctx, reading, received_at, unit.unit_id)
             outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
             views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None))
@@ -419,10 +426,10 @@ def _report(progress: Callable[[int, int], None], done: int, total: int) -> None
 class _OutboxSender:
     """Sends the outbox from a second thread while the pass reads the next batch.
 
-    Each batch's receipts are committed with its outcomes; sending them (SMTP round trips, two
-    committed transactions per item) is mostly waiting, which this overlaps with reading the next
+    Each batch's receipts are committed with its outcomes; sending them (SMTP round trips, a claim
+    and a finish transaction per group of items) is mostly waiting, which this overlaps with reading the next
     batch. It is the same ``flush_outbox`` as at the end of the pass: limits, claims ('sending'
-    before the SMTP conversation) and retries are unchanged, and the pass's final flush sends whatever
+    before the SMTP conversation, a group per transaction) and retries are unchanged, and the pass's final flush sends whatever
     is left. A failure here is only logged: the final flush meets it again and reports it.
     """
 

@@ -3,22 +3,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import ipaddress
 import logging
 import signal
 import sys
 from typing import Any
 
+from pipeline.config import _is_loopback
+
 log = logging.getLogger(__name__)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -40,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not cfg.desk.accounts:
         print("Lưu ý: chưa có tài khoản nào trong desk.accounts của config.yaml nên chưa ai đăng nhập được; "
               "tạo chuỗi băm mật khẩu bằng `intake desk hash-password`.", file=sys.stderr)
-    if not _loopback(host):
+    if not _is_loopback(host):
         print(f"Lưu ý: bàn làm việc đang mở trên {host}, không chỉ trên máy này; hãy đặt nó sau một reverse "
               "proxy có HTTPS.", file=sys.stderr)
 

@@ -396,6 +396,7 @@ def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, cli
                                        message_id="<dsn1@mx.google.com>"), local(2022, 2, 15, 8, 5))
     page = client.get("/review").get_data(as_text=True)
     assert 'data-kind="bounce"' in page and "Thư gửi đi bị trả lại" in page
+    assert '<span class="count" id="queue-count">1</span>' in client.get("/").get_data(as_text=True)
     assert "hieutruong.aimo@gmail.com" in page and "Công đoàn Trường Tiểu học Ái Mộ" in page
     unit = client.get("/units/th014").get_data(as_text=True)
     assert "Thư gửi đi bị trả lại" in unit and f"thư báo #{pk}" in unit
@@ -406,4 +407,5 @@ def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, cli
     assert r.status_code == 302
     page = client.get("/review").get_data(as_text=True)
     assert "đã được bỏ qua" in page and 'data-kind="bounce"' not in page
+    assert 'id="queue-count"' not in page  # nothing left: no badge
     assert "đã gọi điện cho đơn vị" in page  # in the history

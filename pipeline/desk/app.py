@@ -199,7 +199,7 @@ def _common() -> dict[str, Any]:
     out: dict[str, Any] = {
         "organisation": d.ctx.cfg.organisation, "year": d.ctx.cfg.year, "account": g.get("account"),
         "csrf_field": CSRF_FIELD, "csrf_token": sess.csrf if sess else "", "flashes": [], "health": None,
-        "now": d.now(), "nav": request.endpoint or "",
+        "now": d.now(), "nav": request.endpoint or "", "queue_count": 0,
     }
     if sess is not None:
         out["flashes"] = d.flashes.take(sess.token_hash)
@@ -207,6 +207,12 @@ def _common() -> dict[str, Any]:
             out["health"] = queries.health(d.ctx)
         except Exception:  # the page still renders when the database is busy
             log.exception("health")
+        try:
+            from pipeline import review
+
+            out["queue_count"] = len(review.queue(d.ctx))
+        except Exception:
+            log.exception("queue count")
     return out
 
 

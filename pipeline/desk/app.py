@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, r
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
+from pipeline import review, unitsadmin
 from pipeline.config import DeskAccount, load_config
 from pipeline.deadlines import STATE_LABELS_VI
 from pipeline.desk import charts, queries
@@ -50,7 +51,7 @@ QUEUE_KIND_LABELS = {"quarantined": "Thư chưa rõ đơn vị", "spoof": "Nghi 
 ACTION_LABELS = {"assign": "Gán cho đơn vị", "release": "Cho qua", "accept": "Chấp nhận", "reject": "Trả lại",
                  "ignore": "Bỏ qua", "undo": "Hoàn tác", "units_replace": "Thay danh sách đơn vị"}
 GROUP_LABELS = {"hcsn": "Khối HCSN", "doanh_nghiep": "Khối doanh nghiệp", "truong_hoc": "Khối trường học"}
-ACCEPT_KINDS = ("registration", "summary", "commendation", "report")
+ACCEPT_KINDS = review.ACCEPT_KINDS
 
 
 class DeskFlask(Flask):
@@ -208,8 +209,6 @@ def _common() -> dict[str, Any]:
         except Exception:  # the page still renders when the database is busy
             log.exception("health")
         try:
-            from pipeline import review
-
             out["queue_count"] = len(review.queue(d.ctx))
         except Exception:
             log.exception("queue count")
@@ -390,27 +389,17 @@ def original(pk: int) -> Any:
 # --------------------------------------------------------------------------- Cần xử lý
 
 
-def _review() -> Any:
-    try:
-        from pipeline import review
-    except ImportError:
-        return None
-    return review
-
-
 def _periods() -> list[tuple[str, str]]:
-    year = desk().ctx.cfg.year
-    return [(f"{year}-{p}", period_label(f"{year}-{p}") or p) for p in ("Q1", "H1", "Q3", "Y")]  # review.period_choices
+    return list(review.period_choices(desk().ctx.cfg.year))
 
 
 @bp.route("/review")
 def review_page() -> Any:
     ctx = desk().ctx
-    review = _review()
-    items = list(review.queue(ctx)) if review else []
-    history = list(review.history(ctx, limit=100)) if review else []
+    items = review.queue(ctx)
+    history = review.history(ctx, limit=100)
     units_by_id = {u.unit_id: u for u in ctx.units.units}
-    return render_template("review.html", items=items, history=history, available=review is not None,
+    return render_template("review.html", items=items, history=history,
                            units=queries.sort_units(ctx.units.units), units_by_id=units_by_id,
                            kinds=[(k, KIND_LABELS[k]) for k in ACCEPT_KINDS], periods=_periods())
 
@@ -429,9 +418,6 @@ def _int_field(name: str) -> int:
 
 @bp.route("/review/<action>", methods=["POST"])
 def review_action(action: str) -> Any:
-    review = _review()
-    if review is None:
-        abort(404, "Chức năng xử lý chưa sẵn sàng.")
     d = desk()
     ctx = d.ctx
     actor = g.account.username
@@ -491,13 +477,7 @@ def _units_page(check: Any = None, status: int = 200) -> Any:
     st = queries.states(ctx)
     shown = queries.search_units(ctx.units.units, q)
     obligations = [(ob, queries.short_title(ob)) for ob in ctx.obligations]
-    replacements: list[Any] = []
-    try:
-        from pipeline import unitsadmin
-
-        replacements = list(unitsadmin.last_replacements(ctx, 5)) if hasattr(unitsadmin, "last_replacements") else []
-    except ImportError:
-        pass
+    replacements = unitsadmin.last_replacements(ctx, 5)
     html = render_template("units.html", units=shown, total=len(ctx.units.units), q=q, states=st,
                            obligations=obligations, check=check, units_file=ctx.cfg.units_file.name,
                            replacements=replacements, max_mb=MAX_UPLOAD // (1024 * 1024))
@@ -511,8 +491,6 @@ def units_page() -> Any:
 
 @bp.route("/units/upload", methods=["POST"])
 def units_upload() -> Any:
-    from pipeline import unitsadmin
-
     f = request.files.get("file")
     if f is None or not f.filename:
         flash("error", "Hãy chọn tệp danh sách đơn vị (.csv hoặc .xlsx) để tải lên.")
@@ -535,8 +513,6 @@ def units_upload() -> Any:
 
 @bp.route("/units/download")
 def units_download() -> Any:
-    from pipeline import unitsadmin
-
     data, name, mime = unitsadmin.units_file_bytes(desk().ctx)
     return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=name, max_age=0)
 

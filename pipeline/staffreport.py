@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline import reports
+from pipeline.archive import write_atomically
 from pipeline.model import Entry
 from pipeline.notify import build_mail, flush_outbox
 from pipeline.reminders import current_states, local_today
@@ -82,13 +82,6 @@ def report_data(ctx: Context, today: date) -> reports.ReportData:
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None = None, send: bool = False,
                key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                transport_factory: Any = None, flush: bool = True) -> ReportSummary:
@@ -102,7 +95,7 @@ def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None 
     name = workbook_name(today)
     summary = ReportSummary(today=today, figures=reports.headline(data))
     summary.path = (out_dir or default_out_dir(ctx)) / name
-    _write_atomically(summary.path, workbook)
+    write_atomically(summary.path, workbook)
     log.info("report for %s written to %s", today, summary.path)
     if send:
         summary.key = key or f"report:manual:{today.isoformat()}"

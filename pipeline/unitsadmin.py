@@ -8,8 +8,6 @@ re-reads the file when it changes). Each replacement is recorded in review_actio
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from pipeline.archive import write_atomically
 from pipeline.errors import IntakeError
 from pipeline.model import Unit
 from pipeline.store import iso, review_actions
@@ -86,24 +85,6 @@ def check_upload(data: bytes, filename: str, current: UnitDirectory) -> UnitsChe
     return UnitsCheck(True, (), new, added, removed, changed, tuple(warnings))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(str(path.parent), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def _encode(path: Path, units: tuple[Unit, ...]) -> bytes:
     return units_xlsx(units) if path.suffix.lower() in (".xlsx", ".xlsm") else units_csv(units)
 
@@ -118,7 +99,7 @@ def _backup(ctx: Context, now: datetime) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     dest = folder / f"{src.stem}-{stamp}{src.suffix}"
-    _write_atomically(dest, src.read_bytes())
+    write_atomically(dest, src.read_bytes())
     return dest
 
 
@@ -139,8 +120,7 @@ def replace_units(ctx: Context, data: bytes, filename: str, *, actor: str,
         check = check_upload(data, filename, ctx.units)
         if not check.ok or check.units is None:
             return check
-        backup = _backup(ctx, now)
-        _write_atomically(ctx.cfg.units_file, _encode(ctx.cfg.units_file, check.units.units))
+        backup = _rewrite(ctx, check.units.units, now)
         _record(ctx, "units_replace", {"filename": filename, "added": list(check.added),
                                        "removed": list(check.removed), "changed": list(check.changed)},
                 {"backup": str(backup)}, actor, now)
@@ -155,13 +135,14 @@ def restore_backup(ctx: Context, backup: str, now: datetime) -> None:
     if problems:
         raise UnitsError(f"bản lưu {path.name} không còn hợp lệ: " + "; ".join(problems))
     with _lock:
-        _backup(ctx, now)
-        _write_atomically(ctx.cfg.units_file, _encode(ctx.cfg.units_file, tuple(units)))
+        _rewrite(ctx, tuple(units), now)
 
 
-def _rewrite(ctx: Context, units: tuple[Unit, ...], now: datetime) -> None:
-    _backup(ctx, now)
-    _write_atomically(ctx.cfg.units_file, _encode(ctx.cfg.units_file, units))
+def _rewrite(ctx: Context, units: tuple[Unit, ...], now: datetime) -> Path:
+    """Write a new units list over the units file, keeping the old one; return where it was kept."""
+    backup = _backup(ctx, now)
+    write_atomically(ctx.cfg.units_file, _encode(ctx.cfg.units_file, units))
+    return backup
 
 
 def add_address(ctx: Context, unit_id: str, address: str, now: datetime | None = None) -> bool:

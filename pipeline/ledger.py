@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
-from pipeline.store import Store, from_iso
+from pipeline.store import Store, bounces_set_aside, from_iso
 from pipeline.units import UnitDirectory
 
 
@@ -74,7 +74,8 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     for m, d in review_docs:
         lines.append(f"  [needs_review] #{m.id}/doc {d.id} {_when(m.received_at, tz)} {m.sender} — {d.filename} "
                      f"({KIND_LABELS.get(d.kind, d.kind)})")
-    handled = _bounces_handled(store)
+    with store.tx() as c:
+        handled = bounces_set_aside(c)
     bounced = [b for b in snap["bounces"] if b.id not in handled]
     for b in bounced:
         lines.append(f"  [bounce] #{b.message_pk} thư gửi tới {', '.join(json.loads(b.recipients)) or '?'} không tới được"
@@ -123,17 +124,6 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     lines.append("Tổng: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
                  " | Hộp thư đi: " + (", ".join(f"{k} {v}" for k, v in sorted(ob.items())) or "trống"))
     return "\n".join(lines)
-
-
-def _bounces_handled(store: Store) -> set[int]:
-    """Bounces staff have already set aside on the desk (or with `intake review ignore bounce`)."""
-    import sqlalchemy as sa
-
-    from pipeline.store import review_actions
-
-    with store.tx() as c:
-        return set(c.execute(sa.select(review_actions.c.target_id).where(
-            review_actions.c.target == "bounce", review_actions.c.undone_at.is_(None))).scalars())
 
 
 def _health_lines(store: Store, tz: ZoneInfo) -> list[str]:

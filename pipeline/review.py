@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipeline import deadlines, mime
+from pipeline import mime
 from pipeline.blankforms import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
 from pipeline.model import KIND_LABELS, period_label
 from pipeline.notify import build_mail, flush_outbox
-from pipeline.store import (OutboxItem, bounces, documents, entries, findings, from_iso, iso, messages, outbox,
-                            review_actions)
+from pipeline.store import (OutboxItem, bounces, bounces_set_aside, documents, entries, findings, from_iso, iso,
+                            messages, outbox, review_actions)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.worker import Context
@@ -100,12 +100,6 @@ def period_choices(year: int) -> tuple[tuple[str, str], ...]:
 
 
 # ------------------------------------------------------------------------------------------ queue
-
-def _active_bounce_actions(c: Connection) -> set[int]:
-    rows = c.execute(sa.select(review_actions.c.target_id).where(
-        review_actions.c.target == "bounce", review_actions.c.undone_at.is_(None)))
-    return set(rows.scalars())
-
 
 @dataclass(frozen=True)
 class _Look:
@@ -202,7 +196,7 @@ def queue(ctx: Context) -> list[QueueItem]:
             .join(messages, messages.c.id == documents.c.message_pk)
             .where(documents.c.state == "needs_review", documents.c.superseded_by.is_(None),
                    messages.c.state == "processed")))
-        done_bounces = _active_bounce_actions(c)
+        done_bounces = bounces_set_aside(c)
         bnc = list(c.execute(
             sa.select(bounces, messages.c.received_at, messages.c.sender, messages.c.from_name, messages.c.subject)
             .join(messages, messages.c.id == bounces.c.message_pk)))
@@ -424,6 +418,8 @@ def _check_kind_period(ctx: Context, kind: str, period: str | None) -> str | Non
 def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, actor: str,
            now: datetime | None = None) -> ActionResult:
     """Count a needs_review document (a scanned report, a photo of a signed form) as the given kind and period."""
+    from pipeline.worker import on_time_for
+
     now = _now(now)
     period = _check_kind_period(ctx, kind, period or None)
     with ctx.store.tx() as c:
@@ -431,15 +427,7 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
         if d.state != "needs_review":
             raise _already(f"Tài liệu #{document_id}", d.state)
         msg_row = _message_or_fail(c, d.message_pk)
-        ob = deadlines.obligation_for(kind, period, ctx.obligations)
-        on_time = None
-        if ob is not None and ob.enabled:
-            counted = from_iso(d.received_at)
-            if ctx.cfg.keep_first_attempt_date and d.unit_id:  # a correction keeps the first attempt's date
-                first = ctx.store.first_received_at(d.unit_id, kind, period)
-                if first is not None:
-                    counted = min(counted, first)
-            on_time = deadlines.is_on_time(ob, counted)
+        on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), unit_id=d.unit_id)
         before = _doc_before(c, d)
         won = c.execute(documents.update().where(documents.c.id == document_id, documents.c.state == "needs_review")
                         .values(state="accepted", kind=kind, period=period, on_time=on_time,
@@ -449,8 +437,7 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
         ctx.store._resupersede(c, d.unit_id, d.kind, d.period)
         ctx.store._resupersede(c, d.unit_id, kind, period)
         action_id = _record(c, "accept", "document", document_id, {"kind": kind, "period": period}, before, actor, now)
-        item = _notice(ctx, "accept", action_id, d, msg_row, now, on_time=on_time,
-                       due=ob.due_at if ob is not None and ob.enabled else None)
+        item = _notice(ctx, "accept", action_id, d, msg_row, now, on_time=on_time, due=due)
         if item is not None:
             ctx.store._enqueue(c, item, now)
     _flush(ctx, now)
@@ -514,7 +501,7 @@ def ignore(ctx: Context, target: str, target_id: int, *, actor: str, reason: str
         elif target == "bounce":
             if c.execute(sa.select(bounces.c.id).where(bounces.c.id == target_id)).first() is None:
                 raise ReviewError(f"không có thư báo lỗi #{target_id}")
-            if target_id in _active_bounce_actions(c):
+            if target_id in bounces_set_aside(c):
                 raise _already(f"Thư báo lỗi #{target_id}", "đã xem")
             before = {}
             what = f"Thư báo không gửi được #{target_id}"

@@ -838,6 +838,12 @@ class Store:
                 "outbox": obx}
 
 
+def bounces_set_aside(c: Connection) -> set[int]:
+    """Ids of bounces staff have set aside (an ignore on the desk or `intake review`, not undone)."""
+    return set(c.execute(sa.select(review_actions.c.target_id).where(
+        review_actions.c.target == "bounce", review_actions.c.undone_at.is_(None))).scalars())
+
+
 def _add_missing_columns(engine: Engine) -> None:
     """Columns added to a table after a database was first made (nullable or with a server default)."""
     inspector = sa.inspect(engine)

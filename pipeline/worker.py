@@ -107,15 +107,16 @@ def _load_obligations(cfg: Config) -> tuple[Any, ...]:
     return deadlines.load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
 
 
-def _on_time(ctx: Context, reading: DocumentReading, received_at: datetime,
-             unit_id: str | None = None) -> tuple[bool | None, datetime | None]:
-    ob = deadlines.obligation_for(reading.kind, reading.period, ctx.obligations)
+def on_time_for(ctx: Context, kind: str, period: str | None, received_at: datetime, *,
+                unit_id: str | None = None, accepted: bool = True) -> tuple[bool | None, datetime | None]:
+    """(on time?, due) of a document of this kind and period; (None, None) when no dated obligation asks for it."""
+    ob = deadlines.obligation_for(kind, period, ctx.obligations)
     if ob is None or not ob.enabled:
         return None, None
     counted = received_at
-    if ctx.cfg.keep_first_attempt_date and unit_id and reading.state == "accepted":
+    if ctx.cfg.keep_first_attempt_date and unit_id and accepted:
         # A correction after a rejection is dated by the unit's first recorded attempt (plan's choice, config).
-        first = ctx.store.first_received_at(unit_id, reading.kind, reading.period)
+        first = ctx.store.first_received_at(unit_id, kind, period)
         if first is not None:
             counted = min(counted, first)
     return deadlines.is_on_time(ob, counted), ob.due_at
@@ -227,7 +228,8 @@ def _complete(ctx: Context, d: _Draft, batch: forms.DocumentBatch | None) -> Out
             if reading.state == "rejected" and reading.entries:
                 # The receipt tells the unit that nothing from a rejected file was recorded: keep it so.
                 reading = dataclasses.replace(reading, entries=())
-            on_time, due = _on_time(ctx, reading, received_at, unit.unit_id)
+            on_time, due = on_time_for(ctx, reading.kind, reading.period, received_at, unit_id=unit.unit_id,
+                                       accepted=reading.state == "accepted")
             outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
             views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None))

@@ -17,6 +17,7 @@ import codecs
 import email
 import email.policy
 import email.utils
+import functools
 import hashlib
 import mimetypes
 import re
@@ -25,7 +26,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from email.message import Message
 
-from pipeline import textnorm
+from pipeline import mimesplit, textnorm
 from pipeline.errors import MessageParseError
 from pipeline.model import Attachment, ParsedMail
 
@@ -150,24 +151,31 @@ def decode_header_text(value: str | None) -> str:
     return "".join(out)
 
 
-def _raw_headers(msg: Message, name: str) -> list[str]:
-    lname = name.lower()
+def _header_table(msg: Message) -> dict[str, list[str]]:
+    """Every header of ``msg`` by lower-case name, unfolded and stripped, read once per part and kept on it
+    (the parts are never changed after parsing; this module asks for the same headers many times)."""
+    table = msg.__dict__.get("_intake_headers")
+    if table is not None:
+        return table
+    table = {}
     try:
-        items = msg.raw_items()
+        for key, value in msg.raw_items():
+            text = str(value)
+            if "\n" in text or "\r" in text:
+                text = _FOLD.sub("", text).replace("\r", "").replace("\n", " ")
+            table.setdefault(key.lower(), []).append(text.strip())
     except Exception:  # noqa: BLE001 - a broken header block must not lose the message
-        items = iter(())
-    values: list[str] = []
-    try:
-        for key, value in items:
-            if key.lower() == lname:
-                values.append(_FOLD.sub("", str(value)).replace("\r", "").replace("\n", " ").strip())
-    except Exception:  # noqa: BLE001
         pass
-    return values
+    msg.__dict__["_intake_headers"] = table
+    return table
+
+
+def _raw_headers(msg: Message, name: str) -> list[str]:
+    return list(_header_table(msg).get(name.lower(), ()))
 
 
 def _first(msg: Message, name: str) -> str | None:
-    values = _raw_headers(msg, name)
+    values = _header_table(msg).get(name.lower())
     return values[0] if values else None
 
 
@@ -176,28 +184,28 @@ def _first(msg: Message, name: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+_PARAM_PIECE = re.compile(r'(?:[^;"]+|"(?:[^"\\]|\\.|\\\Z)*(?:"|\Z))*', re.DOTALL)
+
+
 def _split_params(value: str) -> tuple[str, list[tuple[str, str]]]:
     """Split ``main; a=b; c="d;e"`` respecting quotes. Values are unquoted. Never raises."""
+    if '"' not in value:
+        return _params_of(value.split(";"))  # nothing quoted: every ';' separates
+    # Outside quotes every character but ';' and '"' is plain; inside, a backslash keeps the next
+    # character (both are kept) and an unterminated quote runs to the end.
     pieces: list[str] = []
-    buf: list[str] = []
-    quoted = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            buf.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            buf.append(ch)
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-            buf.append(ch)
-        elif ch == ";" and not quoted:
-            pieces.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    pieces.append("".join(buf))
+    pos, end = 0, len(value)
+    while True:
+        m = _PARAM_PIECE.match(value, pos)
+        pieces.append(m.group())
+        pos = m.end()
+        if pos >= end:
+            break
+        pos += 1  # the ';'
+    return _params_of(pieces)
+
+
+def _params_of(pieces: list[str]) -> tuple[str, list[tuple[str, str]]]:
     main = pieces[0].strip().lower()
     params: list[tuple[str, str]] = []
     for piece in pieces[1:]:
@@ -214,12 +222,19 @@ def _split_params(value: str) -> tuple[str, list[tuple[str, str]]]:
     return main, params
 
 
+@functools.lru_cache(maxsize=16)
+def _section_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(name)}\*(?:(\d+)(\*)?|)$")
+
+
 def _param(params: list[tuple[str, str]], name: str) -> str | None:
     """One parameter, RFC 2231 (charset, continuations) first, then the plain form."""
     sections: dict[int, tuple[bool, str]] = {}
-    pattern = re.compile(rf"^{re.escape(name)}\*(?:(\d+)(\*)?|)$")
+    match = _section_pattern(name).match
     for key, val in params:
-        m = pattern.match(key)
+        if not key.startswith(name):
+            continue
+        m = match(key)
         if not m:
             continue
         if m.group(1) is None:  # name*=charset'lang'text
@@ -438,7 +453,7 @@ def _bounce_info(msg: Message, from_addr: str | None) -> tuple[str | None, tuple
     main, params = _split_params(ctype)
     report_type = (_param(params, "report-type") or "").lower()
     is_report = main == "multipart/report" and report_type == "delivery-status"
-    dsn_parts = [p for p in _walk(msg) if p.get_content_type() == "message/delivery-status"]
+    dsn_parts = [p for p in _walk(msg) if _content_type(p) == "message/delivery-status"]
     local = (from_addr or "").split("@")[0]
     from_daemon = local in ("mailer-daemon", "postmaster")
     if not is_report and not (from_daemon and dsn_parts):
@@ -456,7 +471,7 @@ def _bounce_info(msg: Message, from_addr: str | None) -> tuple[str | None, tuple
 
     original_id: str | None = None
     for part in _walk(msg):
-        ct = part.get_content_type()
+        ct = _content_type(part)
         try:
             if ct == "message/rfc822":
                 inner = part.get_payload()
@@ -664,10 +679,15 @@ def _filename(part: Message) -> str | None:
 
 
 def _content_type(part: Message) -> str:
+    known = part.__dict__.get("_intake_ctype")
+    if known is not None:
+        return known
     try:
-        return part.get_content_type()
+        ctype = part.get_content_type()
     except Exception:  # noqa: BLE001
-        return "application/octet-stream"
+        ctype = "application/octet-stream"
+    part.__dict__["_intake_ctype"] = ctype
+    return ctype
 
 
 class _Collector:
@@ -805,6 +825,11 @@ _POLICY = _FastPolicy()
 
 
 def _parse(raw: bytes) -> Message:
+    try:
+        # The same tree as FeedParser with _POLICY, without its line-by-line loop over bodies (mimesplit).
+        return mimesplit.split(raw.decode("ascii", "surrogateescape"), _POLICY)
+    except Exception:  # noqa: BLE001 - mimesplit.Unusual, or anything else: FeedParser decides
+        pass
     try:
         return email.message_from_bytes(raw, policy=_POLICY)
     except Exception:  # noqa: BLE001

@@ -23,7 +23,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import jinja2
 
-from pipeline import deadlines, forms, mime
+from pipeline import deadlines, forms, mime, mimesplit
 from pipeline.archive import Archive
 from pipeline.blankforms import form_attachment
 from pipeline.config import Config
@@ -123,12 +123,29 @@ def on_time_for(ctx: Context, kind: str, period: str | None, received_at: dateti
 
 
 def header_message_id(raw: bytes) -> str:
+    """The Message-ID header as recorded for dedup: what BytesHeaderParser(compat32) reads, whitespace collapsed."""
+    head = raw[:262144]
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:262144])
-        value = headers.get("Message-ID") or headers.get("Message-Id") or ""
+        value = _fast_message_id(head)
+        if value is None:
+            headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+            value = headers.get("Message-ID") or headers.get("Message-Id") or ""
         return " ".join(str(value).split())[:900]
     except Exception:  # a header block we cannot read still gets archived and recorded
         return ""
+
+
+def _fast_message_id(head: bytes) -> str | None:
+    """The same value without the email package's parser, or None when the header block is not plain
+    (mimesplit's rules) or the value holds 8-bit bytes (compat32 turns those into a Header object)."""
+    try:
+        items = mimesplit.header_items(head.decode("ascii", "surrogateescape"), compat32)
+    except mimesplit.Unusual:
+        return None
+    for name, value in items:
+        if name.lower() == "message-id":
+            return value if value.isascii() else None
+    return ""
 
 
 def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any) -> DocumentReading:

@@ -389,7 +389,10 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
     """Fetch new mail in batches. Per batch: archive every message (fsync'd), record them all and move the
     UID high-water mark in one transaction, then process them and write their outcomes and receipts in one
     transaction. A crash anywhere leaves each message either unrecorded (fetched again: the mark did not
-    move) or recorded as 'received' (finished by ``recover`` on the next pass); never recorded twice."""
+    move) or recorded as 'received' (finished by ``recover`` on the next pass); never recorded twice.
+
+    With several batches, a staging thread fetches, archives and records the next batch while this one
+    is processed (``_Stager``): the same steps in the same order for each batch, overlapped."""
     cfg = ctx.cfg
     folder = cfg.mailbox.folder
     uidvalidity = mailbox.select(folder)
@@ -403,9 +406,12 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
             log.warning("UIDVALIDITY of %s changed (%s → %s): re-scanning; duplicates are recognised",
                         folder, known[0], uidvalidity)
     uids = mailbox.uids_above(last_uid)
+    size = max(1, cfg.mailbox.batch_size)
+    batches = [uids[start:start + size] for start in range(0, len(uids), size)]
     total, handled = len(uids), 0
-    for start in range(0, len(uids), cfg.mailbox.batch_size):
-        batch = uids[start:start + cfg.mailbox.batch_size]
+
+    def stage(batch: list[int]) -> list[tuple[int, Fetched]]:
+        """Fetch, archive (durable) and record one batch, moving the mark; the new messages in it."""
         now = clock()
         fetched = list(mailbox.fetch(batch))
         summary.fetched += len(fetched)
@@ -423,16 +429,112 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
                 summary.duplicates += 1
         if fresh:
             _fault("exit-after-archive")
+        return fresh
+
+    def finish(batch: list[int], fresh: list[tuple[int, Fetched]], mark: Callable[[list[int]], None]) -> None:
+        nonlocal handled
         ok = set(process_batch(ctx, [(pk, f.raw, f.internaldate) for pk, f in fresh], clock(), summary))
         if fresh:
             _fault("exit-after-outcomes")
         if ok and committed is not None:
             committed()  # their receipts can go out while the next batch is read
-        mailbox.mark_processed([f.uid for pk, f in fresh if pk in ok])
+        mark([f.uid for pk, f in fresh if pk in ok])
         if progress is not None:
             for _uid in batch:
                 handled += 1
                 _report(progress, handled, total)
+
+    if len(batches) < 2 or not _threads_share_database(ctx):
+        for batch in batches:
+            finish(batch, stage(batch), mailbox.mark_processed)
+        return
+    stager = _Stager(batches, stage, mailbox.mark_processed)
+    try:
+        for batch, fresh in stager:
+            finish(batch, fresh, stager.mark)
+    except BaseException:
+        stager.close(quiet=True)  # the error that stopped the pass is the one to report
+        raise
+    stager.close()
+
+
+class _Stager:
+    """Runs ``stage`` over the batches in a thread, one batch ahead of the caller, and hands each result
+    over in order. The mailbox connection belongs to this thread while it runs: what the caller wants
+    marked on the server (``mark``) is done here between fetches, and after the thread ends by ``close``.
+    An error in the thread reaches the caller where that batch would have come; nothing later is staged.
+    """
+
+    _END = object()
+
+    def __init__(self, batches: list[list[int]], stage: Callable[[list[int]], Any],
+                 mark_processed: Callable[[list[int]], None]) -> None:
+        import queue
+
+        self._batches, self._stage, self._mark_processed = batches, stage, mark_processed
+        self._ready: "queue.Queue[Any]" = queue.Queue(maxsize=1)
+        self._marks: "queue.SimpleQueue[list[int]]" = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intake-stage", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for batch in self._batches:
+                self._flush_marks()
+                if self._stop.is_set():
+                    return
+                if not self._put((batch, self._stage(batch))):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _flush_marks(self) -> None:
+        import queue
+
+        while True:
+            try:
+                uids = self._marks.get_nowait()
+            except queue.Empty:
+                return
+            self._mark_processed(uids)
+
+    def mark(self, uids: list[int]) -> None:
+        if uids:
+            self._marks.put(uids)
+
+    def __iter__(self) -> Any:
+        while True:
+            item = self._ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self, quiet: bool = False) -> None:
+        """Stop staging, wait for the thread, then do the marks still waiting (the connection is free again).
+        ``quiet``: a failure of those marks is logged instead of raised (another error is on its way)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._flush_marks()
+        except Exception:  # noqa: BLE001
+            if not quiet:
+                raise
+            log.warning("processed mail not marked on the server after an error", exc_info=True)
 
 
 def _report(progress: Callable[[int, int], None], done: int, total: int) -> None:

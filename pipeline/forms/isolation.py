@@ -71,10 +71,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+_STATM: dict[int, int] = {}  # pid → its /proc/self/statm kept open: pread at 0 re-reads it (open+read+close ~10 us)
+
+
 def _rss_bytes() -> int:
     try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        pid = os.getpid()
+        fd = _STATM.get(pid)
+        if fd is None:
+            fd = _STATM[pid] = os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+        return int(os.pread(fd, 256, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
 
@@ -329,7 +335,7 @@ class Session:
                 progress = progress or n > 0
             if readable:
                 try:
-                    chunk = os.read(rfd, 1 << 20)
+                    chunk = os.read(rfd, self._read_size())
                 except BlockingIOError:
                     chunk = None
                 except OSError as exc:
@@ -346,10 +352,19 @@ class Session:
             if deadline is not None and time.monotonic() >= deadline and not readable:
                 self._died(WorkerDied("timeout"), None)
                 return
-            if not progress and not block:
-                return
+            if not block and (not progress or not (readable or self.out or self.queued)):
+                return  # nothing more to do now: no need to ask select again
             if block and progress and not self.inflight and not self.queued:
                 return
+
+    def _read_size(self) -> int:
+        """How much to ask os.read for: what the reply being received still needs (at most 1 MiB), at least
+        64 KiB. os.read allocates the whole size it is given, so asking 1 MiB for a 1 KB reply costs an
+        mmap and munmap each time (~15 us), more than the rest of the round trip."""
+        if len(self.inbuf) >= _LEN.size:
+            (n,) = _LEN.unpack_from(self.inbuf)
+            return min(max(_LEN.size + n - len(self.inbuf), 1 << 16), 1 << 20)
+        return 1 << 16
 
     def _replies(self) -> bool:
         got = False

@@ -571,6 +571,7 @@ class ReceivedMessage:
     login: str | None = None
     tls: bool = False
     received_at: float = field(default_factory=time.time)
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters, upper-cased (e.g. SIZE=123)
 
     def parsed(self):
         """The message as an ``email.message.EmailMessage``."""
@@ -584,13 +585,121 @@ GMAIL_535 = ("535-5.7.8 Username and Password not accepted. For more information
              "535 5.7.8  https://support.google.com/mail/?p=BadCredentials a1-20020a17090a000100b0000000000000sm1.1 - gsmtp")
 
 
+@dataclass
+class SinkSession:
+    """One SMTP connection as the sink saw it.
+
+    ``reads``: how many TCP reads (``data_received``) it took since EHLO. ``commands``: every command line, as
+    ``(VERB, read)`` with the number of the read that was last taken in when the sink came to it: commands
+    with the same number were all waiting in the sink's buffer together, i.e. the client wrote them without
+    waiting for a reply (pipelined). ``replies``: every reply line the sink sent (the first line of one sent
+    as a block), from EHLO's on.
+    """
+    peer: tuple | None
+    reads: int = 0
+    commands: list[tuple[str, int]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+
+    def verbs(self) -> list[str]:
+        return [verb for verb, _read in self.commands]
+
+    def groups(self) -> list[list[str]]:
+        """The commands in runs that came in the same read: ``[["MAIL", "RCPT", "DATA"], ["MAIL", …], …]``
+        pipelined, ``[["MAIL"], ["RCPT"], ["DATA"], …]`` not (the EHLO that started the record and the
+        message content, which is no command, do not appear)."""
+        out: list[list[str]] = []
+        last = None
+        for verb, read in self.commands:
+            if out and read == last:
+                out[-1].append(verb)
+            else:
+                out.append([verb])
+            last = read
+        return out
+
+
+class _CommandLog(dict):
+    """aiosmtpd's table of command methods (``SMTP._smtp_methods``), noting each command looked up in it
+    (unknown ones too: the content of a refused DATA sent anyway would show up here), and answering DATA
+    with an injected refusal when ``SmtpSink.refuse_data_command`` asked for one."""
+
+    def __init__(self, methods: dict, server, record: SinkSession, sink: "SmtpSink") -> None:
+        super().__init__(methods)
+        self.server = server
+        self.record = record
+        self.sink = sink
+
+    def get(self, command, default=None):
+        self.record.commands.append((command, self.record.reads))
+        method = super().get(command, default)
+        if command == "DATA" and method is not None:
+            return self._data(method)
+        return method
+
+    def _data(self, method):
+        import functools
+
+        server, sink = self.server, self.sink
+
+        @functools.wraps(method)
+        async def data(arg):
+            reply = sink._take_data_command_refusal() if server.envelope.rcpt_tos else None
+            if reply is None:
+                return await method(arg)
+            await server.push(reply)
+            if reply.startswith("421"):
+                server.transport.close()
+
+        return data
+
+
 class _SinkHandler:
     def __init__(self, sink: "SmtpSink") -> None:
         self.sink = sink
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        """Offer PIPELINING (aiosmtpd handles pipelined commands in order but does not say so), and watch
+        the connection: its reads, commands and replies go to a :class:`SinkSession` in ``sink.sessions``.
+
+        With PIPELINING the replies to a pipelined group go out together, as RFC 2920 lets a server do and
+        Postfix does: a reply is held while more commands wait in the input buffer, and sent with the next
+        one that finds the buffer empty (a client that pipelines never waits in the middle of its group)."""
+        session.host_name = hostname  # what aiosmtpd does itself when there is no EHLO hook
+        if not isinstance(server._smtp_methods, _CommandLog):   # once per connection (EHLO again after STARTTLS)
+            record = SinkSession(peer=session.peer)
+            received, push = server.data_received, server.push
+            sink = self.sink
+            held: list[bytes] = []
+
+            def data_received(data: bytes) -> None:
+                record.reads += 1
+                received(data)
+
+            async def push_noted(status):
+                if isinstance(status, str):   # as aiosmtpd's push encodes it
+                    status = status.encode("utf-8" if server.enable_SMTPUTF8 else "ascii")
+                record.replies.append(status.split(b"\r\n", 1)[0].decode("utf-8", "replace"))
+                if sink.pipelining and server._reader is not None and server._reader._buffer:
+                    held.append(status + b"\r\n")   # more commands of the group to come
+                    return
+                if held:
+                    status = b"".join(held) + status
+                    held.clear()
+                await push(status)
+
+            server.data_received = data_received
+            server.push = push_noted
+            server._smtp_methods = _CommandLog(server._smtp_methods, server, record, self.sink)
+            self.sink._add_session(record)
+        if self.sink.pipelining:
+            responses = responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         code = self.sink._refused_code(address)
         if code is not None:
+            if self.sink.lax_data:
+                envelope.rcpt_tos.append(address)  # so that DATA gets 354 all the same
             return f"{code} {'5.1.1' if code >= 500 else '4.2.0'} recipient <{address}> refused by test sink"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -644,6 +753,7 @@ class _SinkHandler:
             peer=session.peer,
             login=login,
             tls=session.ssl is not None or self.sink.mode == "ssl",
+            mail_options=list(envelope.mail_options),
         )
         self.sink._record(msg)
         return "250 OK message accepted"
@@ -659,11 +769,18 @@ class SmtpSink:
     ``(user, bearer_token) -> bool``) AUTH XOAUTH2 is offered too, answering failures the way Gmail
     does; every XOAUTH2 attempt is kept in ``bearer_logins``. ``refuse_auth(reply)`` makes every
     AUTH answer ``reply`` (e.g. Gmail's exact 535/534 text).
+
+    ``pipelining`` (default on, as Gmail): PIPELINING (RFC 2920) is advertised in the EHLO reply;
+    ``pipelining=False`` for a server without it. Every connection is recorded in ``sessions``
+    (:class:`SinkSession`: its reads, commands and replies), which shows whether commands were pipelined.
+    ``lax_data``: answer DATA with 354 even when every recipient was refused, as some servers do (RFC 2920
+    3.1 says a pipelining client must cope: it then sends a lone dot, never the content).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", mode: str = "plain", require_tls: bool = False,
                  username: str | None = None, password: str | None = None,
-                 auth_required: bool = False, xoauth2=None) -> None:
+                 auth_required: bool = False, xoauth2=None, pipelining: bool = True,
+                 lax_data: bool = False) -> None:
         if mode not in ("plain", "starttls", "ssl"):
             raise ValueError("mode must be plain, starttls or ssl")
         self.host = host
@@ -678,6 +795,10 @@ class SmtpSink:
         self._messages: list[ReceivedMessage] = []
         self._cond = threading.Condition()
         self._fail_queue: list[int | str] = []
+        self._data_command_queue: list[str] = []
+        self.pipelining = pipelining
+        self.lax_data = lax_data
+        self._sessions: list[SinkSession] = []
         self._refused: dict[str, int] = {}
         self.xoauth2 = xoauth2
         self.bearer_logins: list[tuple[str, str]] = []
@@ -691,9 +812,21 @@ class SmtpSink:
         with self._cond:
             return list(self._messages)
 
+    @property
+    def sessions(self) -> list[SinkSession]:
+        """Every connection that said EHLO so far (since ``clear``), in order."""
+        with self._cond:
+            return list(self._sessions)
+
+    def _add_session(self, record: SinkSession) -> None:
+        with self._cond:
+            self._sessions.append(record)
+
     def clear(self) -> None:
+        """Forget the messages and sessions received so far."""
         with self._cond:
             self._messages.clear()
+            self._sessions.clear()
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Wait until at least ``n`` messages arrived; return them. TimeoutError otherwise."""
@@ -711,6 +844,19 @@ class SmtpSink:
         or exactly ``reply`` when given (e.g. Gmail's ``550 5.4.5 Daily user sending limit exceeded``)."""
         with self._cond:
             self._fail_queue.extend([reply if reply is not None else code] * n)
+
+    def refuse_data_command(self, n: int = 1, code: int = 451, reply: str | None = None) -> None:
+        """Make the next ``n`` DATA commands that follow an accepted recipient answer ``code`` (or exactly
+        ``reply``) instead of 354, before any content (``fail_next`` refuses after the content). A 421 also
+        closes the connection, as a server shutting down does."""
+        text = reply if reply is not None else (
+            f"{code} {'4.3.0' if code < 500 else '5.3.0'} test sink refusing this DATA command on purpose")
+        with self._cond:
+            self._data_command_queue.extend([text] * n)
+
+    def _take_data_command_refusal(self) -> str | None:
+        with self._cond:
+            return self._data_command_queue.pop(0) if self._data_command_queue else None
 
     def refuse_auth(self, reply: str | None) -> None:
         """Answer every AUTH with ``reply`` (a full SMTP reply, lines joined by CRLF); None: normal again."""

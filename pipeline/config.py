@@ -7,6 +7,7 @@ of the config file, so ``intake --config /etc/intake/config.yaml`` works from an
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -170,9 +171,9 @@ class Config:
     quiet_days_before_deadline: int = 7
     desk: DeskConfig = DeskConfig()
 
-    @property
+    @functools.cached_property
     def own_addresses(self) -> tuple[str, ...]:
-        """Addresses whose mail is the district's own outgoing mail."""
+        """Addresses whose mail is the district's own outgoing mail (read for every mail: computed once)."""
         addrs = {a for a in (self.mailbox.username, _addr_of(self.smtp.sender), self.smtp.username) if a and "@" in a}
         return tuple(sorted(a.lower() for a in addrs))
 

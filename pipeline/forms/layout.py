@@ -16,7 +16,8 @@ from typing import Any
 from pipeline.forms.readers import Grid
 from pipeline.model import CATEGORIES, CATEGORY_LABELS, Entry, Finding
 from pipeline.rules import Rules
-from pipeline.textnorm import fold, fold_compact, nfc
+from pipeline.forms.folding import fold, fold_compact
+from pipeline.textnorm import nfc
 
 HEADER_SCAN_ROWS = 40
 REQUIRED_CATEGORIES = CATEGORIES[:6]  # "Lĩnh vực khác" is missing from M2 and the commendation list
@@ -34,15 +35,26 @@ COLUMN_LABELS = {
 }
 
 
+_TEXTS: dict[str, str] = {}  # cell text → shown text: headers, titles and notes repeat across forms
+
+
 def text_of(value: Any) -> str:
     if value is None:
         return ""
     if type(value) is str:
-        if not value:
-            return ""
-        if unicodedata.is_normalized("NFC", value):
-            return " ".join(value.split())
-        return nfc(value)
+        got = _TEXTS.get(value)
+        if got is None:
+            if not value:
+                got = ""
+            elif unicodedata.is_normalized("NFC", value):
+                got = " ".join(value.split())
+            else:
+                got = nfc(value)
+            if len(value) <= 400:
+                if len(_TEXTS) >= 20_000:
+                    _TEXTS.clear()
+                _TEXTS[value] = got
+        return got
     if isinstance(value, bool):
         return "x" if value else ""
     if isinstance(value, float):
@@ -107,6 +119,8 @@ class TableReading:
 def _row_keys(cells: list[Any], rules: Rules) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for i, v in enumerate(cells):
+        if v is None or v == "":
+            continue  # text_of gives "" (calamine's empty cells are "")
         t = text_of(v)
         if not t or len(t) > 80:
             continue
@@ -156,8 +170,7 @@ def read_grid(grid: Grid, rules: Rules, default_section: str = "collective") -> 
         if len(buffered) >= HEADER_SCAN_ROWS:
             break
     for rno, cells in buffered[:-1] if header else buffered:
-        texts = [text_of(v) for v in cells]
-        texts = [t for t in texts if t]
+        texts = [t for v in cells if v is not None and v != "" and (t := text_of(v))]
         if texts:
             out.title_lines.append(" ".join(texts))
             if not out.unit_seen:
@@ -173,7 +186,7 @@ def read_grid(grid: Grid, rules: Rules, default_section: str = "collective") -> 
     if nxt is not None:
         keys2 = _row_keys(nxt[1], rules)
         new = {k: v for k, v in keys2.items() if k not in header.columns}
-        filled = sum(1 for v in nxt[1] if text_of(v))
+        filled = sum(1 for v in nxt[1] if v is not None and v != "" and text_of(v))
         if new and 2 * len(keys2) >= filled and (not {"name", "model"} & set(new) or _score(new) >= 2):
             for k, (c, t) in new.items():
                 header.columns[k] = c

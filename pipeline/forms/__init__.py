@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.model import CATEGORIES, SECTIONS, DocumentReading
 
@@ -102,13 +102,25 @@ def _crashed(filename: str, fmt: str | None, rules: Rules) -> DocumentReading:
     return fail(rules, "kind-unknown", fmt)
 
 
+_BEGIN: tuple[Any, ...] = ()
+
+
+def _begin_imports() -> tuple[Any, ...]:
+    """What _begin needs, imported on first use (importing pipeline.forms stays cheap) and kept: an import
+    statement per document costs ~1 us in the parent, which is the busy side of a batch."""
+    global _BEGIN
+    from pipeline.forms import kinds, precheck
+    from pipeline.forms.core import Request, fail
+
+    _BEGIN = (kinds, precheck, Request, fail)
+    return _BEGIN
+
+
 def _begin(filename: str, data: bytes, content_type: str | None, subject: str, unit: Unit | None, year: int,
            rules: Rules) -> DocumentReading | Request:
     """Everything before the isolated reader: the reading when it is already decided (precheck refused
     it, an image, an unknown format), else the request for the reader."""
-    from pipeline.forms import kinds, precheck
-    from pipeline.forms.core import Request, fail
-
+    kinds, precheck, Request, fail = _BEGIN or _begin_imports()
     fmt: str | None = None
     try:
         verdict = precheck.check(filename or "", data or b"", rules.limits)

@@ -8,8 +8,8 @@ dies, overruns or grows past a resident-memory threshold. A killed child is a fi
 document; the caller never dies.
 
 Protocol over the child's stdin/stdout: 8-byte big-endian length, then a pickle.
-Request (rules_digest, rules_or_None, core.Request) → reply (DocumentReading as a tuple of its fields,
-see ``_pack``, stats dict).
+Request (rules_digest, rules_or_None, core.Request as a tuple of its fields, see ``_pack_request``) →
+reply (DocumentReading as a tuple of its fields, see ``_pack``, stats dict).
 
 Several documents can be in flight (``Worker.session()``): the parent writes the next requests while
 the child reads the current one, so a batch of mail does not pay a round trip per document and the
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.forms.core import Request, fail, parse
-from pipeline.model import DocumentReading, Entry, Finding
+from pipeline.model import DocumentReading, Entry, Finding, Unit
 from pipeline.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,32 @@ def _unpack(packed: Any) -> DocumentReading:
     return _build(DocumentReading, _READING_FIELDS, values)  # type: ignore[no-any-return]
 
 
+# A request goes the same way: (fmt, filename, data, subject, unit fields or None, year).
+_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(Request))
+_UNIT_FIELDS = tuple(f.name for f in dataclasses.fields(Unit))
+_request_values = operator.attrgetter(*_REQUEST_FIELDS)
+_unit_values = operator.attrgetter(*_UNIT_FIELDS)
+_AT_UNIT = _REQUEST_FIELDS.index("unit")
+
+
+def _pack_request(req: Request) -> Any:
+    unit = req.unit
+    if not _PACK or type(req) is not Request or not (unit is None or type(unit) is Unit):
+        return req
+    values = list(_request_values(req))
+    values[_AT_UNIT] = None if unit is None else _unit_values(unit)
+    return tuple(values)
+
+
+def _unpack_request(packed: Any) -> Request:
+    if type(packed) is not tuple:
+        return packed  # type: ignore[no-any-return]
+    values = list(packed)
+    if values[_AT_UNIT] is not None:
+        values[_AT_UNIT] = _build(Unit, _UNIT_FIELDS, values[_AT_UNIT])
+    return _build(Request, _REQUEST_FIELDS, values)  # type: ignore[no-any-return]
+
+
 def _packing_works() -> bool:
     """Whether the model's classes still rebuild this way (not if they gain __slots__, for one)."""
     try:
@@ -135,7 +161,11 @@ def _packing_works() -> bool:
                                  findings=(Finding("c", "error", "m", "S!A1", 1, "A"),), unit_line="u", format="xlsx")
         packed = _pack(sample)
         back = _unpack(pickle.loads(pickle.dumps(packed)))
-        return type(packed) is tuple and back == sample and repr(back) == repr(sample)
+        req = Request("xlsx", "a.xlsx", b"PK", "s", Unit("u1", "U", "hcsn", ("a@b.c",)), 2022)
+        packed_req = _pack_request(req)
+        back_req = _unpack_request(pickle.loads(pickle.dumps(packed_req)))
+        return (type(packed) is tuple and back == sample and repr(back) == repr(sample)
+                and type(packed_req) is tuple and back_req == req and repr(back_req) == repr(req))
     except Exception:  # noqa: BLE001
         return False
 
@@ -165,7 +195,8 @@ def child_main() -> None:
     while True:
         try:
             (n,) = _LEN.unpack(_read_exact(rin, _LEN.size, None))
-            digest, rules, req = pickle.loads(_read_exact(rin, n, None))
+            digest, rules, packed = pickle.loads(_read_exact(rin, n, None))
+            req = _unpack_request(packed)
         except EOFError:
             return
         if rules is not None:
@@ -345,7 +376,7 @@ class Session:
         rules = job.rules
         send_rules = rules if self.w.rules_digest != rules.digest else None
         try:
-            payload = pickle.dumps((rules.digest, send_rules, job.req), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((rules.digest, send_rules, _pack_request(job.req)), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - that document's problem, not the session's
             job.error = exc
             return

@@ -174,6 +174,7 @@ def _dimension_problem(head: bytes, limits: dict[str, int], m: re.Match[bytes] |
 _QUICK = (sys.version_info[:2] == (3, 11) and os.sep == "/" and not hasattr(zipfile.ZipInfo, "_end_offset")
           and zipfile.ZipExtFile.MIN_READ_SIZE == 4096)
 _HEAD = 4096  # how much of a sheet precheck reads, looking for its <dimension>
+_PREFIX = 1024  # Excel's <worksheet> start tag alone takes ~600 bytes (namespaces); <dimension> follows soon after
 _END = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # zipfile.structCentralDir
 _LOCAL = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
@@ -242,9 +243,9 @@ def _quick_dimension_fine(data: bytes, part: Part, limits: dict[str, int]) -> bo
     start = offset + 30 + n_name + n_extra
     try:
         if ctype == 8:
-            prefix = zlib.decompressobj(-15).decompress(data[start:start + min(csize, _HEAD)], 512)[:fsize]
+            prefix = zlib.decompressobj(-15).decompress(data[start:start + min(csize, _HEAD)], _PREFIX)[:fsize]
         elif ctype == 0:
-            prefix = data[start:start + min(csize, 512, fsize)]
+            prefix = data[start:start + min(csize, _PREFIX, fsize)]
         else:
             return False
     except zlib.error:

@@ -75,8 +75,8 @@ def _calamine_grid(sheet: Any) -> Grid:
 
     def rows() -> Iterator[tuple[int, list[Cell]]]:
         pad = [None] * c0
-        for i, row in enumerate(sheet.iter_rows()):
-            yield r0 + i + 1, pad + row
+        for i, row in enumerate(sheet.iter_rows(), start=r0 + 1):
+            yield i, (pad + row if c0 else row)  # iter_rows gives a new list per row: no copy needed
 
     def locate(row: int, col: int) -> str:
         return f"{ref}!{col_letter(col)}{row}"

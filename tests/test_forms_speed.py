@@ -135,3 +135,44 @@ def test_unusual_packages_are_left_to_zipfile(monkeypatch: pytest.MonkeyPatch) -
     far = ff.far_cell_sheet()
     assert precheck.check("x.xlsx", far, LIMITS).problem == "file-too-large"
     assert replace(precheck.check("x.xlsx", xlsx, LIMITS)) == precheck.Verdict("xlsx")
+
+
+# ------------------------------------------------------------------------------------------- the round trip
+def test_batches_longer_than_a_group_read_like_read_document() -> None:
+    """Requests go to the reader in groups and replies are read several at a time: a batch of more than
+    one group, with a file that kills the reader and one that precheck refuses, reads as one by one."""
+    from pipeline.forms import DocumentBatch, isolation, read_document
+
+    good = samples.registration_xlsx(UNIT_NAME, E2)
+    files = [(f"dk{i}.xlsx", good) for i in range(2 * isolation._GROUP + 3)]
+    files[5] = ("x.xlsx", ff.far_cell_sheet(keep_dimension=False))  # the reader dies on it
+    files[11] = ("bom.xlsx", ff.zip_bomb(60))
+    files[12] = ("dk.docx", samples.registration_docx(UNIT_NAME, E2))
+    with DocumentBatch(default_rules()) as batch:
+        tickets = [batch.submit(name, data, subject="Đăng ký", year=2022) for name, data in files]
+        got = [batch.result(t) for t in tickets]
+    want = [read_document(name, data, subject="Đăng ký", year=2022) for name, data in files]
+    assert got == want
+    assert [f.code for f in got[5].findings] == ["file-too-large"]
+    assert sum(r.state == "accepted" for r in got) == len(files) - 2
+
+
+def test_timeout_inside_a_group_is_that_documents_finding() -> None:
+    from pipeline.forms.core import Request
+    from pipeline.forms.isolation import WorkerDied, worker
+
+    rules = default_rules()
+    w = worker(rules)
+    small = Request("xlsx", "dk.xlsx", samples.registration_xlsx(UNIT_NAME, E2), "", None, 2022)
+    slow = Request("xlsx", "dang ky.xlsx", ff.big_registration(20_000), "", None, 2022)
+    with w.session() as session:
+        jobs = [session.submit(small, rules, 30.0) for _ in range(3)]
+        jobs.append(session.submit(slow, rules, 0.05))
+        jobs += [session.submit(small, rules, 30.0) for _ in range(10)]
+        states = []
+        for job in jobs:
+            try:
+                states.append(session.result(job).state)
+            except WorkerDied as died:
+                states.append(died.reason)
+    assert states == ["accepted"] * 3 + ["timeout"] + ["accepted"] * 10

@@ -16,6 +16,8 @@ the child reads the current one, so a batch of mail does not pay a round trip pe
 child reads while the parent parses the next message. The child still reads one document at a time,
 in order; each document has the whole timeout from the moment the child can start on it, and when the
 child dies or overruns, that document gets the finding and the ones queued behind it go to a fresh child.
+``submit`` writes requests in groups of ``_GROUP`` and reads the replies that arrived at the same time
+(``result`` writes whatever waits): see ``Session._write_only``.
 """
 from __future__ import annotations
 

@@ -260,11 +260,24 @@ def small_messages(n: int, tag: str) -> Iterator[tuple[bytes, tuple, datetime]]:
         yield raw, (), BASE_DATE + timedelta(seconds=30 * i)
 
 
-def xlsx_messages(n: int, xlsx: bytes, tag: str) -> Iterator[tuple[bytes, tuple, datetime]]:
-    """n mails from one unit, each with the same registration workbook, distinct Message-IDs."""
-    for i in range(n):
+UNIT_NAMES = {UBND: UBND_NAME, "thaimo.longbien@gmail.com": "Công đoàn Trường Tiểu học Ái Mộ",
+              "hieutruong.aimo@gmail.com": "Công đoàn Trường Tiểu học Ái Mộ",
+              "congdoan@maydg.com.vn": "Công đoàn Công ty Cổ phần May Đức Giang"}
+
+
+def backlog_workbook(i: int) -> tuple[str, bytes]:
+    """Mail i's sender and its own registration workbook: the three units in turn, each workbook with its
+    unit's name and entries of its own (names and models carry i), so no two of them are the same file."""
+    sender = SENDERS[i % len(SENDERS)]
+    entries = [(f"{name} (lượt {i})", f"{model} – đợt {i // 3 + 1}", cat) for name, model, cat in ENTRIES]
+    return sender, samples.registration_xlsx(UNIT_NAMES[sender], entries)
+
+
+def xlsx_messages(workbooks: list[tuple[str, bytes]], tag: str) -> Iterator[tuple[bytes, tuple, datetime]]:
+    """One mail per (sender, workbook), distinct Message-IDs."""
+    for i, (sender, xlsx) in enumerate(workbooks):
         raw = samplemail.gmail_message(
-            UBND, DISTRICT, "Đăng ký mô hình Dân vận khéo 2022", "Kính gửi LĐLĐ quận, đơn vị gửi biểu đăng ký.",
+            sender, DISTRICT, "Đăng ký mô hình Dân vận khéo 2022", "Kính gửi LĐLĐ quận, đơn vị gửi biểu đăng ký.",
             [("Biểu đăng ký Dân vận khéo 2022.xlsx", xlsx, XLSX_TYPE)],
             message_id=f"<bench-{tag}-{i}@mail.gmail.com>", date="Mon, 14 Feb 2022 08:00:00 +0700")
         yield raw, (), BASE_DATE + timedelta(seconds=30 * i)
@@ -360,11 +373,14 @@ def naive_loop(dc: Any, folder: str) -> tuple[int, int]:
 
 
 def bench_ingest(dc: Any, sink: SinkProcess, base: Path, n: int, profile_dir: Path | None) -> dict[str, Any]:
-    say(f"(b) backlog ingest: {n:,} mails, each with the same small registration .xlsx")
-    xlsx = samples.registration_xlsx(UBND_NAME, ENTRIES)
+    say(f"(b) backlog ingest: {n:,} mails, from three units, each with its own small registration .xlsx")
+    t, workbooks = timed(lambda: [backlog_workbook(i) for i in range(n)])
+    sizes = sorted(len(x) for _s, x in workbooks)
+    say(f"  built {n:,} distinct workbooks in {fmt_s(t)} ({sizes[0]:,}–{sizes[-1]:,} bytes)")
     folder = "Backlog"
-    t, count = timed(lambda: dc.append_many(xlsx_messages(n, xlsx, "backlog"), folder=folder, batch=200))
-    say(f"  workbook {len(xlsx):,} bytes; appended {count:,} mails to Dovecot folder {folder} in {fmt_s(t)}")
+    t, count = timed(lambda: dc.append_many(xlsx_messages(workbooks, "backlog"), folder=folder, batch=200))
+    workbooks.clear()  # the mailbox has them now
+    say(f"  appended {count:,} mails to Dovecot folder {folder} in {fmt_s(t)}")
 
     cfg_path = write_config(base / "ingest", imap_port=dc.port, smtp_port=sink.port, folder=folder)
     ctx = Context(load_config(cfg_path))

@@ -23,7 +23,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import jinja2
 
-from pipeline import deadlines, forms, mime, mimesplit
+from pipeline import deadlines, forms, mime, mimesplit, parsepool
 from pipeline.archive import Archive
 from pipeline.blankforms import form_attachment
 from pipeline.config import Config
@@ -37,6 +37,9 @@ from pipeline.units import UnitDirectory, load_units
 
 log = logging.getLogger(__name__)
 
+#: In a backlog (several batches), a batch with at least this many new messages is parsed in the parse
+#: process (pipeline/parsepool.py) while the batch before it is processed; smaller ones are parsed here.
+PARSE_PROCESS_MIN = 8
 FAULT_ENV = "INTAKE_FAULT"  # test hook: "exit-after-archive" kills the process mid-pass (crash tests)
 
 
@@ -180,12 +183,16 @@ class _Draft:
 
 
 def _classify(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any,
-              batch: forms.DocumentBatch | None) -> _Draft:
-    """Parse and classify one message; its attachments go to the reader (``batch``) or are read now."""
+              batch: forms.DocumentBatch | None, ticket: parsepool.Ticket | None = None) -> _Draft:
+    """Parse and classify one message; its attachments go to the reader (``batch``) or are read now.
+    ``ticket``: the message was handed to the parse process; its ParsedMail comes from there."""
     cfg = ctx.cfg
     generation = row.generation if row is not None else 0
-    parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
-                                trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
+    if ticket is not None:
+        parsed = ticket.result()
+    else:
+        parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
+                                    trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
     sender = parsed.from_addr
     units = ctx.units
     unit = units.by_email(sender)
@@ -310,10 +317,11 @@ def _process_safely(ctx: Context, pk: int, raw: bytes, received_at: datetime, no
 
 
 def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], now: datetime,
-                  summary: PassSummary) -> list[int]:
+                  summary: PassSummary, tickets: Sequence[parsepool.Ticket] | None = None) -> list[int]:
     """Process several recorded messages; their outcomes and receipts are written in ONE transaction.
 
-    ``items`` are (message id, raw bytes, received_at). Returns the ids that were processed. A message
+    ``items`` are (message id, raw bytes, received_at); ``tickets``, when given, one per item: the
+    messages were handed to the parse process (a backlog). Returns the ids that were processed. A message
     whose reading fails is handled on its own, exactly as ``_process_safely`` would; when the batch's
     transaction fails, each message is recorded on its own instead, so one bad mail never costs the others.
     """
@@ -325,9 +333,10 @@ def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], no
     # All attachments go to the reader as their message is parsed: it reads them while the next
     # messages are parsed; the receipts are built once the readings are back.
     with forms.DocumentBatch(ctx.rules) as batch:
-        for pk, raw, received_at in items:
+        for i, (pk, raw, received_at) in enumerate(items):
             try:
-                drafts.append(_classify(ctx, pk, raw, received_at, rows.get(pk), batch))
+                drafts.append(_classify(ctx, pk, raw, received_at, rows.get(pk), batch,
+                                        tickets[i] if tickets is not None else None))
             except Exception as exc:
                 _failed(ctx, pk, exc, now, summary)
         for d in drafts:
@@ -410,8 +419,11 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
     batches = [uids[start:start + size] for start in range(0, len(uids), size)]
     total, handled = len(uids), 0
 
-    def stage(batch: list[int]) -> list[tuple[int, Fetched]]:
-        """Fetch, archive (durable) and record one batch, moving the mark; the new messages in it."""
+    pipelined = len(batches) >= 2 and _threads_share_database(ctx)
+
+    def stage(batch: list[int]) -> tuple[list[tuple[int, Fetched]], list[parsepool.Ticket] | None]:
+        """Fetch, archive (durable) and record one batch, moving the mark; the new messages in it (and, in a
+        backlog, their tickets: they are parsed in the parse process while earlier batches are processed)."""
         now = clock()
         fetched = list(mailbox.fetch(batch))
         summary.fetched += len(fetched)
@@ -429,11 +441,16 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
                 summary.duplicates += 1
         if fresh:
             _fault("exit-after-archive")
-        return fresh
+        tickets = None
+        if pipelined and len(fresh) >= PARSE_PROCESS_MIN:
+            tickets = parsepool.pool().submit([f.raw for _pk, f in fresh], cfg.mailbox.trusted_authserv_ids)
+        return fresh, tickets
 
-    def finish(batch: list[int], fresh: list[tuple[int, Fetched]], mark: Callable[[list[int]], None]) -> None:
+    def finish(batch: list[int], staged: tuple[list[tuple[int, Fetched]], list[parsepool.Ticket] | None],
+               mark: Callable[[list[int]], None]) -> None:
         nonlocal handled
-        ok = set(process_batch(ctx, [(pk, f.raw, f.internaldate) for pk, f in fresh], clock(), summary))
+        fresh, tickets = staged
+        ok = set(process_batch(ctx, [(pk, f.raw, f.internaldate) for pk, f in fresh], clock(), summary, tickets))
         if fresh:
             _fault("exit-after-outcomes")
         if ok and committed is not None:
@@ -444,14 +461,14 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
                 handled += 1
                 _report(progress, handled, total)
 
-    if len(batches) < 2 or not _threads_share_database(ctx):
+    if not pipelined:
         for batch in batches:
             finish(batch, stage(batch), mailbox.mark_processed)
         return
     stager = _Stager(batches, stage, mailbox.mark_processed)
     try:
-        for batch, fresh in stager:
-            finish(batch, fresh, stager.mark)
+        for batch, staged in stager:
+            finish(batch, staged, stager.mark)
     except BaseException:
         stager.close(quiet=True)  # the error that stopped the pass is the one to report
         raise

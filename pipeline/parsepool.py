@@ -72,6 +72,10 @@ class Ticket:
     def result(self) -> ParsedMail:
         return self.pool._result(self)
 
+    def discard(self) -> None:
+        """Its result will not be asked for: the reply is dropped when it comes."""
+        self.pool._discard(self.seq)
+
 
 class ParsePool:
     def __init__(self) -> None:
@@ -83,6 +87,7 @@ class ParsePool:
         self._writer: threading.Thread | None = None
         self._done: dict[int, tuple[str, Any]] = {}
         self._read_upto = 0  # the highest seq whose reply was read from the child
+        self._unwanted: set[int] = set()  # tickets discarded before their reply came
         self._read_lock = threading.Lock()
 
     # -- the child -------------------------------------------------------------------------------
@@ -160,6 +165,11 @@ class ParsePool:
         log.warning("parsing failed in the parse process (%s); parsing again here", value)
         return mime.parse_message(ticket.raw, trusted_authserv_ids=ticket.trusted)
 
+    def _discard(self, seq: int) -> None:
+        with self._read_lock:
+            if self._done.pop(seq, None) is None and seq > self._read_upto:
+                self._unwanted.add(seq)
+
     def _take(self, seq: int) -> tuple[str, Any] | None:
         """The child's reply for ``seq`` (replies come in order: earlier ones are kept for their tickets);
         None when the child cannot give it."""
@@ -182,6 +192,9 @@ class ParsePool:
                 self._read_upto = max(self._read_upto, got_seq)
                 if got_seq == seq:
                     return status, value
+                if got_seq in self._unwanted:
+                    self._unwanted.discard(got_seq)
+                    continue
                 self._done[got_seq] = (status, value)
                 if got_seq > seq:  # this one's reply was dropped unasked (see _KEEP): parse it here
                     return None

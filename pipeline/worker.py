@@ -423,27 +423,33 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
 
     def stage(batch: list[int]) -> tuple[list[tuple[int, Fetched]], list[parsepool.Ticket] | None]:
         """Fetch, archive (durable) and record one batch, moving the mark; the new messages in it (and, in a
-        backlog, their tickets: they are parsed in the parse process while earlier batches are processed)."""
+        backlog, their tickets: the parse process starts on them as soon as they are fetched, while they are
+        archived and earlier batches are processed; nothing is recorded from a parse before its archive)."""
         now = clock()
         fetched = list(mailbox.fetch(batch))
         summary.fetched += len(fetched)
+        early = None
+        if pipelined and len(fetched) >= PARSE_PROCESS_MIN:
+            early = parsepool.pool().submit([f.raw for f in fetched], cfg.mailbox.trusted_authserv_ids)
         stored = ctx.archive.put_many([f.raw for f in fetched])  # durable before anything is recorded
         results = ctx.store.record_raw_batch(
             [RawRecord(message_id=header_message_id(f.raw), sha256=digest, gm_msgid=f.gm_msgid, uid=f.uid,
                        size=len(f.raw), received_at=f.internaldate) for f, (digest, _path) in zip(fetched, stored)],
             folder=folder, uidvalidity=uidvalidity, last_uid=max(batch), now=now)
         fresh: list[tuple[int, Fetched]] = []
-        for f, (pk, created) in zip(fetched, results):
+        tickets: list[parsepool.Ticket] | None = [] if early is not None else None
+        for i, (f, (pk, created)) in enumerate(zip(fetched, results)):
             if created:
                 summary.new += 1
                 fresh.append((pk, f))
+                if tickets is not None and early is not None:
+                    tickets.append(early[i])
             else:
                 summary.duplicates += 1
+                if early is not None:
+                    early[i].discard()  # recorded before: never processed, its parse is not wanted
         if fresh:
             _fault("exit-after-archive")
-        tickets = None
-        if pipelined and len(fresh) >= PARSE_PROCESS_MIN:
-            tickets = parsepool.pool().submit([f.raw for _pk, f in fresh], cfg.mailbox.trusted_authserv_ids)
         return fresh, tickets
 
     def finish(batch: list[int], staged: tuple[list[tuple[int, Fetched]], list[parsepool.Ticket] | None],

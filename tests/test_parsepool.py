@@ -106,3 +106,17 @@ def test_a_backlog_pass_parses_in_the_parse_process(intake: Harness, monkeypatch
     assert all(by_id[mid]["documents"][0]["state"] == "accepted" for mid in ids)
     assert by_id["<stranger@mail.gmail.com>"]["state"] == "quarantined"
     assert parsepool.pool()._proc is not None and not parsepool.pool()._broken
+
+
+def test_a_discarded_ticket_is_dropped_and_the_others_still_come():
+    pool = parsepool.ParsePool()
+    try:
+        raws = _messages()[:4]
+        tickets = pool.submit(raws, TRUSTED)
+        tickets[1].discard()
+        tickets[2].discard()
+        assert _pooled(tickets[3]) == _inline(raws[3])  # read past the two dropped replies
+        assert _pooled(tickets[0]) == _inline(raws[0])
+        assert not pool._unwanted and not pool._done and not pool._broken
+    finally:
+        pool.close()

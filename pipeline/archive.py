@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,3 +164,107 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# A writer process for backlogs
+# --------------------------------------------------------------------------------------------
+class ArchiveWriter:
+    """``Archive.put_many`` run in a child process: the same files, the same fsyncs, the same order.
+
+    Why: writing a batch is a few hundred system calls (create, write, fsync, rename, directory fsync).
+    In the pass's process each of them hands the interpreter lock back and forth with the threads that
+    process and send; a backlog then waits on its own archive. In a child the writes cost the pass
+    nothing but a pipe. The caller gets control back only when every file and directory is on disk, as
+    with ``put_many``. If the child cannot be used (it died, it cannot start), the batch is written here.
+
+    Protocol over the child's stdin/stdout: 8-byte big-endian length, then a pickle: request
+    ``(root, [raw, ...])``, reply ``("ok", [(sha256, path), ...])`` or ``("error", text)``.
+    """
+
+    def __init__(self) -> None:
+        self._proc: "subprocess.Popen[bytes] | None" = None
+        self._broken = False
+        self._lock = threading.Lock()
+
+    def put_many(self, archive: Archive, raws: Sequence[bytes]) -> list[tuple[str, Path]]:
+        with self._lock:
+            proc = self._child()
+            if proc is None:
+                return archive.put_many(raws)
+            body = pickle.dumps((str(archive.root), list(raws)), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(_LEN.pack(len(body)) + body)
+                proc.stdin.flush()
+                head = proc.stdout.read(_LEN.size)
+                if len(head) < _LEN.size:
+                    raise EOFError
+                status, value = pickle.loads(proc.stdout.read(_LEN.unpack(head)[0]))
+            except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+                self._give_up(f"{type(exc).__name__}: {exc}")
+                return archive.put_many(raws)  # idempotent: what the child finished stays as it is
+        if status != "ok":
+            raise OSError(value)
+        out = [(digest, Path(path)) for digest, path in value]
+        for _digest, path in out:
+            archive._dirs.add(path.parent)
+        return out
+
+    def _child(self) -> "subprocess.Popen[bytes] | None":
+        if self._broken:
+            return None
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from pipeline.archive import writer_main; writer_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        except OSError as exc:
+            self._give_up(str(exc))
+            return None
+        return self._proc
+
+    def _give_up(self, why: str) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning("archive writer process given up (%s); writing in this process", why)
+        self._broken = True
+        if self._proc is not None:
+            try:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+_LEN = struct.Struct(">Q")
+_WRITER: ArchiveWriter | None = None
+_WRITER_PID = 0
+
+
+def writer() -> ArchiveWriter:
+    """This process's archive writer (one child, started on first use)."""
+    global _WRITER, _WRITER_PID
+    with _POOL_LOCK:
+        if _WRITER is None or _WRITER_PID != os.getpid():
+            _WRITER, _WRITER_PID = ArchiveWriter(), os.getpid()
+        return _WRITER
+
+
+def writer_main() -> None:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    archives: dict[str, Archive] = {}
+    while True:
+        head = stdin.read(_LEN.size)
+        if len(head) < _LEN.size:
+            return
+        root, raws = pickle.loads(stdin.read(_LEN.unpack(head)[0]))
+        archive = archives.get(root) or archives.setdefault(root, Archive(Path(root)))
+        try:
+            reply: tuple[str, object] = ("ok", [(digest, str(path)) for digest, path in archive.put_many(raws)])
+        except Exception as exc:  # noqa: BLE001 - the parent raises it as the OSError it is
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.write(_LEN.pack(len(body)) + body)
+        stdout.flush()

@@ -23,7 +23,7 @@ from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import jinja2
 
-from pipeline import deadlines, forms, mime, mimesplit, parsepool
+from pipeline import archive, deadlines, forms, mime, mimesplit, parsepool
 from pipeline.archive import Archive
 from pipeline.blankforms import form_attachment
 from pipeline.config import Config
@@ -431,7 +431,9 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
         early = None
         if pipelined and len(fetched) >= PARSE_PROCESS_MIN:
             early = parsepool.pool().submit([f.raw for f in fetched], cfg.mailbox.trusted_authserv_ids)
-        stored = ctx.archive.put_many([f.raw for f in fetched])  # durable before anything is recorded
+        raws = [f.raw for f in fetched]
+        # durable before anything is recorded (in a backlog, written by the archive's writer process)
+        stored = archive.writer().put_many(ctx.archive, raws) if pipelined else ctx.archive.put_many(raws)
         results = ctx.store.record_raw_batch(
             [RawRecord(message_id=header_message_id(f.raw), sha256=digest, gm_msgid=f.gm_msgid, uid=f.uid,
                        size=len(f.raw), received_at=f.internaldate) for f, (digest, _path) in zip(fetched, stored)],

@@ -122,7 +122,10 @@ def _check(texts: list[str]) -> None:
 def test_every_code_point_alone_and_in_text(start: int) -> None:
     chars = [chr(cp) for cp in range(start, start + 0x10000)]
     _check(chars)
-    _check([f"Đơn vị {c}ệ {c}{c} x\u0301{c}\u0323 {c}" for c in chars])
+    # Planes 3-13 and 15-16 hold no letters, marks or spaces (unassigned or private use): each code point
+    # alone and the plane joined are enough there; the rest is also checked inside Vietnamese text.
+    step = 1 if start in (0x00000, 0x10000, 0x20000, 0xE0000) else 61
+    _check([f"Đơn vị {c}ệ {c}{c} x\u0301{c}\u0323 {c}" for c in chars[::step]])
     # all of the plane at once, and with a space between the code points
     _check(["".join(chars), " ".join(chars), _SENTENCE.join(chars[::97])])
 
@@ -137,7 +140,7 @@ def test_repo_texts() -> None:
 
 
 def test_random_strings() -> None:
-    _check(_random_strings(200_000))
+    _check(_random_strings(60_000))
 
 
 def test_examples() -> None:

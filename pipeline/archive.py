@@ -47,6 +47,56 @@ def _all(fn: Callable[[object], None], items: Iterable[object]) -> None:
             raise exc
 
 
+def _holds(target: Path, raw: bytes, digest: str) -> bool:
+    """Is ``target`` already a whole copy of ``raw``? (Same size first: reading back is the rare case.)"""
+    try:
+        if os.stat(target).st_size != len(raw):
+            return False
+        return hashlib.sha256(target.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
+def _load_syncfs():  # type: ignore[no-untyped-def]
+    """libc's syncfs(2) (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(root: Path) -> bool:
+    """Flush the whole file system holding ``root`` (data and metadata); False if that could not be done."""
+    if _SYNCFS is None:
+        return False
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return _SYNCFS(fd) == 0
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     dfd = os.open(path, os.O_RDONLY)
     try:
@@ -86,13 +136,21 @@ class Archive:
         """Store raw bytes durably; return (sha256, path). Idempotent: same bytes, same file."""
         return self.put_many([raw])[0]
 
-    def put_many(self, raws: Sequence[bytes]) -> list[tuple[str, Path]]:
+    def put_many(self, raws: Sequence[bytes], *, sync_filesystem: bool = False) -> list[tuple[str, Path]]:
         """Store several messages durably; return (sha256, path) for each, in order.
 
-        Every file is written to a temporary name and fsync'd, then renamed into place, then each
-        directory that received a file is fsync'd once (the rename is only durable once the directory
-        entry is on disk too). When this returns, every message is on disk; nothing is recorded
-        before that. Idempotent: a file already there with the right size is left as it is.
+        Every file is written to a temporary name and renamed into place, and is on disk before this
+        returns; nothing is recorded before that. Two ways to get there:
+
+        - by default each file is fsync'd before its rename, then each directory that received a file is
+          fsync'd once (the rename is only durable once the directory entry is on disk too);
+        - ``sync_filesystem=True`` (a backlog's batches, in the writer process): the files are renamed
+          unsynced and ONE ``syncfs`` of the archive's file system makes all of them durable together —
+          about a fifth of the CPU of a hundred fsyncs, and the same guarantee. Where syncfs is missing
+          or fails, the files and directories are fsync'd one by one instead.
+
+        Idempotent: a file already at its name is kept only if its content is exactly these bytes (read
+        back and hashed: a crash before the barrier may leave a file that is not whole), else rewritten.
         """
         out: list[tuple[str, Path]] = []
         pending: list[tuple[int, str, Path]] = []  # (fd, tmp path, target)
@@ -106,11 +164,8 @@ class Archive:
                 if target in seen:
                     continue  # the same bytes twice in one batch
                 seen.add(target)
-                try:
-                    if os.stat(target).st_size == len(raw):
-                        continue
-                except FileNotFoundError:
-                    pass
+                if _holds(target, raw, digest):
+                    continue
                 parent = target.parent
                 if parent not in self._dirs:
                     try:
@@ -130,9 +185,13 @@ class Archive:
                 view = memoryview(raw)
                 while view:
                     view = view[os.write(fd, view):]
-            # All written first, then flushed together.
-            _all(os.fsync, [fd for fd, _tmp, _target in pending])  # type: ignore[arg-type]
+            if not pending:
+                return out
+            whole_fs = sync_filesystem and len(pending) > 1 and _SYNCFS is not None
+            if not whole_fs:
+                _all(os.fsync, [fd for fd, _tmp, _target in pending])  # type: ignore[arg-type]
             dirs: dict[Path, None] = {}
+            renamed: list[Path] = []
             while pending:
                 fd, tmp, target = pending.pop(0)
                 os.close(fd)
@@ -141,7 +200,12 @@ class Archive:
                 except BaseException:
                     _unlink(tmp)
                     raise
+                renamed.append(target)
                 dirs[target.parent] = None
+            if whole_fs and _syncfs(self.root):
+                return out
+            if whole_fs:  # syncfs failed: the same guarantee, one file and directory at a time
+                _all(_fsync_path, renamed)  # type: ignore[arg-type]
             _all(_fsync_dir, [*dirs, *made])  # type: ignore[arg-type]
         finally:
             for fd, tmp, _target in pending:
@@ -170,7 +234,7 @@ def _unlink(path: str) -> None:
 # A writer process for backlogs
 # --------------------------------------------------------------------------------------------
 class ArchiveWriter:
-    """``Archive.put_many`` run in a child process: the same files, the same fsyncs, the same order.
+    """``Archive.put_many`` run in a child process: the same files, on disk before it returns (one syncfs per batch).
 
     Why: writing a batch is a few hundred system calls (create, write, fsync, rename, directory fsync).
     In the pass's process each of them hands the interpreter lock back and forth with the threads that
@@ -262,7 +326,8 @@ def writer_main() -> None:
         root, raws = pickle.loads(stdin.read(_LEN.unpack(head)[0]))
         archive = archives.get(root) or archives.setdefault(root, Archive(Path(root)))
         try:
-            reply: tuple[str, object] = ("ok", [(digest, str(path)) for digest, path in archive.put_many(raws)])
+            stored = archive.put_many(raws, sync_filesystem=True)
+            reply: tuple[str, object] = ("ok", [(digest, str(path)) for digest, path in stored])
         except Exception as exc:  # noqa: BLE001 - the parent raises it as the OSError it is
             reply = ("error", f"{type(exc).__name__}: {exc}")
         body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)

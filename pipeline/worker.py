@@ -473,7 +473,8 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
         for batch in batches:
             finish(batch, stage(batch), mailbox.mark_processed)
         return
-    stager = _Stager(batches, stage, mailbox.mark_processed)
+    stager = _Stager(batches, stage, mailbox.mark_processed,
+                     weigh=lambda staged: sum(len(f.raw) for _pk, f in staged[0]))
     try:
         for batch, staged in stager:
             finish(batch, staged, stager.mark)
@@ -488,15 +489,20 @@ class _Stager:
     over in order. The mailbox connection belongs to this thread while it runs: what the caller wants
     marked on the server (``mark``) is done here between fetches, and after the thread ends by ``close``.
     An error in the thread reaches the caller where that batch would have come; nothing later is staged.
+    Memory is bounded: the thread fetches no further batch while the batches staged and not yet finished
+    by the caller hold ``STAGED_BYTES`` of mail or more (big attachments in a backlog).
     """
 
     _END = object()
+    STAGED_BYTES = 200 * 2**20
 
     def __init__(self, batches: list[list[int]], stage: Callable[[list[int]], Any],
-                 mark_processed: Callable[[list[int]], None]) -> None:
+                 mark_processed: Callable[[list[int]], None], weigh: Callable[[Any], int] = lambda _item: 0) -> None:
         import queue
 
-        self._batches, self._stage, self._mark_processed = batches, stage, mark_processed
+        self._batches, self._stage, self._mark_processed, self._weigh = batches, stage, mark_processed, weigh
+        self._held = 0  # bytes staged and not yet finished by the caller
+        self._room = threading.Condition()
         self._ready: "queue.Queue[Any]" = queue.Queue(maxsize=1)
         self._marks: "queue.SimpleQueue[list[int]]" = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -506,10 +512,16 @@ class _Stager:
     def _run(self) -> None:
         try:
             for batch in self._batches:
+                with self._room:
+                    while self._held >= self.STAGED_BYTES and not self._stop.is_set():
+                        self._room.wait(0.2)
                 self._flush_marks()
                 if self._stop.is_set():
                     return
-                if not self._put((batch, self._stage(batch))):
+                staged = self._stage(batch)
+                with self._room:
+                    self._held += self._weigh(staged)
+                if not self._put((batch, staged)):
                     return
             self._put(self._END)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
@@ -548,6 +560,9 @@ class _Stager:
             if isinstance(item, BaseException):
                 raise item
             yield item
+            with self._room:  # the caller is back: that batch is finished
+                self._held -= self._weigh(item[1])
+                self._room.notify_all()
 
     def close(self, quiet: bool = False) -> None:
         """Stop staging, wait for the thread, then do the marks still waiting (the connection is free again).

@@ -169,6 +169,32 @@ def test_a_mailbox_failure_in_a_later_batch_keeps_the_earlier_ones(intake: Harne
     assert sorted(in_reply_to(intake)) == sorted(ids)  # one receipt each
 
 
+def test_staging_stops_ahead_when_the_staged_mail_is_big(intake: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging thread fetches no further batch while the staged, unfinished ones hold STAGED_BYTES."""
+    from pipeline import worker
+    from pipeline.mailbox import Mailbox
+
+    deliver_many(intake, 20, "budget")  # three batches of 7, 7, 6
+    fetches = {"n": 0}
+    real_fetch, real_process = Mailbox.fetch, worker.process_batch
+    seen: list[tuple[int, int]] = []  # (batch being processed, fetches done by then)
+
+    def fetch(self, uids):  # type: ignore[no-untyped-def]
+        fetches["n"] += 1
+        return real_fetch(self, uids)
+
+    def process(ctx, items, now, summary, tickets=None):  # type: ignore[no-untyped-def]
+        seen.append((len(seen) + 1, fetches["n"]))
+        return real_process(ctx, items, now, summary, tickets)
+
+    monkeypatch.setattr(Mailbox, "fetch", fetch)
+    monkeypatch.setattr(worker, "process_batch", process)
+    monkeypatch.setattr(worker._Stager, "STAGED_BYTES", 1)  # any staged batch is already too much
+    s = intake.poll()
+    assert s.states == {"processed": 20} and s.outbox["sent"] == 20
+    assert seen == [(1, 1), (2, 2), (3, 3)]  # never a batch fetched before the one before it was finished
+
+
 # ------------------------------------------------------------------------------------------- store
 def _store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")

@@ -281,9 +281,9 @@ class ArchiveWriter:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from pipeline.archive import writer_main; writer_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            from pipeline import childproc
+
+            self._proc = childproc.spawn("from pipeline.archive import writer_main; writer_main()")
         except OSError as exc:
             self._give_up(str(exc))
             return None

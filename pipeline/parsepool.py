@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Iterable, Sequence
 
-from pipeline import mime
+from pipeline import childproc, mime
 from pipeline.errors import MessageParseError
 from pipeline.model import ParsedMail
 
@@ -97,9 +97,7 @@ class ParsePool:
         if self._proc is not None and self._proc.poll() is None:
             return True
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from pipeline.parsepool import child_main; child_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            self._proc = childproc.spawn("from pipeline.parsepool import child_main; child_main()")
         except OSError as exc:
             log.warning("parse process not started (%s); parsing in this process", exc)
             self._broken = True

@@ -33,9 +33,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from pipeline import childproc
 from pipeline.forms.core import Request, fail, parse
 from pipeline.model import DocumentReading, Entry, Finding, Unit
 from pipeline.rules import Rules
@@ -236,18 +236,8 @@ class Worker:
         self.starts = 0
 
     def _start(self) -> subprocess.Popen[bytes]:
-        root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from pipeline.forms.isolation import child_main; child_main()",
-             str(self.memory_bytes)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            close_fds=True,
-        )
+        proc = childproc.spawn("from pipeline.forms.isolation import child_main; child_main()",
+                               str(self.memory_bytes), stderr=subprocess.DEVNULL)
         self.proc, self.pid_owner, self.rules_digest = proc, os.getpid(), None
         self.starts += 1
         return proc

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import threading
@@ -90,6 +89,7 @@ def _syncfs(root: Path) -> bool:
 
 
 def _fsync_path(path: Path) -> None:
+    """fsync of a file or a directory, by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -97,12 +97,7 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+_fsync_dir = _fsync_path
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -256,15 +251,12 @@ class ArchiveWriter:
             proc = self._child()
             if proc is None:
                 return archive.put_many(raws)
-            body = pickle.dumps((str(archive.root), list(raws)), protocol=pickle.HIGHEST_PROTOCOL)
+            from pipeline import childproc
+
             try:
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(_LEN.pack(len(body)) + body)
-                proc.stdin.flush()
-                head = proc.stdout.read(_LEN.size)
-                if len(head) < _LEN.size:
-                    raise EOFError
-                status, value = pickle.loads(proc.stdout.read(_LEN.unpack(head)[0]))
+                childproc.write_all(proc.stdin.fileno(), childproc.frame((str(archive.root), list(raws))))
+                status, value = childproc.read_frame(proc.stdout.fileno(), None)
             except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
                 self._give_up(f"{type(exc).__name__}: {exc}")
                 return archive.put_many(raws)  # idempotent: what the child finished stays as it is
@@ -302,7 +294,6 @@ class ArchiveWriter:
                 pass
 
 
-_LEN = struct.Struct(">Q")
 _WRITER: ArchiveWriter | None = None
 _WRITER_PID = 0
 
@@ -316,20 +307,20 @@ def writer() -> ArchiveWriter:
         return _WRITER
 
 
+_ARCHIVES: dict[str, Archive] = {}  # in the writer process: one Archive per root it was asked to write to
+
+
+def _write_request(request: tuple[str, list[bytes]]) -> tuple[str, object]:
+    root, raws = request
+    archive = _ARCHIVES.get(root) or _ARCHIVES.setdefault(root, Archive(Path(root)))
+    try:
+        stored = archive.put_many(raws, sync_filesystem=True)
+    except Exception as exc:  # noqa: BLE001 - the parent raises it as the OSError it is
+        return "error", f"{type(exc).__name__}: {exc}"
+    return "ok", [(digest, str(path)) for digest, path in stored]
+
+
 def writer_main() -> None:
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    archives: dict[str, Archive] = {}
-    while True:
-        head = stdin.read(_LEN.size)
-        if len(head) < _LEN.size:
-            return
-        root, raws = pickle.loads(stdin.read(_LEN.unpack(head)[0]))
-        archive = archives.get(root) or archives.setdefault(root, Archive(Path(root)))
-        try:
-            stored = archive.put_many(raws, sync_filesystem=True)
-            reply: tuple[str, object] = ("ok", [(digest, str(path)) for digest, path in stored])
-        except Exception as exc:  # noqa: BLE001 - the parent raises it as the OSError it is
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(_LEN.pack(len(body)) + body)
-        stdout.flush()
+    from pipeline import childproc
+
+    childproc.serve(_write_request)

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
+import pickle
+import select
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -30,3 +34,55 @@ def widen(pipe: Any) -> None:
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except (OSError, ValueError, AttributeError, ImportError):
         pass
+
+
+# The protocol the helper processes speak over their pipes: 8-byte big-endian length, then a pickle.
+FRAME = struct.Struct(">Q")
+
+
+def frame(obj: Any) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME.pack(len(body)) + body
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    """``n`` bytes from ``fd``; TimeoutError past ``deadline`` (time.monotonic; None: no limit), EOFError at
+    the end of the stream."""
+    chunks: list[bytes] = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, deadline: float | None) -> Any:
+    (n,) = FRAME.unpack(read_exact(fd, FRAME.size, deadline))
+    return pickle.loads(read_exact(fd, n, deadline))
+
+
+def serve(handle: Callable[[Any], Any]) -> None:
+    """A child's loop: each request frame on stdin is answered with ``handle(request)`` on stdout, until
+    stdin ends."""
+    rin, wout = sys.stdin.fileno(), sys.stdout.fileno()
+    while True:
+        try:
+            request = read_frame(rin, None)
+        except EOFError:
+            return
+        write_all(wout, frame(handle(request)))

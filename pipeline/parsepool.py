@@ -19,10 +19,7 @@ import logging
 import os
 import pickle
 import queue
-import select
-import struct
 import subprocess
-import sys
 import threading
 import time
 from typing import Any, Iterable, Sequence
@@ -32,33 +29,9 @@ from pipeline.errors import MessageParseError
 from pipeline.model import ParsedMail
 
 log = logging.getLogger(__name__)
-_LEN = struct.Struct(">Q")
 #: How long one message may take in the child before the pool is given up (the rest is parsed here).
 REPLY_TIMEOUT = 120.0
 _KEEP = 2000  # replies kept for tickets not yet asked for (a few batches ahead at most)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exact(fd: int, n: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    while n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            raise TimeoutError
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
 
 
 class Ticket:
@@ -117,7 +90,7 @@ class ParsePool:
             if frame is None:
                 return
             try:
-                _write_all(fd, frame)
+                childproc.write_all(fd, frame)
             except OSError:  # the child is gone: the reader side notices and falls back
                 return
 
@@ -146,8 +119,7 @@ class ParsePool:
                 ticket = Ticket(self, self._seq, raw, trusted)
                 tickets.append(ticket)
                 if started:
-                    body = pickle.dumps((ticket.seq, raw, trusted), protocol=pickle.HIGHEST_PROTOCOL)
-                    self._requests.put(_LEN.pack(len(body)) + body)
+                    self._requests.put(childproc.frame((ticket.seq, raw, trusted)))
         return tickets
 
     def _result(self, ticket: Ticket) -> ParsedMail:
@@ -182,8 +154,7 @@ class ParsePool:
             fd = proc.stdout.fileno()
             while True:
                 try:
-                    (n,) = _LEN.unpack(_read_exact(fd, _LEN.size, time.monotonic() + REPLY_TIMEOUT))
-                    got_seq, status, value = pickle.loads(_read_exact(fd, n, time.monotonic() + REPLY_TIMEOUT))
+                    got_seq, status, value = childproc.read_frame(fd, time.monotonic() + REPLY_TIMEOUT)
                 except (EOFError, TimeoutError, OSError, pickle.UnpicklingError, ValueError) as exc:
                     self._give_up(type(exc).__name__)
                     return None
@@ -227,20 +198,15 @@ def pool() -> ParsePool:
         return _POOL
 
 
+def _parse_request(request: tuple[int, bytes, tuple[str, ...]]) -> tuple[int, str, Any]:
+    seq, raw, trusted = request
+    try:
+        return seq, "ok", mime.parse_message(raw, trusted_authserv_ids=trusted)
+    except MessageParseError as exc:
+        return seq, "parse-error", str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a bug in parsing
+        return seq, "error", f"{type(exc).__name__}: {exc}"
+
+
 def child_main() -> None:
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while True:
-        head = stdin.read(_LEN.size)
-        if len(head) < _LEN.size:
-            return
-        (n,) = _LEN.unpack(head)
-        seq, raw, trusted = pickle.loads(stdin.read(n))
-        try:
-            reply: tuple[int, str, Any] = (seq, "ok", mime.parse_message(raw, trusted_authserv_ids=trusted))
-        except MessageParseError as exc:
-            reply = (seq, "parse-error", str(exc))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as a bug in parsing
-            reply = (seq, "error", f"{type(exc).__name__}: {exc}")
-        body = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(_LEN.pack(len(body)) + body)
-        stdout.flush()
+    childproc.serve(_parse_request)

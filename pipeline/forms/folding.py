@@ -16,26 +16,23 @@ _FOLDED: dict[str, str] = {}
 _COMPACT: dict[str, str] = {}
 
 
-def fold(text: str) -> str:
-    got = _FOLDED.get(text)
+def _remembered(table: dict[str, str], fn, text: str) -> str:  # type: ignore[no-untyped-def]
+    got = table.get(text)
     if got is None:
-        got = textnorm.fold(text)
+        got = fn(text)
         if len(text) <= _LONGEST:
-            if len(_FOLDED) >= _LIMIT:
-                _FOLDED.clear()
-            _FOLDED[text] = got
+            if len(table) >= _LIMIT:
+                table.clear()
+            table[text] = got
     return got
+
+
+def fold(text: str) -> str:
+    return _remembered(_FOLDED, textnorm.fold, text)
 
 
 def fold_compact(text: str) -> str:
-    got = _COMPACT.get(text)
-    if got is None:
-        got = textnorm.fold_compact(text)
-        if len(text) <= _LONGEST:
-            if len(_COMPACT) >= _LIMIT:
-                _COMPACT.clear()
-            _COMPACT[text] = got
-    return got
+    return _remembered(_COMPACT, textnorm.fold_compact, text)
 
 
 __all__ = ["fold", "fold_compact"]

@@ -52,28 +52,13 @@ class WorkerDied(Exception):
 
 
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks: list[bytes] = []
-    while n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkerDied("timeout")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise WorkerDied("timeout")
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+    try:
+        return childproc.read_exact(fd, n, deadline)
+    except TimeoutError:
+        raise WorkerDied("timeout") from None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+_write_all = childproc.write_all
 
 
 _STATM: dict[int, int] = {}  # pid → its /proc/self/statm kept open: pread at 0 re-reads it (open+read+close ~10 us)

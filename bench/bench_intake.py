@@ -8,14 +8,15 @@ Prints figures, each beside its goal and whether the goal is met; it never fails
 
 (a) idle pass: the time of a pass that finds nothing new, on a mailbox of 100 and of 10,000 messages
     that are already recorded (median of several passes). Goal: within 1.5x of each other.
-(b) backlog ingest: messages/second of one full pass over 2,000 new messages, each with a small
-    registration .xlsx (archive, record, parse, receipt enqueued and sent to the sink), beside a naive
-    loop in the same run (one `FETCH RFC822` round trip per message with imapclient, `email` to parse,
-    `pandas.read_excel` to read the sheet). Goal: at least 5x the naive loop. Peak RSS is reported.
+(b) backlog ingest: messages/second of one full pass over 2,000 new messages from three units, each
+    with its own small registration .xlsx (archive, record, parse, read, receipt enqueued and sent), once
+    per SMTP sink (bench/leansink.py, and the tests' aiosmtpd sink), beside a naive loop in the same run
+    (one `FETCH RFC822` round trip per message with imapclient, `email` to parse, `pandas.read_excel` to
+    read the sheet). Goal: at least 5x the naive loop. Peak RSS is reported.
 
-The servers come from tests/servers.py (imported by path): Dovecot as a child process with its own
-config and Maildir under a temp dir; the SMTP sink (aiosmtpd) in a child Python process, so that
-receiving thousands of receipts does not compete with the measured pass for this process's GIL.
+Dovecot comes from tests/servers.py (imported by path), as a child process with its own config and
+Maildir under a temp dir; each SMTP sink runs in a child Python process, so that receiving thousands of
+receipts does not compete with the measured pass for this process's GIL.
 See bench/README.md for what the figures mean and what was measured.
 """
 from __future__ import annotations

@@ -278,6 +278,10 @@ def _auth_refusal(code: int, reply: str) -> Refusal | None:
     return refusal
 
 
+# What an envelope address may be here: printable ASCII without spaces or angle brackets, one '@' inside.
+_SMTP_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
+
+
 class SmtpTransport:
     """One SMTP connection, opened lazily; errors translated into ours (Gmail's refusals via mailbox.REFUSALS).
 
@@ -361,6 +365,10 @@ class SmtpTransport:
         """Send one message. With PIPELINING advertised (Gmail does) MAIL, RCPT and DATA go in one write
         (``_sendmail_pipelined``: two round trips instead of four); otherwise ``smtplib``'s ``sendmail``.
         Both raise the same smtplib errors in the same cases, translated here into ours."""
+        bad = [a for a in recipients if not _SMTP_ADDRESS.fullmatch(a)]
+        if bad:  # checked before anything is written: a line break in an address would be a second command
+            raise SmtpRejected(f"địa chỉ không gửi được qua SMTP ({', '.join(map(repr, bad))}): "
+                               "chỉ nhận địa chỉ ASCII dạng ten@ten-mien, không có khoảng trắng hay ký tự điều khiển")
         if self.conn is None:
             self.conn = self._open()
         try:
@@ -396,6 +404,11 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             raise SmtpUnavailable(f"lỗi SMTP: {exc}") from exc
+        except (UnicodeError, ValueError) as exc:
+            # An address SMTP cannot carry as written (non-ASCII without SMTPUTF8, a line break): this
+            # mail fails with the reason; the connection may be mid-transaction, so it starts afresh.
+            self.close()
+            raise SmtpRejected(f"địa chỉ không gửi được qua SMTP ({', '.join(recipients)}): {exc}") from exc
         if refused:
             log.warning("some recipients refused: %s", refused)
 

@@ -281,3 +281,15 @@ def test_a_dropped_connection_is_temporary_and_closed() -> None:
     finally:
         t.close()
         sink.stop()
+
+
+@pytest.mark.parametrize("bad", ["cô.giáo@truong.edu.vn", "a@b.vn\r\nRCPT TO:<x@y.vn>"])
+def test_an_address_smtp_cannot_carry_fails_that_mail_only(sink: SmtpSink, transport: SmtpTransport, bad: str) -> None:
+    """A non-ASCII address (no SMTPUTF8 here) or one with a line break: that receipt fails with its reason,
+    the worker does not crash, and the next receipt on the same transport goes out."""
+    with pytest.raises(SmtpRejected, match="địa chỉ không gửi được"):
+        transport.send(_receipt(1), SENDER, (bad,))
+    transport.send(_receipt(2), SENDER, ("cdcs.ubnd@longbien.gov.vn",))
+    got = sink.wait_for(1)
+    assert [m.rcpt_tos for m in got] == [["cdcs.ubnd@longbien.gov.vn"]]
+    assert all("x@y.vn" not in m.rcpt_tos for m in sink.messages)

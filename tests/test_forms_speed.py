@@ -176,3 +176,23 @@ def test_timeout_inside_a_group_is_that_documents_finding() -> None:
             except WorkerDied as died:
                 states.append(died.reason)
     assert states == ["accepted"] * 3 + ["timeout"] + ["accepted"] * 10
+
+
+def test_the_reader_reads_with_the_rules_it_is_given_even_with_the_same_digest():
+    """Rules made with dataclasses.replace keep the files' digest; the reading process must still use them
+    (it once kept the first Rules object it was sent for a digest). max_findings_per_code is applied in the
+    reading process only."""
+    from dataclasses import replace
+
+    from pipeline.forms import read_document, samples
+    from pipeline.rules import default_rules
+
+    rules = default_rules()
+    xlsx = samples.registration_xlsx("Công đoàn cơ quan UBND quận", [(f"Tổ {i}", "", "khac") for i in range(6)])
+    first = read_document("dk.xlsx", xlsx, rules=rules)
+    tight = replace(rules, limits={**rules.limits, "max_findings_per_code": 2})
+    assert tight.digest == rules.digest
+    second = read_document("dk.xlsx", xlsx, rules=tight)
+    again = read_document("dk.xlsx", xlsx, rules=rules)
+    assert [f.code for f in first.findings].count("empty-model") == 6 and again == first
+    assert [f.code for f in second.findings].count("empty-model") == 2

@@ -216,6 +216,7 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid_owner = 0
         self.rules_digest: str | None = None
+        self.rules_sent: Rules | None = None  # the Rules object the child holds
         self.lock = threading.Lock()
         self.last_stats: dict[str, Any] = {}
         self.starts = 0
@@ -223,7 +224,7 @@ class Worker:
     def _start(self) -> subprocess.Popen[bytes]:
         proc = childproc.spawn("from pipeline.forms.isolation import child_main; child_main()",
                                str(self.memory_bytes), stderr=subprocess.DEVNULL)
-        self.proc, self.pid_owner, self.rules_digest = proc, os.getpid(), None
+        self.proc, self.pid_owner, self.rules_digest, self.rules_sent = proc, os.getpid(), None, None
         self.starts += 1
         return proc
 
@@ -352,13 +353,15 @@ class Session:
     def _next_request(self) -> None:
         job = self.queued.pop(0)
         rules = job.rules
-        send_rules = rules if self.w.rules_digest != rules.digest else None
+        # Sent again whenever it is another Rules object: one made with dataclasses.replace (other limits,
+        # say) keeps the files' digest, and the child would go on with the old one.
+        send_rules = rules if self.w.rules_digest != rules.digest or self.w.rules_sent is not rules else None
         try:
             payload = pickle.dumps((rules.digest, send_rules, _pack_request(job.req)), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - that document's problem, not the session's
             job.error = exc
             return
-        self.w.rules_digest = rules.digest
+        self.w.rules_digest, self.w.rules_sent = rules.digest, rules
         self.out += _LEN.pack(len(payload))
         self.out += payload
         job.began = time.monotonic()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import subprocess
@@ -10,6 +11,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+
+from pipeline import childproc
+
+log = logging.getLogger(__name__)
 
 _COUNTER = iter(range(1, 1 << 62))
 _COUNTER_LOCK = threading.Lock()
@@ -97,8 +102,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-_fsync_dir = _fsync_path
-
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never a part,
@@ -116,7 +119,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    _fsync_path(path.parent)
 
 
 class Archive:
@@ -201,7 +204,7 @@ class Archive:
                 return out
             if whole_fs:  # syncfs failed: the same guarantee, one file and directory at a time
                 _all(_fsync_path, renamed)  # type: ignore[arg-type]
-            _all(_fsync_dir, [*dirs, *made])  # type: ignore[arg-type]
+            _all(_fsync_path, [*dirs, *made])  # type: ignore[arg-type]
         finally:
             for fd, tmp, _target in pending:
                 try:
@@ -251,8 +254,6 @@ class ArchiveWriter:
             proc = self._child()
             if proc is None:
                 return archive.put_many(raws)
-            from pipeline import childproc
-
             try:
                 assert proc.stdin is not None and proc.stdout is not None
                 childproc.write_all(proc.stdin.fileno(), childproc.frame((str(archive.root), list(raws))))
@@ -273,8 +274,6 @@ class ArchiveWriter:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         try:
-            from pipeline import childproc
-
             self._proc = childproc.spawn("from pipeline.archive import writer_main; writer_main()")
         except OSError as exc:
             self._give_up(str(exc))
@@ -282,9 +281,7 @@ class ArchiveWriter:
         return self._proc
 
     def _give_up(self, why: str) -> None:
-        import logging
-
-        logging.getLogger(__name__).warning("archive writer process given up (%s); writing in this process", why)
+        log.warning("archive writer process given up (%s); writing in this process", why)
         self._broken = True
         if self._proc is not None:
             try:
@@ -294,17 +291,8 @@ class ArchiveWriter:
                 pass
 
 
-_WRITER: ArchiveWriter | None = None
-_WRITER_PID = 0
-
-
-def writer() -> ArchiveWriter:
-    """This process's archive writer (one child, started on first use)."""
-    global _WRITER, _WRITER_PID
-    with _POOL_LOCK:
-        if _WRITER is None or _WRITER_PID != os.getpid():
-            _WRITER, _WRITER_PID = ArchiveWriter(), os.getpid()
-        return _WRITER
+#: This process's archive writer (one child, started on first use).
+writer = childproc.per_process(ArchiveWriter)
 
 
 _ARCHIVES: dict[str, Archive] = {}  # in the writer process: one Archive per root it was asked to write to
@@ -321,6 +309,4 @@ def _write_request(request: tuple[str, list[bytes]]) -> tuple[str, object]:
 
 
 def writer_main() -> None:
-    from pipeline import childproc
-
     childproc.serve(_write_request)

@@ -7,9 +7,12 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -25,6 +28,23 @@ def spawn(code: str, *args: str, stderr: Any = None) -> "subprocess.Popen[bytes]
     for pipe in (proc.stdin, proc.stdout):
         widen(pipe)
     return proc
+
+
+def per_process(make: Callable[[], T]) -> Callable[[], T]:
+    """An accessor of one ``make()`` per process: made on first use, made anew in a forked child (a helper
+    process and its pipes belong to the process that started it)."""
+    lock = threading.Lock()
+    held: dict[int, T] = {}
+
+    def get() -> T:
+        pid = os.getpid()
+        with lock:
+            if pid not in held:
+                held.clear()
+                held[pid] = make()
+            return held[pid]
+
+    return get
 
 
 def widen(pipe: Any) -> None:

@@ -408,7 +408,8 @@ class SmtpTransport:
             # An address SMTP cannot carry as written (non-ASCII without SMTPUTF8, a line break): this
             # mail fails with the reason; the connection may be mid-transaction, so it starts afresh.
             self.close()
-            raise SmtpRejected(f"địa chỉ không gửi được qua SMTP ({', '.join(recipients)}): {exc}") from exc
+            raise SmtpRejected(f"địa chỉ không gửi được qua SMTP (người gửi {_envelope_sender(sender)!r}, "
+                               f"người nhận {', '.join(map(repr, recipients))}): {exc}") from exc
         if refused:
             log.warning("some recipients refused: %s", refused)
 

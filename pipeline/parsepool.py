@@ -16,7 +16,6 @@ messages still waiting are parsed in the calling process, exactly as without the
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import queue
 import subprocess
@@ -184,18 +183,8 @@ class ParsePool:
                 proc.kill()
 
 
-_POOL: ParsePool | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
-
-
-def pool() -> ParsePool:
-    """The process's parse pool (one child, started on first use)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_PID != os.getpid():
-            _POOL, _POOL_PID = ParsePool(), os.getpid()
-        return _POOL
+#: The process's parse pool (one child, started on first use).
+pool = childproc.per_process(ParsePool)
 
 
 def _parse_request(request: tuple[int, bytes, tuple[str, ...]]) -> tuple[int, str, Any]:

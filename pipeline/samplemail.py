@@ -287,7 +287,7 @@ def _build(
             "Accept-Language: vi-VN, en-US",
             "Content-Language: vi-VN",
             f"X-MS-Has-Attach: {'yes' if attachments else ''}",
-            f"X-MS-TNEF-Correlator: ",
+            "X-MS-TNEF-Correlator: ",
             "MIME-Version: 1.0",
         ]
     elif style == "thunderbird":
@@ -531,11 +531,11 @@ def bounce(
     message_id = message_id or f"<{_digest('bounce', original, failed_recipient)[:32]}@mx.google.com>"
     headers = [
         f"Delivered-To: {to}",
-        f"Return-Path: <>",
+        "Return-Path: <>",
         "Auto-Submitted: auto-replied",
         "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
         f"To: {to}",
-        f"Subject: Delivery Status Notification (Failure)",
+        "Subject: Delivery Status Notification (Failure)",
         f"Date: {date}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",

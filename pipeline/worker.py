@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -428,10 +429,10 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
         now = clock()
         fetched = list(mailbox.fetch(batch))
         summary.fetched += len(fetched)
+        raws = [f.raw for f in fetched]
         early = None
         if pipelined and len(fetched) >= PARSE_PROCESS_MIN:
-            early = parsepool.pool().submit([f.raw for f in fetched], cfg.mailbox.trusted_authserv_ids)
-        raws = [f.raw for f in fetched]
+            early = parsepool.pool().submit(raws, cfg.mailbox.trusted_authserv_ids)
         # durable before anything is recorded (in a backlog, written by the archive's writer process)
         stored = archive.writer().put_many(ctx.archive, raws) if pipelined else ctx.archive.put_many(raws)
         results = ctx.store.record_raw_batch(
@@ -439,12 +440,12 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
                        size=len(f.raw), received_at=f.internaldate) for f, (digest, _path) in zip(fetched, stored)],
             folder=folder, uidvalidity=uidvalidity, last_uid=max(batch), now=now)
         fresh: list[tuple[int, Fetched]] = []
-        tickets: list[parsepool.Ticket] | None = [] if early is not None else None
+        tickets: list[parsepool.Ticket] = []
         for i, (f, (pk, created)) in enumerate(zip(fetched, results)):
             if created:
                 summary.new += 1
                 fresh.append((pk, f))
-                if tickets is not None and early is not None:
+                if early is not None:
                     tickets.append(early[i])
             else:
                 summary.duplicates += 1
@@ -452,7 +453,7 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
                     early[i].discard()  # recorded before: never processed, its parse is not wanted
         if fresh:
             _fault("exit-after-archive")
-        return fresh, tickets
+        return fresh, (tickets if early is not None else None)
 
     def finish(batch: list[int], staged: tuple[list[tuple[int, Fetched]], list[parsepool.Ticket] | None],
                mark: Callable[[list[int]], None]) -> None:
@@ -497,14 +498,12 @@ class _Stager:
     STAGED_BYTES = 200 * 2**20
 
     def __init__(self, batches: list[list[int]], stage: Callable[[list[int]], Any],
-                 mark_processed: Callable[[list[int]], None], weigh: Callable[[Any], int] = lambda _item: 0) -> None:
-        import queue
-
+                 mark_processed: Callable[[list[int]], None], weigh: Callable[[Any], int]) -> None:
         self._batches, self._stage, self._mark_processed, self._weigh = batches, stage, mark_processed, weigh
         self._held = 0  # bytes staged and not yet finished by the caller
         self._room = threading.Condition()
-        self._ready: "queue.Queue[Any]" = queue.Queue(maxsize=1)
-        self._marks: "queue.SimpleQueue[list[int]]" = queue.SimpleQueue()
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._marks: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="intake-stage", daemon=True)
         self._thread.start()
@@ -528,8 +527,6 @@ class _Stager:
             self._put(exc)
 
     def _put(self, item: Any) -> bool:
-        import queue
-
         while not self._stop.is_set():
             try:
                 self._ready.put(item, timeout=0.2)
@@ -539,8 +536,6 @@ class _Stager:
         return False
 
     def _flush_marks(self) -> None:
-        import queue
-
         while True:
             try:
                 uids = self._marks.get_nowait()

@@ -9,13 +9,13 @@ Prints figures, each beside its goal and whether the goal is met; it never fails
 (a) idle pass: the time of a pass that finds nothing new, on a mailbox of 100 and of 10,000 messages
     that are already recorded (median of several passes). Goal: within 1.5x of each other.
 (b) backlog ingest: messages/second of one full pass over 2,000 new messages from three units, each
-    with its own small registration .xlsx (archive, record, parse, read, receipt enqueued and sent), once
-    per SMTP sink (bench/leansink.py, and the tests' aiosmtpd sink), beside a naive loop in the same run
+    with its own small registration .xlsx (archive, record, parse, read, receipt enqueued and sent) to the
+    tests' aiosmtpd sink, beside a naive loop in the same run
     (one `FETCH RFC822` round trip per message with imapclient, `email` to parse, `pandas.read_excel` to
     read the sheet). Goal: at least 5x the naive loop. Peak RSS is reported.
 
 Dovecot comes from tests/servers.py (imported by path), as a child process with its own config and
-Maildir under a temp dir; each SMTP sink runs in a child Python process, so that receiving thousands of
+Maildir under a temp dir; the SMTP sink runs in a child Python process, so that receiving thousands of
 receipts does not compete with the measured pass for this process's GIL.
 See bench/README.md for what the figures mean and what was measured.
 """
@@ -162,8 +162,8 @@ def reader_child_peak() -> int | None:
     """VmHWM (bytes) of the isolated form-reading child process, if one is running."""
     from pipeline.forms import isolation
 
-    w = isolation._WORKER
-    if w is None or w.proc is None or w.proc.poll() is not None:
+    w = isolation.reader()
+    if w.proc is None or w.proc.poll() is not None:
         return None
     kib = _status_kib(w.proc.pid, "VmHWM")
     return kib * 1024 if kib is not None else None
@@ -189,10 +189,8 @@ sink.stop()
 
 
 SINKS = {
-    # the test suite's SMTP server (aiosmtpd: asyncio streams, DATA read line by line): ~0.45 ms of CPU per receipt
+    # the test suite's SMTP server (aiosmtpd, tests/servers.py): ~0.45 ms of CPU per receipt
     "aiosmtpd": [sys.executable, "-c", _SINK_CHILD, str(ROOT / "tests" / "servers.py")],
-    # bench/leansink.py: a real SMTP server too (pipelining, DATA found with bytes.find): ~0.08 ms per receipt
-    "lean": [sys.executable, str(ROOT / "bench" / "leansink.py")],
 }
 
 
@@ -444,9 +442,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ingest", type=int, default=None, help="backlog size for (b) (default 2000; quick 200)")
     ap.add_argument("--repeats", type=int, default=None, help="idle passes timed per size (default 9; quick 5)")
     ap.add_argument("--only", choices=("idle", "ingest"), default=None, help="run only one part")
-    ap.add_argument("--sinks", type=lambda v: [k for k in v.split(",") if k], default=["lean", "aiosmtpd"],
-                    help="SMTP sinks for (b), one full pass each: lean (bench/leansink.py) and/or aiosmtpd "
-                         "(the tests' sink); default both")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="also write cProfile stats of the measured passes into DIR (slows them down)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (database, archive)")
@@ -475,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             say()
             # (b) first: its peak RSS is then not inflated by what (a) left in this process.
             if args.only in (None, "ingest"):
-                results["ingest"] = bench_ingest(dc, args.sinks, base, ingest_n, args.profile)
+                results["ingest"] = bench_ingest(dc, list(SINKS), base, ingest_n, args.profile)
                 say()
             if args.only in (None, "idle"):
                 with SinkProcess("aiosmtpd") as sink:

@@ -47,7 +47,7 @@ def timed(name: str, data: bytes, repeat: int = 1) -> tuple[float, object]:
 
 
 def worker_rss() -> str:
-    st = isolation.worker(default_rules()).last_stats
+    st = isolation.reader().last_stats
     if st:
         return f"worker peak RSS {st.get('maxrss', 0) / 2**20:.0f} MB"
     return "no worker figures (refused by the pre-check, or the worker was killed at its 1 GiB RLIMIT_AS)"
@@ -86,12 +86,12 @@ def main() -> None:
         "corrupt zip": ff.corrupt_zip(small),
     }
     for label, data in bombs.items():
-        isolation.worker(rules).last_stats = {}
+        isolation.reader().last_stats = {}
         p, r = timed("dang ky.xlsx", data)
         codes = ",".join(f.code for f in r.findings)  # type: ignore[attr-defined]
         print(f"{label}: {r.state} ({codes}) in {p * 1000:.0f} ms; {worker_rss()}")  # type: ignore[attr-defined]
     print(f"caller peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"worker starts {isolation.worker(rules).starts}")
+          f"worker starts {isolation.reader().starts}")
 
 
 if __name__ == "__main__":

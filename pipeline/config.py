@@ -169,6 +169,8 @@ class Config:
     alert_after_minutes: int = 60
     quiet_alert_days: int = 3
     quiet_days_before_deadline: int = 7
+    idle: bool = True                 # `intake run` waits on IMAP IDLE where the server offers it
+    idle_renew_minutes: float = 10.0  # end and re-enter IDLE this often (servers drop it after ~29 minutes)
     desk: DeskConfig = DeskConfig()
 
     @functools.cached_property
@@ -437,7 +439,11 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
 
     w = r.sub("worker", required=False)
     w.check_keys({"poll_minutes", "reminder_hour", "remind_cc_staff", "digest_weekday", "alert_after_minutes",
-                  "quiet_alert_days", "quiet_days_before_deadline"})
+                  "quiet_alert_days", "quiet_days_before_deadline", "idle", "idle_renew_minutes"})
+    renew = w.data.get("idle_renew_minutes", 10)
+    if isinstance(renew, bool) or not isinstance(renew, (int, float)) or not 0.05 <= renew <= 29:
+        # RFC 2177: a server may end IDLE after 30 minutes (Gmail does, after about 29)
+        raise w.fail("idle_renew_minutes", f"phải là số phút trong khoảng 0.05..29, đang là {renew!r}")
     year = r.int("year", None, 2000, 2100)
     organisation = r.str("organisation")
     assert organisation is not None
@@ -468,6 +474,8 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
         alert_after_minutes=w.int("alert_after_minutes", 60, 1, 7 * 24 * 60),
         quiet_alert_days=w.int("quiet_alert_days", 3, 0, 60),
         quiet_days_before_deadline=w.int("quiet_days_before_deadline", 7, 0, 60),
+        idle=w.bool("idle", True),
+        idle_renew_minutes=float(renew),
         desk=desk,
     )
 

@@ -9,12 +9,16 @@ Login is LOGIN with an app password (``auth: password``) or AUTHENTICATE XOAUTH2
 from oauth.py (``auth: xoauth2``). :data:`REFUSALS` is the one table of Gmail's usual refusals (IMAP and
 SMTP replies) and what to do about each; notify.py uses it too. A password Gmail refused is not offered
 again for :data:`HOLD_OFF` seconds unless it changes: repeated bad logins make Google lock the account.
+
+The same session can wait on IMAP IDLE (RFC 2177) for ``intake run``: :meth:`Mailbox.examine`,
+:meth:`Mailbox.idle_start`, :meth:`Mailbox.idle_wait`, :meth:`Mailbox.idle_stop`.
 """
 from __future__ import annotations
 
 import hashlib
 import imaplib
 import re
+import select
 import socket
 import ssl
 import threading
@@ -241,6 +245,7 @@ class Mailbox:
         self.client: IMAPClient | None = None
         self.gmail = False
         self.readonly = True
+        self.idling = False
 
     def __enter__(self) -> Mailbox:
         cfg = self.cfg
@@ -293,6 +298,11 @@ class Mailbox:
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
+            if self.idling:  # LOGOUT is not accepted in IDLE
+                try:
+                    self.idle_stop()
+                except MailboxUnavailable:
+                    pass
             _close_quietly(self.client)
             self.client = None
 
@@ -365,3 +375,68 @@ class Mailbox:
                     c.copy(uids, self.cfg.processed_folder), c.delete_messages(uids, silent=True), c.expunge(uids))
         except _NET_ERRORS as exc:
             raise _translate(exc, self.cfg) from exc
+
+
+    # ---------------------------------------------------------------------------------------- IDLE
+
+    def can_idle(self) -> bool:
+        """Whether the server offers IDLE (its capabilities after login)."""
+        try:
+            return bool(self._c().has_capability("IDLE"))
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+
+    def examine(self, folder: str) -> None:
+        """Open the folder read-only, whatever config says about marking: waiting for mail changes nothing."""
+        try:
+            self._c().select_folder(folder, readonly=True)
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+
+    def idle_start(self) -> None:
+        """Enter IDLE: from now on the server announces new mail in the examined folder by itself."""
+        try:
+            self._c().idle()
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+        self.idling = True
+
+    def idle_wait(self, timeout: float) -> bool:
+        """Wait in IDLE up to ``timeout`` seconds; True when the server announced mail (an EXISTS).
+
+        A connection the server closed raises MailboxUnavailable: imapclient's ``idle_check`` just
+        returns nothing at end of file (it would otherwise be called again and again at once).
+        """
+        client = self._c()
+        try:
+            responses = client.idle_check(timeout)
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+        bye = next((r for r in responses if r and r[0] == b"BYE"), None)
+        if bye is not None or (not responses and _peer_closed(client)):
+            self.idling = False
+            said = " ".join(x.decode(errors="replace") for x in (bye or ())[1:] if isinstance(x, bytes))
+            raise MailboxUnavailable(f"máy chủ IMAP {self.cfg.host}:{self.cfg.port} đã đóng kết nối"
+                                     + (f" ({said})" if said else ""))
+        return _announces_mail(responses)
+
+    def idle_stop(self) -> bool:
+        """Leave IDLE (to renew it, or before logging out); True when its last responses announced mail."""
+        self.idling = False
+        try:
+            _text, responses = self._c().idle_done()
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+        return _announces_mail(responses)
+
+
+def _announces_mail(responses: Iterable[tuple[object, ...]]) -> bool:
+    """``* n EXISTS`` is how a server says the folder grew; flag changes and expunges are not new mail."""
+    return any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses)
+
+
+def _peer_closed(client: IMAPClient) -> bool:
+    """Whether the other end hung up (Linux reports it without reading: POLLRDHUP)."""
+    poller = select.poll()
+    poller.register(client.socket().fileno(), getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))

@@ -3,23 +3,20 @@
 Mail is built completely (with its own Message-ID) when it is enqueued, in the same transaction as the
 outcome it reports; sending only replays those bytes. An item is claimed ('sending') before the SMTP
 conversation and marked 'sent' after it: a crash in between leaves it 'uncertain' for staff rather than
-risking a second copy in a unit's inbox. Claims and outcomes are written a group at a time (``SEND_GROUP``).
+risking a second copy in a unit's inbox.
 """
 from __future__ import annotations
 
-import base64
 import email.policy
-import functools
 import json
 import logging
-import random
 import re
 import smtplib
 import socket
 import ssl
-import time
-import urllib.parse
 from datetime import datetime, timedelta
+from email import headerregistry
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, localtime, make_msgid, parseaddr
 from pathlib import Path
@@ -51,38 +48,81 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
     return env
 
 
+def _encoded_words(name: str, text: str, policy: email.policy.Policy) -> str:
+    """``text`` as RFC 2047 encoded words by ``email.header.Header``, which keeps every space inside a word."""
+    return Header(text, "utf-8", header_name=name).encode(linesep=policy.linesep,
+                                                           maxlinelen=policy.max_line_length or 78)
+
+
+# Python 3.11's folder (policy.default and policy.SMTP) sometimes writes the space between two words of a
+# long non-ASCII Subject or display name as whitespace between two encoded words, which readers drop
+# (RFC 2047 6.2): "phổ thôngNguyễn", in about one Vietnamese receipt subject in ten (CPython gh-144156; 3.11
+# does not get the fix). These two headers are folded by email.header.Header instead when they are not ASCII.
+
+class _Subject(headerregistry.UniqueUnstructuredHeader):
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        text = str(self)
+        if text.isascii():
+            return super().fold(policy=policy)
+        return f"{self.name}: {_encoded_words(self.name, text, policy)}{policy.linesep}"
+
+
+class _From(headerregistry.UniqueAddressHeader):
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        if len(self.addresses) != 1 or self.addresses[0].display_name.isascii():
+            return super().fold(policy=policy)
+        mailbox = self.addresses[0]
+        folded = f"{self.name}: {_encoded_words(self.name, mailbox.display_name, policy)}"
+        address = f" <{mailbox.addr_spec}>"
+        if len(folded.rsplit(policy.linesep, 1)[-1] + address) > (policy.max_line_length or 78):
+            folded += policy.linesep  # the address goes on a line of its own
+        return f"{folded}{address}{policy.linesep}"
+
+
+class _MessageIds(headerregistry.UnstructuredHeader):
+    """In-Reply-To and References: the message ids as they are, folded between ids only.
+
+    The email package makes an encoded word of a token longer than a line, and Outlook's message ids are
+    about 90 characters: no reader would take that for an id, and the receipt would leave the unit's thread.
+    """
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        width = policy.max_line_length or 78
+        ids = str(self).split()
+        lines = [f"{self.name}: {ids[0]}"] if ids else [f"{self.name}:"]
+        for mid in ids[1:]:
+            if len(lines[-1]) + 1 + len(mid) > width:
+                lines.append("")  # a folded line starts with the space before its id
+            lines[-1] += " " + mid
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _header_factory() -> headerregistry.HeaderRegistry:
+    registry = headerregistry.HeaderRegistry()
+    registry.map_to_type("subject", _Subject)
+    registry.map_to_type("from", _From)
+    registry.map_to_type("in-reply-to", _MessageIds)
+    registry.map_to_type("references", _MessageIds)
+    return registry
+
+
+# Headers are made (and later folded) by the policy the message is built with; the bytes are written with
+# policy.SMTP's CRLF line ends.
+_POLICY = email.policy.default.clone(header_factory=_header_factory())
+
+
 def build_mail(*, sender: str, to: Sequence[str], subject: str, text: str, html: str | None = None,
                cc: Sequence[str] = (), in_reply_to: str | None = None, references: Sequence[str] = (),
                attachments: Iterable[tuple[str, bytes, str]] = (), auto_submitted: bool = True) -> tuple[str, bytes]:
     """Build a complete message with CRLF line ends; return (Message-ID, bytes).
 
-    The usual mail (plain ASCII addresses, headers without control characters) is written directly:
-    the same headers and parts as ``email.message.EmailMessage`` with ``policy.SMTP`` would write
-    (``_build_mail_email``), RFC 2047 encoded words for non-ASCII header text, RFC 2231 file names,
-    lines folded at 78 where possible — at a tenth of the cost. Anything else goes through ``email``.
+    ``email.message.EmailMessage`` does the encoding: RFC 2047 encoded words for non-ASCII header text,
+    RFC 2231 for non-ASCII file names, text and HTML as ``multipart/alternative``, attachments after them.
     """
-    attachments = list(attachments)
     name, addr = parseaddr(sender)
     domain = addr.rsplit("@", 1)[-1] if "@" in addr else "intake.local"
     mid = make_msgid(idstring="intake", domain=domain)
-    refs: list[str] = []
-    if in_reply_to:
-        refs = [r for r in references if r] + ([in_reply_to] if in_reply_to not in references else [])
-    raw = _build_mail_fast(name=name, addr=addr, to=to, cc=cc, subject=subject, mid=mid, text=text, html=html,
-                           in_reply_to=in_reply_to, refs=refs, attachments=attachments,
-                           auto_submitted=auto_submitted)
-    if raw is None:
-        raw = _build_mail_email(name=name, addr=addr, to=to, cc=cc, subject=subject, mid=mid, text=text,
-                                html=html, in_reply_to=in_reply_to, refs=refs, attachments=attachments,
-                                auto_submitted=auto_submitted)
-    return mid, raw
-
-
-def _build_mail_email(*, name: str, addr: str, to: Sequence[str], cc: Sequence[str], subject: str, mid: str,
-                      text: str, html: str | None, in_reply_to: str | None, refs: Sequence[str],
-                      attachments: Sequence[tuple[str, bytes, str]], auto_submitted: bool) -> bytes:
-    """The general builder (``email.message.EmailMessage``, ``policy.SMTP``): for what the fast one declines."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = formataddr((name, addr)) if name else addr
     msg["To"] = ", ".join(to)
     if cc:
@@ -92,6 +132,8 @@ def _build_mail_email(*, name: str, addr: str, to: Sequence[str], cc: Sequence[s
     msg["Date"] = format_datetime(localtime())
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
+        # RFC 5322 3.6.4: the parent's References followed by the parent itself.
+        refs = [r for r in references if r] + ([in_reply_to] if in_reply_to not in references else [])
         msg["References"] = " ".join(refs)
     if auto_submitted:
         # RFC 3834: machine-made replies say so, so that units' autoresponders do not answer them.
@@ -103,162 +145,7 @@ def _build_mail_email(*, name: str, addr: str, to: Sequence[str], cc: Sequence[s
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
     # SMTP wants CRLF line ends, and smtplib does not convert the line ends of bytes it is given.
-    return msg.as_bytes(policy=email.policy.SMTP)
-
-
-# -- the fast builder ----------------------------------------------------------------------------
-_LINE = 78  # RFC 5322's "SHOULD" line length; 998 octets is the hard limit
-_PLAIN_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
-_QUOTED_NAME = re.compile(r'[\x20-\x7e]*')
-
-
-def _fold(name: str, tokens: Sequence[str]) -> str:
-    """``name: tok tok …``, one space between tokens, a line break before a token that would pass 78."""
-    line = name + ":"
-    lines = []
-    for tok in tokens:
-        if len(line) + 1 + len(tok) > _LINE and len(line) > len(name) + 1:
-            lines.append(line)
-            line = " " + tok
-        else:
-            line += " " + tok
-    lines.append(line)
-    return "\r\n".join(lines) + "\r\n"
-
-
-def _encoded_words(value: str) -> list[str]:
-    """RFC 2047 B-encoded words of UTF-8, at most 39 octets each (64 characters), never splitting a character."""
-    data = value.encode("utf-8")
-    words = []
-    i, n = 0, len(data)
-    while i < n:
-        j = min(i + 39, n)
-        while j < n and (data[j] & 0xC0) == 0x80:
-            j -= 1
-        words.append("=?utf-8?b?" + base64.b64encode(data[i:j]).decode("ascii") + "?=")
-        i = j
-    return words
-
-
-def _text_tokens(value: str) -> list[str]:
-    """Unstructured header text as tokens for ``_fold``: leading plain-ASCII words as they are, from the
-    first word that is not (non-ASCII, or looks like an encoded word) to the end as encoded words."""
-    words = value.split(" ")
-    k = 0
-    while k < len(words) and words[k].isascii() and "=?" not in words[k]:
-        k += 1
-    if k == len(words):
-        return words
-    return words[:k] + _encoded_words(" ".join(words[k:]))
-
-
-def _mailbox_tokens(name: str, addr: str) -> list[str]:
-    if not name:
-        return [addr]
-    if name.isascii():
-        return formataddr((name, addr)).split(" ")
-    return _encoded_words(name) + [f"<{addr}>"]
-
-
-def _list_tokens(addrs: Sequence[str]) -> list[str]:
-    return [a + "," for a in addrs[:-1]] + list(addrs[-1:])
-
-
-def _base64_lines(data: bytes) -> bytes:
-    enc = base64.b64encode(data)
-    return b"".join(enc[i:i + 76] + b"\r\n" for i in range(0, len(enc), 76))
-
-
-def _text_part(text: str, subtype: str) -> bytes:
-    """A text part as EmailMessage.set_content(charset='utf-8') makes it: 7bit/8bit when every line fits
-    in 78 octets, base64 otherwise (line ends inside base64 stay LF, as there)."""
-    lines = text.encode("utf-8").splitlines()
-    if max(map(len, lines), default=0) <= _LINE:
-        cte = "7bit" if text.isascii() else "8bit"
-        body = b"".join(line + b"\r\n" for line in lines) or b"\r\n"
-    else:
-        cte = "base64"
-        body = _base64_lines(b"\n".join(lines) + b"\n")
-    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + body
-
-
-def _filename_param(filename: str) -> str:
-    """``Content-Disposition`` value for an attachment: quoted ASCII, or RFC 2231 (continued if long)."""
-    if _QUOTED_NAME.fullmatch(filename) and '"' not in filename and "\\" not in filename \
-            and len(f'Content-Disposition: attachment; filename="{filename}"') <= _LINE:
-        return f'attachment; filename="{filename}"'
-    pieces = [urllib.parse.quote(ch, safe="") for ch in filename]
-    whole = "utf-8''" + "".join(pieces)
-    if len(" filename*=" + whole) <= _LINE:
-        return "attachment;\r\n filename*=" + whole
-    segments: list[str] = []
-    current = "utf-8''"
-    for piece in pieces:
-        label = f" filename*{len(segments)}*="
-        if len(label) + len(current) + len(piece) + 1 > _LINE and current != "utf-8''":
-            segments.append(current)
-            current = ""
-        current += piece
-    segments.append(current)
-    return "attachment;" + ";".join(f"\r\n filename*{i}*={seg}" for i, seg in enumerate(segments))
-
-
-def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
-    while True:
-        boundary = f"=_intake_{random.getrandbits(96):024x}"
-        delimiter = b"--" + boundary.encode("ascii")
-        if not any(delimiter in part for part in parts):
-            break
-    out = [f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii")]
-    for part in parts:
-        out += [delimiter, b"\r\n", part, b"\r\n"]
-    out += [delimiter, b"--\r\n"]
-    return b"".join(out)
-
-
-def _build_mail_fast(*, name: str, addr: str, to: Sequence[str], cc: Sequence[str], subject: str, mid: str,
-                     text: str, html: str | None, in_reply_to: str | None, refs: Sequence[str],
-                     attachments: Sequence[tuple[str, bytes, str]], auto_submitted: bool) -> bytes | None:
-    """The message as bytes, or None when it is not the usual kind (then ``_build_mail_email`` builds it)."""
-    if not _PLAIN_ADDR.fullmatch(addr) or not all(_PLAIN_ADDR.fullmatch(a) for a in (*to, *cc)) or not to:
-        return None
-    if _CONTROL.search("".join((name, subject, in_reply_to or "", *refs))):
-        return None
-    mimes = []
-    for _filename, _data, mime in attachments:
-        maintype, _, subtype = mime.partition("/")
-        if not _TOKEN.fullmatch(maintype) or not _TOKEN.fullmatch(subtype or "octet-stream"):
-            return None
-        mimes.append(f"{maintype}/{subtype or 'octet-stream'}")
-    head = [_fold("From", _mailbox_tokens(name, addr)), _fold("To", _list_tokens(list(to)))]
-    if cc:
-        head.append(_fold("Cc", _list_tokens(list(cc))))
-    head.append(_fold("Subject", _text_tokens(subject)))
-    head.append(f"Message-ID: {mid}\r\nDate: {format_datetime(localtime())}\r\n")
-    if in_reply_to:
-        head.append(_fold("In-Reply-To", _text_tokens(in_reply_to)))
-        head.append(_fold("References", _text_tokens(" ".join(refs))))
-    if auto_submitted:
-        # RFC 3834: machine-made replies say so, so that units' autoresponders do not answer them.
-        head.append("Auto-Submitted: auto-replied\r\n" if in_reply_to else "Auto-Submitted: auto-generated\r\n")
-    head.append("MIME-Version: 1.0\r\n")
-    body = _text_part(text, "plain")
-    if html:
-        body = _multipart("alternative", [body, _text_part(html, "html")])
-    if attachments:
-        parts = [body]
-        for (filename, data, _mime), mime in zip(attachments, mimes):
-            parts.append((f"Content-Type: {mime}\r\nContent-Transfer-Encoding: base64\r\n"
-                          f"Content-Disposition: {_filename_param(filename)}\r\n\r\n").encode("ascii")
-                         + _base64_lines(data))
-        body = _multipart("mixed", parts)
-    raw = "".join(head).encode("ascii") + body
-    if any(len(line) > 998 for line in raw.split(b"\r\n")):
-        return None  # a word too long to fold: the general builder encodes it
-    return raw
+    return mid, msg.as_bytes(policy=email.policy.SMTP)
 
 
 class Transport(Protocol):
@@ -362,22 +249,18 @@ class SmtpTransport:
                 oauth.forget(cfg.oauth)
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
-        """Send one message. With PIPELINING advertised (Gmail does) MAIL, RCPT and DATA go in one write
-        (``_sendmail_pipelined``: two round trips instead of four); otherwise ``smtplib``'s ``sendmail``.
-        Both raise the same smtplib errors in the same cases, translated here into ours."""
-        bad = [a for a in recipients if not _SMTP_ADDRESS.fullmatch(a)]
-        if bad:  # checked before anything is written: a line break in an address would be a second command
+        """Send one message with ``smtplib``'s ``sendmail``; its errors are translated here into ours."""
+        envelope_sender = parseaddr(sender)[1]
+        bad = [a for a in (envelope_sender, *recipients) if not _SMTP_ADDRESS.fullmatch(a)]
+        if bad:
+            # Checked before anything is written: smtplib would send MAIL FROM and then stop at this RCPT with
+            # an uncaught error, and a line break inside an address would become a second command.
             raise SmtpRejected(f"địa chỉ không gửi được qua SMTP ({', '.join(map(repr, bad))}): "
                                "chỉ nhận địa chỉ ASCII dạng ten@ten-mien, không có khoảng trắng hay ký tự điều khiển")
         if self.conn is None:
             self.conn = self._open()
         try:
-            conn = self.conn
-            conn.ehlo_or_helo_if_needed()
-            if conn.does_esmtp and conn.has_extn("pipelining"):
-                refused = _sendmail_pipelined(conn, _envelope_sender(sender), list(recipients), raw)
-            else:
-                refused = conn.sendmail(_envelope_sender(sender), list(recipients), raw)
+            refused = self.conn.sendmail(envelope_sender, list(recipients), raw)
         except smtplib.SMTPRecipientsRefused as exc:
             if self.conn is not None and self.conn.sock is None:
                 self.close()  # a 421 among the replies: smtplib has already dropped the connection
@@ -404,12 +287,6 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             raise SmtpUnavailable(f"lỗi SMTP: {exc}") from exc
-        except (UnicodeError, ValueError) as exc:
-            # An address SMTP cannot carry as written (non-ASCII without SMTPUTF8, a line break): this
-            # mail fails with the reason; the connection may be mid-transaction, so it starts afresh.
-            self.close()
-            raise SmtpRejected(f"địa chỉ không gửi được qua SMTP (người gửi {_envelope_sender(sender)!r}, "
-                               f"người nhận {', '.join(map(repr, recipients))}): {exc}") from exc
         if refused:
             log.warning("some recipients refused: %s", refused)
 
@@ -422,95 +299,6 @@ class SmtpTransport:
             self.conn = None
 
 
-_CRLF = b"\r\n"
-
-
-@functools.lru_cache(maxsize=256)
-def _envelope_sender(sender: str) -> str:
-    """The address of ``sender`` (the same configured sender every time: parsed once)."""
-    return parseaddr(sender)[1]
-
-
-# smtplib.quoteaddr parses with email.utils (~8 µs); the same few addresses come again and again.
-_quoteaddr = functools.lru_cache(maxsize=1024)(smtplib.quoteaddr)
-
-
-def _quote_periods(data: bytes) -> bytes:
-    """``smtplib._quote_periods`` (a leading dot doubled on every line), skipping its regex when no line
-    starts with a dot, as in nearly every message."""
-    if data[:1] == b"." or b"\n." in data:
-        return smtplib._quote_periods(data)
-    return data
-
-
-def _sendmail_pipelined(conn: smtplib.SMTP, from_addr: str, to_addrs: list[str],
-                        msg: bytes | str) -> dict[str, tuple[int, bytes]]:
-    """``smtplib.SMTP.sendmail`` with RFC 2920 pipelining, for a server that advertises PIPELINING.
-
-    MAIL FROM (with the options sendmail adds: ``size=`` when SIZE is offered), every RCPT TO and DATA go
-    in one write; the replies are read in order. Only when MAIL got 250, at least one RCPT 250/251 and DATA
-    354 is the content sent (dot-stuffed and ended as ``smtplib.SMTP.data`` does), then the final reply
-    read. Returns the refused recipients and raises exactly what sendmail raises in the same cases
-    (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError, SMTPServerDisconnected), after RSET when the
-    session is left mid-transaction, and with the connection closed after a 421.
-    """
-    if isinstance(msg, str):
-        msg = smtplib._fix_eols(msg).encode("ascii")
-    options = f" size={len(msg)}" if conn.has_extn("size") else ""
-    commands = [f"mail FROM:{_quoteaddr(from_addr)}{options}"]
-    commands += [f"rcpt TO:{_quoteaddr(each)}" for each in to_addrs]
-    commands.append("data")
-    for command in commands:
-        if "\r" in command or "\n" in command:  # as smtplib.SMTP.putcmd refuses them
-            raise ValueError(f"command and arguments contain prohibited newline characters: {command!r}")
-    # Encoded as smtplib would (command_encoding), all before anything is written.
-    conn.send("".join(command + "\r\n" for command in commands).encode(conn.command_encoding))
-    # A 421 means the server is closing the connection: close it (as sendmail does), read nothing more.
-    mail_code, mail_resp = conn.getreply()
-    if mail_code == 421:
-        conn.close()
-        raise smtplib.SMTPSenderRefused(mail_code, mail_resp, from_addr)
-    senderrs: dict[str, tuple[int, bytes]] = {}
-    for each in to_addrs:
-        code, resp = conn.getreply()
-        if code != 250 and code != 251:
-            senderrs[each] = (code, resp)
-        if code == 421:
-            conn.close()
-            if mail_code != 250:
-                raise smtplib.SMTPSenderRefused(mail_code, mail_resp, from_addr)
-            raise smtplib.SMTPRecipientsRefused(senderrs)
-    data_code, data_resp = conn.getreply()
-    refused_all = len(senderrs) == len(to_addrs)
-    if data_code == 421:
-        conn.close()
-    elif (mail_code != 250 or refused_all) and data_code == 354:
-        # RFC 2920 3.1: DATA accepted although nothing valid preceded it: end it with a lone dot, no content.
-        conn.send(b"." + _CRLF)
-        code, _resp = conn.getreply()
-        if code == 421:
-            conn.close()
-    if mail_code != 250:
-        conn._rset()  # quiet when the connection is already closed
-        raise smtplib.SMTPSenderRefused(mail_code, mail_resp, from_addr)
-    if refused_all:
-        conn._rset()  # quiet when the connection is already closed
-        raise smtplib.SMTPRecipientsRefused(senderrs)
-    if data_code != 354:
-        conn._rset()  # quiet when the connection is already closed
-        raise smtplib.SMTPDataError(data_code, data_resp)
-    quoted = _quote_periods(msg)
-    conn.send(quoted + (b"." + _CRLF if quoted[-2:] == _CRLF else _CRLF + b"." + _CRLF))
-    code, resp = conn.getreply()
-    if code != 250:
-        if code == 421:
-            conn.close()
-        else:
-            conn._rset()
-        raise smtplib.SMTPDataError(code, resp)
-    return senderrs
-
-
 def _quit_quietly(conn: smtplib.SMTP | None) -> None:
     if conn is not None:
         try:
@@ -520,70 +308,45 @@ def _quit_quietly(conn: smtplib.SMTP | None) -> None:
 
 
 RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
-# Items are claimed ('sending') and their outcomes recorded a group at a time: two durable transactions per
-# group instead of per item. A crash mid-group leaves the whole group 'uncertain' (never resent blindly), so a
-# group is kept small, and closed early when SMTP is slow; what it claimed but did not send goes back to pending.
-SEND_GROUP = 50
-SEND_GROUP_SECONDS = 2.0
 
 
 def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                  transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport) -> dict[str, int]:
-    """Send what is due, within the per-minute and per-day limits; the rest waits for its window."""
+    """Send what is due, within the per-minute and per-day limits; the rest waits for its window.
+
+    Each item is claimed ('sending') before it is handed to SMTP and marked after: if the process dies in
+    between, the item stays 'sending' and the next pass makes it 'uncertain' (never resent by itself).
+    """
     counts = {"sent": 0, "retry": 0, "failed": 0, "waiting": 0}
     budget = min(cfg.per_minute - store.sent_since(now - timedelta(minutes=1), limit=cfg.per_minute),
                  cfg.per_day - store.sent_since(now - timedelta(days=1), limit=cfg.per_day))
     due = store.due_outbox(now, limit=max(budget, 0) + 1000)
-    if budget <= 0:
-        counts["waiting"] = len(due)
-        return counts
     transport: Transport | None = None
-    pos = 0
     try:
-        while pos < len(due):
-            room = budget - counts["sent"]
-            if room <= 0:
-                counts["waiting"] += len(due) - pos
-                break
-            # Every claimed item may be sent: a group never claims more than the budget left.
-            group = due[pos:pos + min(SEND_GROUP, room)]
-            pos += len(group)
-            claimed = store.claim_outbox_batch([row.id for row in group], now)
-            rows = {row.id: row for row in group}
-            outcomes: list[tuple[int, str, str | None, datetime | None]] = []
-            started = time.monotonic()
-            handed = 0
+        for row in due:
+            if counts["sent"] >= budget:
+                counts["waiting"] += 1  # not claimed: it keeps its place for the next window
+                continue
+            if not store.claim_outbox(row.id, now):
+                continue  # another sender claimed it first
             try:
-                for oid in claimed:
-                    if handed and time.monotonic() - started > SEND_GROUP_SECONDS:
-                        break
-                    row = rows[oid]
-                    handed += 1
-                    try:
-                        if transport is None:
-                            transport = transport_factory(cfg)
-                        transport.send(row.raw, cfg.sender, json.loads(row.recipients))
-                    except SmtpRejected as exc:
-                        outcomes.append((oid, "failed", str(exc), None))
-                        counts["failed"] += 1
-                    except SmtpUnavailable as exc:
-                        delay = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS) - 1)]
-                        outcomes.append((oid, "pending", str(exc), now + timedelta(seconds=delay)))
-                        counts["retry"] += 1
-                        log.warning("outbox item %s will be retried in %ss: %s", oid, delay, exc)
-                        if transport is not None:
-                            transport.close()
-                            transport = None
-                    else:
-                        outcomes.append((oid, "sent", None, None))
-                        counts["sent"] += 1
-            finally:
-                # Also when sending raised something unexpected: the outcomes known so far are recorded; the
-                # item being sent stays 'sending' (→ uncertain), the ones not yet handed to SMTP are released.
-                store.finish_outbox_batch(outcomes, now, release=claimed[handed:])
-            if handed < len(claimed):  # closed early: what it released comes first in the next group
-                due = [rows[oid] for oid in claimed[handed:]] + due[pos:]
-                pos = 0
+                if transport is None:
+                    transport = transport_factory(cfg)
+                transport.send(row.raw, cfg.sender, json.loads(row.recipients))
+            except SmtpRejected as exc:
+                store.finish_outbox(row.id, "failed", now, error=str(exc))
+                counts["failed"] += 1
+            except SmtpUnavailable as exc:
+                delay = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS) - 1)]
+                store.finish_outbox(row.id, "pending", now, error=str(exc), retry_at=now + timedelta(seconds=delay))
+                counts["retry"] += 1
+                log.warning("outbox item %s will be retried in %ss: %s", row.id, delay, exc)
+                if transport is not None:
+                    transport.close()
+                    transport = None
+            else:
+                store.finish_outbox(row.id, "sent", now)
+                counts["sent"] += 1
     finally:
         if transport is not None:
             transport.close()

@@ -265,12 +265,12 @@ def _flush(ctx: Context, now: datetime) -> None:
 
 
 def _process(ctx: Context, pk: int, now: datetime) -> str:
-    from pipeline.worker import PassSummary, _process_safely
+    from pipeline.worker import PassSummary, process_safely
 
     row = ctx.store.message(pk)
     assert row is not None
     raw = ctx.archive.get(row.sha256)
-    _process_safely(ctx, pk, raw, from_iso(row.received_at), now, PassSummary())
+    process_safely(ctx, pk, raw, from_iso(row.received_at), now, PassSummary())
     after = ctx.store.message(pk)
     return after.state if after is not None else "unknown"
 

@@ -17,6 +17,12 @@ HEARTBEAT_SECONDS. A second ``intake run`` finds a live holder, says so and exit
 holder whose heartbeat is older than LOCK_STALE_AFTER (e.g. a machine that died), or whose pid no
 longer exists on this host (a killed process), is taken over. Works with any SQLAlchemy URL.
 
+Receipts in seconds: where the server offers IMAP IDLE (``worker.idle``, on by default), a thread
+of the worker waits for new mail and runs the poll job at once (idle.py). Every job, scheduled or
+started by IDLE, runs under one lock (:func:`run_job`): two passes never run at once, and a poll and
+a reminder never interleave their outbox flushes. The scheduled poll stays, as the fallback where
+IDLE is missing or failing.
+
 SIGTERM / SIGINT: no new job starts, the job in hand finishes (``shutdown(wait=True)``), the lock
 is released, exit status 0.
 
@@ -105,13 +111,23 @@ def job_report_after(cfg_path: str, obligation_id: str) -> None:
     run_job("report-after", cfg_path, obligation_id=obligation_id)
 
 
+# The scheduler's own thread and the IDLE thread both run jobs: one at a time.
+_ONE_JOB = threading.Lock()
+
+
 def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obligation_id: str | None = None,
             clock: Callable[[], datetime] = _utcnow) -> str:
-    """Run one job now and return what it did (also logged).
+    """Run one job now, after any job in hand, and return what it did (also logged).
 
     ``now`` is the instant the job decides for (which day it is, how long polling has failed);
     mail is stamped and sent with ``clock``, the real one by default.
     """
+    with _ONE_JOB:
+        return _run_job(name, cfg_path, now, obligation_id, clock)
+
+
+def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_id: str | None,
+             clock: Callable[[], datetime]) -> str:
     ctx = context_for(cfg_path)
     now = now or clock()
     if name == "poll":
@@ -500,8 +516,22 @@ def start_desk(cfg_path: str | Path) -> Any:
     return server
 
 
+def start_idle(cfg: Config, cfg_path: str | Path, poll_seconds: int | None) -> Any:
+    """The IDLE watcher running the poll job when mail arrives; None when ``worker.idle`` is off."""
+    from pipeline.idle import IdleWatcher
+
+    polling = f"every {poll_seconds} s" if poll_seconds else f"every {cfg.poll_minutes} min"
+    if not cfg.idle:
+        log.info("IDLE off (worker.idle: false); polling %s", polling)
+        return None
+    path = str(Path(cfg_path).resolve())
+    # load_config, not context_for: rebuilding the shared Context here could close its database under a job
+    return IdleWatcher(lambda: load_config(path).mailbox, lambda: run_job("poll", path),
+                       renew_seconds=cfg.idle_renew_minutes * 60, polling=polling).start()
+
+
 def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
-    """`intake run`: take the lock, run the schedule until SIGTERM/SIGINT, release the lock."""
+    """`intake run`: take the lock, run the schedule (and IDLE) until SIGTERM/SIGINT, release the lock."""
     cfg = load_config(cfg_path)
     store = Store(cfg.database_url)
     holder, row = acquire_worker_lock(store)
@@ -515,6 +545,7 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
     exit_code = 0
     sched = None
     desk = None
+    idle = None
     try:
         sched = build_scheduler(cfg, cfg_path, poll_seconds=poll_seconds)
 
@@ -523,6 +554,8 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
                 return
             stop.set()
             log.info("stopping (%s): the job in hand finishes first", reason)
+            if idle is not None:
+                idle.stop()
 
             def _shutdown() -> None:
                 try:
@@ -558,12 +591,16 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
             log.info("job %s: %s", job.id, job.trigger)
         log.info("worker started (time zone %s)", cfg.timezone)
         if not stop.is_set():
+            idle = start_idle(cfg, cfg_path, poll_seconds)
             sched.start()
         for t in stoppers:
             t.join()
         stop.set()
         beat.join(timeout=5)
     finally:
+        if idle is not None:  # a pass it started finishes before the lock goes
+            idle.stop()
+            idle.join()
         if desk is not None:
             try:
                 desk.stop()
@@ -580,4 +617,5 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
 __all__ = [
     "run_worker", "run_job", "build_scheduler", "desired_jobs", "persisted_jobs", "check_liveness",
     "acquire_worker_lock", "locked_message", "job_poll", "job_remind", "job_digest", "job_report_after", "start_desk",
+    "start_idle",
 ]

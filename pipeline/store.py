@@ -650,42 +650,6 @@ class Store:
         with self.tx() as c:
             c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
 
-    def claim_outbox_batch(self, oids: Sequence[int], now: datetime) -> list[int]:
-        """``claim_outbox`` for a group in one transaction: the ids this claimant won, in the order given."""
-        if not oids:
-            return []
-        with self.tx() as c:
-            won = set(c.execute(outbox.update().where(outbox.c.id.in_(list(oids)), outbox.c.state == "pending")
-                                .values(state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=iso(now))
-                                .returning(outbox.c.id)).scalars())
-        return [oid for oid in oids if oid in won]
-
-    def finish_outbox_batch(self, outcomes: Sequence[tuple[int, str, str | None, datetime | None]],
-                            now: datetime, release: Sequence[int] = ()) -> None:
-        """``finish_outbox`` for a group in one transaction: (id, state, error, retry_at) each.
-
-        ``release``: items claimed but never handed to SMTP go back to 'pending' as they were (their claim's
-        attempt undone), so that they are neither lost nor shown as uncertain.
-        """
-        sent = [oid for oid, state, error, retry_at in outcomes if state == "sent" and error is None and retry_at is None]
-        done = set(sent)
-        with self.tx() as c:
-            if sent:
-                c.execute(outbox.update().where(outbox.c.id.in_(sent)).values(state="sent", last_error=None,
-                                                                                sent_at=iso(now)))
-            for oid, state, error, retry_at in outcomes:
-                if oid in done:
-                    continue
-                values: dict[str, Any] = {"state": state, "last_error": error}
-                if state == "sent":
-                    values["sent_at"] = iso(now)
-                if retry_at is not None:
-                    values["next_attempt_at"] = iso(retry_at)
-                c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
-            if release:
-                c.execute(outbox.update().where(outbox.c.id.in_(list(release)), outbox.c.state == "sending")
-                          .values(state="pending", attempts=outbox.c.attempts - 1))
-
     def recover_interrupted_sends(self, now: datetime) -> int:
         """Items left 'sending' by a crash may or may not have gone out: never resend them blindly.
 

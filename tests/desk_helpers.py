@@ -293,7 +293,8 @@ _UIDS = iter(range(1, 1_000_000))
 
 def ingest(ctx: Context, raw: bytes, when: datetime) -> int:
     """Archive, record and process one raw mail the way a pass does, without a mailbox (plain tests)."""
-    from pipeline.worker import header_message_id, process_message
+    from pipeline.mime import header_message_id
+    from pipeline.worker import process_message
 
     now = datetime.now(timezone.utc)
     digest, _ = ctx.archive.put(raw)

@@ -658,18 +658,11 @@ class _SinkHandler:
         self.sink = sink
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        """Offer PIPELINING (aiosmtpd handles pipelined commands in order but does not say so), and watch
-        the connection: its reads, commands and replies go to a :class:`SinkSession` in ``sink.sessions``.
-
-        With PIPELINING the replies to a pipelined group go out together, as RFC 2920 lets a server do and
-        Postfix does: a reply is held while more commands wait in the input buffer, and sent with the next
-        one that finds the buffer empty (a client that pipelines never waits in the middle of its group)."""
+        """Watch the connection: its reads, commands and replies go to a :class:`SinkSession` in ``sink.sessions``."""
         session.host_name = hostname  # what aiosmtpd does itself when there is no EHLO hook
         if not isinstance(server._smtp_methods, _CommandLog):   # once per connection (EHLO again after STARTTLS)
             record = SinkSession(peer=session.peer)
             received, push = server.data_received, server.push
-            sink = self.sink
-            held: list[bytes] = []
 
             def data_received(data: bytes) -> None:
                 record.reads += 1
@@ -679,27 +672,17 @@ class _SinkHandler:
                 if isinstance(status, str):   # as aiosmtpd's push encodes it
                     status = status.encode("utf-8" if server.enable_SMTPUTF8 else "ascii")
                 record.replies.append(status.split(b"\r\n", 1)[0].decode("utf-8", "replace"))
-                if sink.pipelining and server._reader is not None and server._reader._buffer:
-                    held.append(status + b"\r\n")   # more commands of the group to come
-                    return
-                if held:
-                    status = b"".join(held) + status
-                    held.clear()
                 await push(status)
 
             server.data_received = data_received
             server.push = push_noted
             server._smtp_methods = _CommandLog(server._smtp_methods, server, record, self.sink)
             self.sink._add_session(record)
-        if self.sink.pipelining:
-            responses = responses[:-1] + ["250-PIPELINING"] + responses[-1:]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         code = self.sink._refused_code(address)
         if code is not None:
-            if self.sink.lax_data:
-                envelope.rcpt_tos.append(address)  # so that DATA gets 354 all the same
             return f"{code} {'5.1.1' if code >= 500 else '4.2.0'} recipient <{address}> refused by test sink"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -770,17 +753,12 @@ class SmtpSink:
     does; every XOAUTH2 attempt is kept in ``bearer_logins``. ``refuse_auth(reply)`` makes every
     AUTH answer ``reply`` (e.g. Gmail's exact 535/534 text).
 
-    ``pipelining`` (default on, as Gmail): PIPELINING (RFC 2920) is advertised in the EHLO reply;
-    ``pipelining=False`` for a server without it. Every connection is recorded in ``sessions``
-    (:class:`SinkSession`: its reads, commands and replies), which shows whether commands were pipelined.
-    ``lax_data``: answer DATA with 354 even when every recipient was refused, as some servers do (RFC 2920
-    3.1 says a pipelining client must cope: it then sends a lone dot, never the content).
+    Every connection is recorded in ``sessions`` (:class:`SinkSession`: its reads, commands and replies).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", mode: str = "plain", require_tls: bool = False,
                  username: str | None = None, password: str | None = None,
-                 auth_required: bool = False, xoauth2=None, pipelining: bool = True,
-                 lax_data: bool = False) -> None:
+                 auth_required: bool = False, xoauth2=None) -> None:
         if mode not in ("plain", "starttls", "ssl"):
             raise ValueError("mode must be plain, starttls or ssl")
         self.host = host
@@ -796,8 +774,6 @@ class SmtpSink:
         self._cond = threading.Condition()
         self._fail_queue: list[int | str] = []
         self._data_command_queue: list[str] = []
-        self.pipelining = pipelining
-        self.lax_data = lax_data
         self._sessions: list[SinkSession] = []
         self._refused: dict[str, int] = {}
         self.xoauth2 = xoauth2

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import formfiles as ff  # noqa: E402
 
-from pipeline.forms import isolation, read_document, samples  # noqa: E402
+from pipeline.forms import isolation, precheck, read_document, samples  # noqa: E402
 from pipeline.model import Unit  # noqa: E402
 from pipeline.rules import default_rules  # noqa: E402
 
@@ -132,6 +132,49 @@ def test_empty_and_truncated_files() -> None:
     assert summary(read_document("x.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600))[1] == "rejected"
 
 
+def test_precheck_verdicts_on_unusual_and_broken_packages() -> None:
+    """The format comes from the package, not the name; packages in shapes office programs rarely write
+    (zip64, stored, data before the zip) pass; broken copies get a verdict, never an exception."""
+    import io
+    import random
+    import zipfile
+
+    limits = default_rules().limits
+    xlsx = samples.registration_xlsx(UNIT_NAME, E2)
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as src:
+        parts = [(i.filename, src.read(i)) for i in src.infolist()]
+    z64, stored = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(z64, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, body in parts:
+            with z.open(name, "w", force_zip64=True) as fh:
+                fh.write(body)
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as z:
+        for name, body in parts:
+            z.writestr(name, body)
+    prefixed = xlsx[:4] + b"\0" * 8 + xlsx
+    for data in (xlsx, z64.getvalue(), stored.getvalue(), prefixed):
+        assert precheck.check("a.xlsx", data, limits) == precheck.Verdict("xlsx")
+    assert precheck.check("a.ods", xlsx, limits) == precheck.Verdict("xlsx")
+    assert precheck.check("a", ff.registration_ods(UNIT_NAME, E2), limits) == precheck.Verdict("ods")
+    assert precheck.check("a.xlsx", xlsx[: len(xlsx) // 2], limits).problem == "file-corrupt"
+    assert precheck.check("a.xlsx", xlsx, {**limits, "max_zip_members": 3}).problem == "file-bomb"
+
+    rng = random.Random(20221)
+    seen = set()
+    for base in (xlsx, stored.getvalue(), samples.registration_docx(UNIT_NAME, E2), ff.far_cell_sheet()):
+        for _ in range(100):
+            data = bytearray(base)
+            if rng.random() < 0.3:
+                data = data[: rng.randrange(len(data))]
+            else:
+                for _ in range(rng.choice((1, 2, 5))):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            verdict = precheck.check("a.xlsx", bytes(data), limits)
+            assert verdict.problem in (None, "file-corrupt", "file-encrypted", "file-too-large", "file-bomb")
+            seen.add(verdict.problem)
+    assert {None, "file-corrupt"} <= seen
+
+
 def test_zip_bomb_rejected_fast() -> None:
     data = ff.zip_bomb(60)
     t = time.perf_counter()
@@ -166,22 +209,10 @@ def test_timeout_is_a_finding() -> None:
 
 def test_hundred_thousand_rows() -> None:
     data = ff.big_registration(100_000)
-    t = time.perf_counter()
-    r = read_document("dang ky.xlsx", data)
-    took = time.perf_counter() - t
+    r = read_document("dang ky.xlsx", data)  # how long it takes: bench/bench_parse.py
     assert summary(r) == ("registration", "accepted", "xlsx", [])
     assert len(r.entries) == 100_000 and r.entries[-1].location == "Sheet1!B100006"
-    assert took < 10  # the bench measures the real figure (≤ 3 s goal)
-    assert isolation.worker(default_rules()).last_stats["maxrss"] < 400 * 2**20
-
-
-def test_small_form_is_fast_when_warm() -> None:
-    data = samples.registration_xlsx(UNIT_NAME, E2)
-    read_document("dk.xlsx", data)
-    t = time.perf_counter()
-    for _ in range(20):
-        read_document("dk.xlsx", data)
-    assert (time.perf_counter() - t) / 20 < 0.05
+    assert isolation.reader().last_stats["maxrss"] < 400 * 2**20
 
 
 def test_pdf_report_text_and_pdf_form() -> None:

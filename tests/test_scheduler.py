@@ -295,3 +295,19 @@ def test_the_failure_alert_gives_the_oauth_hint_when_the_mailbox_uses_xoauth2(in
     [row] = [o for o in ctx.store.outbox_rows() if o.purpose == "alert"]
     body = email.message_from_bytes(row.raw, policy=policy.default).get_body(("plain",)).get_content()
     assert "refresh token" in body and "python -m pipeline.oauth" in body and "Mật khẩu ứng dụng" not in body
+
+
+def test_jobs_run_one_at_a_time_whoever_starts_them(intake: Harness) -> None:
+    """The IDLE thread and the schedule's thread both call run_job: a second job waits for the first."""
+    import threading
+
+    intake.deliver(reg_mail("<one-at-a-time@mail.gmail.com>"), datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
+    done: list[str] = []
+    with scheduler._ONE_JOB:  # a job in hand
+        t = threading.Thread(target=lambda: done.append(scheduler.run_job("poll", intake.cfg_path)))
+        t.start()
+        t.join(timeout=1.0)
+        assert t.is_alive() and done == [] and not intake.ctx.store.get_kv("poll.last_ok")
+    t.join(timeout=60)
+    assert not t.is_alive() and "fetched 1, new 1" in done[0]
+    assert intake.ctx.store.get_kv("poll.last_ok")

@@ -105,16 +105,16 @@ def test_two_passes_record_nothing_twice_and_mail_stays_unread(intake: Harness) 
 def test_crash_after_archive_then_rerun_gives_one_record_and_one_receipt(intake: Harness) -> None:
     intake.deliver(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký", "x", [("dk.xlsx", reg_xlsx(), XLSX)],
                                             message_id="<crash-1@mail.gmail.com>"))
-    env = {**os.environ, "INTAKE_FAULT": "exit-after-archive"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "poll"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    crash = Path(__file__).with_name("crashpass.py")
+    proc = subprocess.run([sys.executable, str(crash), str(intake.cfg_path), "after-archive"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 70, proc.stderr
     # archived and recorded, not yet processed, nothing sent
     rows = intake.ctx.store.messages_in_state("received")
     assert len(rows) == 1
     assert intake.ctx.archive.path_for(rows[0].sha256).is_file()
     assert intake.smtp.messages == []
-    env.pop("INTAKE_FAULT")
+    env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "poll"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

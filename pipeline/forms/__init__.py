@@ -3,21 +3,24 @@
     read_document(filename, data, ...)  one attachment → kind, period, state, entries, findings
     summarise(reading)                  counts per section and category, for the receipt
 
-Flow: precheck (magic bytes, zip directory, encryption, dimensions; < 1 ms) → the isolated
-reading process (readers → layout → validation) → DocumentReading. Images and unknown formats
+Flow: precheck (magic bytes, zip directory, encryption, dimensions) → the isolated reading
+process (readers → layout → validation, see isolation.py) → DocumentReading. Images and unknown formats
 never reach a reader. Nothing here raises for bad input.
 """
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import replace
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pipeline.forms import kinds, precheck
+from pipeline.forms.core import Request, fail, parse
+from pipeline.forms.isolation import read_isolated
 from pipeline.model import CATEGORIES, SECTIONS, DocumentReading
 
 if TYPE_CHECKING:
-    from pipeline.forms.core import Request
     from pipeline.model import Unit
     from pipeline.rules import Rules
 
@@ -36,101 +39,33 @@ def read_document(
     unit: Unit | None = None,
     year: int = 2022,
     rules: Rules | None = None,
+    isolated: bool = True,
 ) -> DocumentReading:
-    """Read one attachment. Never raises for bad input: problems are findings on the reading."""
-    from pipeline.forms.isolation import isolated_parse
+    """Read one attachment. Never raises for bad input: problems are findings on the reading.
+
+    ``isolated=False`` reads in this process, without the memory limit and the timeout: only for
+    trusted files (tests, tools). On Windows the reading process is not available and it is always so.
+    """
     from pipeline.rules import default_rules
 
     rules = rules or default_rules()
-    step = _begin(filename, data, content_type, subject, unit, year, rules)
-    if isinstance(step, DocumentReading):
-        return step
-    try:
-        return _end(isolated_parse(step, rules), filename, subject, rules)
-    except Exception:  # noqa: BLE001 - a bug here must not lose the unit's mail
-        return _crashed(filename, step.fmt, rules)
-
-
-class DocumentBatch:
-    """``read_document`` for several attachments, the isolated reader working on them while the caller
-    goes on (e.g. parses the next message): ``submit`` each, then ``result`` each. The same readings as
-    ``read_document`` one by one. A context manager; one thread at a time.
-
-        with DocumentBatch(rules) as batch:
-            tickets = [batch.submit(name, data, subject=..., unit=..., year=...) for ...]
-            readings = [batch.result(t) for t in tickets]
-    """
-
-    def __init__(self, rules: Rules | None = None) -> None:
-        from pipeline.forms.isolation import IsolatedBatch
-        from pipeline.rules import default_rules
-
-        self.rules = rules or default_rules()
-        self._isolated = IsolatedBatch(self.rules)
-
-    def __enter__(self) -> DocumentBatch:
-        self._isolated.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._isolated.__exit__(*exc)
-
-    def submit(self, filename: str, data: bytes, *, content_type: str | None = None, subject: str = "",
-               unit: Unit | None = None, year: int = 2022) -> object:
-        step = _begin(filename, data, content_type, subject, unit, year, self.rules)
-        if isinstance(step, DocumentReading):
-            return step
-        try:
-            return (filename, subject, step, self._isolated.submit(step, self.rules))
-        except Exception:  # noqa: BLE001
-            return _crashed(filename, step.fmt, self.rules)
-
-    def result(self, ticket: object) -> DocumentReading:
-        if isinstance(ticket, DocumentReading):
-            return ticket
-        filename, subject, req, inner = ticket  # type: ignore[misc]
-        try:
-            return _end(self._isolated.result(inner), filename, subject, self.rules)
-        except Exception:  # noqa: BLE001
-            return _crashed(filename, req.fmt, self.rules)
-
-
-def _crashed(filename: str, fmt: str | None, rules: Rules) -> DocumentReading:
-    from pipeline.forms.core import fail
-
-    log.exception("reading %r failed", filename)
-    return fail(rules, "kind-unknown", fmt)
-
-
-_BEGIN: tuple[Any, ...] = ()
-
-
-def _begin_imports() -> tuple[Any, ...]:
-    """What _begin needs, imported on first use (importing pipeline.forms stays cheap) and kept: an import
-    statement per document costs ~1 us in the parent, which is the busy side of a batch."""
-    global _BEGIN
-    from pipeline.forms import kinds, precheck
-    from pipeline.forms.core import Request, fail
-
-    _BEGIN = (kinds, precheck, Request, fail)
-    return _BEGIN
-
-
-def _begin(filename: str, data: bytes, content_type: str | None, subject: str, unit: Unit | None, year: int,
-           rules: Rules) -> DocumentReading | Request:
-    """Everything before the isolated reader: the reading when it is already decided (precheck refused
-    it, an image, an unknown format), else the request for the reader."""
-    kinds, precheck, Request, fail = _BEGIN or _begin_imports()
     fmt: str | None = None
     try:
         verdict = precheck.check(filename or "", data or b"", rules.limits)
         fmt = verdict.format
         if verdict.problem:
-            kind = kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
-            return fail(rules, verdict.problem, fmt, verdict.detail, kind or "unknown")
+            return fail(rules, verdict.problem, fmt, verdict.detail, _named_kind(filename, subject, rules) or "unknown")
         if fmt in _READABLE:
-            return Request(fmt, filename or "", bytes(data), subject or "", unit, year)
-        kind = kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
+            req = Request(fmt, filename or "", bytes(data), subject or "", unit, year)
+            in_child = isolated and sys.platform != "win32"
+            reading = read_isolated(req, rules) if in_child else parse(req, rules)
+            if reading.kind == "unknown" and reading.state == "rejected" and not reading.entries:
+                # The file could not be read at all: its name or the subject may still say what it was.
+                kind = _named_kind(filename, subject, rules)
+                if kind:
+                    reading = replace(reading, kind=kind)
+            return reading
+        kind = _named_kind(filename, subject, rules)
         if fmt in _IMAGES:
             f = rules.finding("needs-review", detail="ảnh ." + fmt)
             period = None
@@ -143,18 +78,12 @@ def _begin(filename: str, data: bytes, content_type: str | None, subject: str, u
         shown = "." + fmt if fmt else (content_type or "không rõ")
         return fail(rules, "unsupported-format", fmt, shown, kind or "unknown")
     except Exception:  # noqa: BLE001 - a bug here must not lose the unit's mail
-        return _crashed(filename, fmt, rules)
+        log.exception("reading %r failed", filename)
+        return fail(rules, "kind-unknown", fmt)
 
 
-def _end(reading: DocumentReading, filename: str, subject: str, rules: Rules) -> DocumentReading:
-    from pipeline.forms import kinds
-
-    if reading.kind == "unknown" and reading.state == "rejected" and not reading.entries:
-        # The file could not be read at all: its name or the subject may still say what it was.
-        kind = kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
-        if kind:
-            reading = replace(reading, kind=kind)
-    return reading
+def _named_kind(filename: str, subject: str, rules: Rules) -> str | None:
+    return kinds.detect_kind(PurePath(filename or "").stem, rules) or kinds.detect_kind(subject, rules)
 
 
 def summarise(reading: DocumentReading) -> dict[str, dict[str, int]]:
@@ -175,11 +104,9 @@ def summarise(reading: DocumentReading) -> dict[str, dict[str, int]]:
 
 def warm_up(rules: Rules | None = None) -> None:
     """Start the reading process now, so the first mail does not wait for it (optional)."""
-    from pipeline.forms.core import Request
-    from pipeline.forms.isolation import isolated_parse
     from pipeline.rules import default_rules
 
-    isolated_parse(Request("unsupported", "", b"", "", None, 2022), rules or default_rules())
+    read_isolated(Request("unsupported", "", b"", "", None, 2022), rules or default_rules())
 
 
-__all__ = ["read_document", "DocumentBatch", "summarise", "warm_up"]
+__all__ = ["read_document", "summarise", "warm_up"]

@@ -25,7 +25,7 @@ from pipeline.forms.layout import COLUMN_LABELS, REQUIRED_CATEGORIES, TableReadi
 from pipeline.forms.readers import Document, read_docx, read_pdf_text, read_spreadsheet
 from pipeline.model import DocumentReading, Finding, Unit
 from pipeline.rules import Rules
-from pipeline.forms.folding import fold, fold_compact
+from pipeline.textnorm import fold, fold_compact
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +84,8 @@ def parse(req: Request, rules: Rules) -> DocumentReading:
         return fail(rules, "file-corrupt", req.fmt, f"{name}: {str(exc)[:120]}")
 
 
-_STEMS: dict[str, str] = {}
-
-
 def _stem(filename: str) -> str:
-    got = _STEMS.get(filename)
-    if got is None:
-        got = PurePath(filename.replace("\\", "/")).stem
-        if len(_STEMS) >= 5_000:
-            _STEMS.clear()
-        _STEMS[filename] = got
-    return got
+    return PurePath(filename.replace("\\", "/")).stem
 
 
 def _title_from_lines(lines: list[str], rules: Rules) -> tuple[str | None, str | None]:
@@ -155,21 +146,13 @@ def _pdf(req: Request, rules: Rules) -> DocumentReading:
 
 
 _WORDS = re.compile(r"[0-9a-z]+")
-_UNIT_KEYS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # the ĐƠN VỊ lines and unit names repeat
 
 
 def _unit_key(text: str, rules: Rules) -> str:
-    ck = (text, rules.unit_abbreviations)
-    got = _UNIT_KEYS.get(ck)
-    if got is None:
-        words = f" {' '.join(_WORDS.findall(fold(text)))} "
-        for short, long in rules.unit_abbreviations:
-            words = words.replace(f" {short} ", f" {long} ")
-        got = fold_compact(words)
-        if len(_UNIT_KEYS) >= 5_000:
-            _UNIT_KEYS.clear()
-        _UNIT_KEYS[ck] = got
-    return got
+    words = f" {' '.join(_WORDS.findall(fold(text)))} "
+    for short, long in rules.unit_abbreviations:
+        words = words.replace(f" {short} ", f" {long} ")
+    return fold_compact(words)
 
 
 def unit_matches(line: str, unit_name: str, rules: Rules) -> bool:

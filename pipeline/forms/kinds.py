@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from pipeline.rules import Rules
-from pipeline.forms.folding import fold, fold_compact
+from pipeline.textnorm import fold, fold_compact
 
 _SEP = re.compile(r"[_\-.,;:/\\()\[\]]+")
 _QUARTER = re.compile(r"\b(?:quy|q)\s*(iii|ii|iv|i|1|2|3|4)\b")

@@ -16,8 +16,7 @@ from typing import Any
 from pipeline.forms.readers import Grid
 from pipeline.model import CATEGORIES, CATEGORY_LABELS, Entry, Finding
 from pipeline.rules import Rules
-from pipeline.forms.folding import fold, fold_compact
-from pipeline.textnorm import nfc
+from pipeline.textnorm import fold, fold_compact, nfc
 
 HEADER_SCAN_ROWS = 40
 REQUIRED_CATEGORIES = CATEGORIES[:6]  # "Lĩnh vực khác" is missing from M2 and the commendation list

@@ -1,4 +1,4 @@
-"""Cheap look at a file's bytes before any reader touches it (well under a millisecond for a form).
+"""Cheap look at a file's bytes before any reader touches it (about a millisecond for a form).
 
 Decides the format from magic bytes and the zip directory (never from the name alone), and
 refuses what no reader should open: encrypted packages, zip bombs, absurd sheet dimensions,
@@ -8,12 +8,8 @@ sizes can lie; this only turns the common cases into a fast, precise finding.
 from __future__ import annotations
 
 import io
-import os
 import re
-import struct
-import sys
 import zipfile
-import zlib
 from dataclasses import dataclass
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -75,30 +71,25 @@ def check(filename: str, data: bytes, limits: dict[str, int]) -> Verdict:
 
 def _check_zip(ext: str, data: bytes, limits: dict[str, int]) -> Verdict:
     guess = ext if ext in ("xlsx", "xlsm", "docx", "ods") else "zip"
-    zf: zipfile.ZipFile | None = None
-    parts = _quick_directory(data) if _QUICK else None
-    if parts is None:
-        try:
-            zf = zipfile.ZipFile(io.BytesIO(data))
-            infos = zf.infolist()
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
-            return Verdict(guess, "file-corrupt", f"tệp nén hỏng: {exc}")
-        parts = [(i.filename, i.flag_bits, i.file_size, i.compress_size, 0, 0, 0) for i in infos]
-    if len(parts) > limits["max_zip_members"]:
-        return Verdict(guess, "file-bomb", f"{len(parts)} phần trong tệp nén")
-    names = {p[0] for p in parts}
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        return Verdict(guess, "file-corrupt", f"tệp nén hỏng: {exc}")
+    if len(infos) > limits["max_zip_members"]:
+        return Verdict(guess, "file-bomb", f"{len(infos)} phần trong tệp nén")
+    names = {i.filename for i in infos}
     total = 0
-    max_part, ratio_min, max_ratio = limits["max_part_bytes"], limits["ratio_min_bytes"], limits["max_ratio"]
-    for name, flag_bits, file_size, compress_size, *_ in parts:
-        if flag_bits & 0x1:
+    for info in infos:
+        if info.flag_bits & 0x1:
             return Verdict(guess, "file-encrypted")
-        total += file_size
-        if file_size > max_part:
-            return Verdict(guess, "file-bomb", f"phần {name} giải nén ra {_mb(file_size)}")
-        if file_size > ratio_min:
-            ratio = file_size / max(compress_size, 1)
-            if ratio > max_ratio:
-                return Verdict(guess, "file-bomb", f"phần {name} nén {ratio:.0f} lần")
+        total += info.file_size
+        if info.file_size > limits["max_part_bytes"]:
+            return Verdict(guess, "file-bomb", f"phần {info.filename} giải nén ra {_mb(info.file_size)}")
+        if info.file_size > limits["ratio_min_bytes"]:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits["max_ratio"]:
+                return Verdict(guess, "file-bomb", f"phần {info.filename} nén {ratio:.0f} lần")
     if total > limits["max_uncompressed_bytes"]:
         return Verdict(guess, "file-bomb", f"giải nén ra {_mb(total)}")
 
@@ -106,19 +97,12 @@ def _check_zip(ext: str, data: bytes, limits: dict[str, int]) -> Verdict:
         fmt = "xlsm" if ("xl/vbaProject.bin" in names or ext == "xlsm") else "xlsx"
         if "xl/workbook.bin" in names:
             fmt = "xlsb"
-        for index, part in enumerate(parts):
-            name, file_size = part[0], part[2]
-            if name == "xl/sharedStrings.xml" and file_size > limits["max_shared_strings_bytes"]:
-                return Verdict(fmt, "file-too-large", f"bảng chuỗi {_mb(file_size)}")
+        for info in infos:
+            name = info.filename
+            if name == "xl/sharedStrings.xml" and info.file_size > limits["max_shared_strings_bytes"]:
+                return Verdict(fmt, "file-too-large", f"bảng chuỗi {_mb(info.file_size)}")
             if name.startswith("xl/worksheets/") and name.endswith(".xml"):
-                if zf is None and _quick_dimension_fine(data, part, limits):
-                    continue
-                head = _quick_head(data, part) if zf is None else None
-                if head is None:  # read by zipfile, as it always was
-                    zf = zf or zipfile.ZipFile(io.BytesIO(data))
-                    problem = _check_dimension(zf, zf.filelist[index], limits)
-                else:
-                    problem = _dimension_problem(head, limits)
+                problem = _check_dimension(zf, info, limits)
                 if problem:
                     return Verdict(fmt, "file-too-large", problem)
         return Verdict(fmt)
@@ -126,7 +110,6 @@ def _check_zip(ext: str, data: bytes, limits: dict[str, int]) -> Verdict:
         return Verdict("docx")
     if "mimetype" in names:
         try:
-            zf = zf or zipfile.ZipFile(io.BytesIO(data))
             mime = zf.read("mimetype")[:100].decode("ascii", "replace").strip()
         except Exception as exc:  # noqa: BLE001 - any failure here means a broken package
             return Verdict(guess, "file-corrupt", str(exc))
@@ -141,16 +124,18 @@ def _check_zip(ext: str, data: bytes, limits: dict[str, int]) -> Verdict:
 
 
 def _check_dimension(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: dict[str, int]) -> str | None:
+    """The problem with the sheet's <dimension> (near its start: Excel writes it right after the
+    <worksheet> tag), if any."""
     try:
         with zf.open(info) as fh:
-            head = fh.read(_HEAD)
+            head = fh.read(4096)
     except Exception:  # noqa: BLE001 - the worker will report the corruption precisely
         return None
     return _dimension_problem(head, limits)
 
 
-def _dimension_problem(head: bytes, limits: dict[str, int], m: re.Match[bytes] | None = None) -> str | None:
-    m = m or _DIM.search(head)
+def _dimension_problem(head: bytes, limits: dict[str, int]) -> str | None:
+    m = _DIM.search(head)
     if not m or not m.group(3):
         return None
     rows = int(m.group(4)) - int(m.group(2)) + 1
@@ -159,154 +144,3 @@ def _dimension_problem(head: bytes, limits: dict[str, int], m: re.Match[bytes] |
         ref = m.group(0).split(b'"')[1].decode("ascii")
         return f"vùng dữ liệu {ref}: {rows:,} dòng × {cols:,} cột".replace(",", ".")
     return None
-
-
-# ---------------------------------------------------------------- the zip directory without zipfile
-# zipfile.ZipFile over the bytes builds a ZipInfo per part (cp437 codec, date tuple, extra fields) and
-# zf.open builds a shared file, a ZipExtFile and its buffers: ~45 us of the parent's ~50 us per form.
-# The quick reading below does the same with struct over the bytes, for the packages office programs
-# write: the end record last in the file with no comment, no zip64, no data before the zip, every
-# directory entry whole. Anything else (and anything that would make zipfile raise) returns None and
-# zipfile reads it exactly as before, so refusals and their details are zipfile's own. It mirrors
-# CPython 3.11's zipfile (_EndRecData, _RealGetContents, ZipFile.open, ZipExtFile.read); on another
-# zipfile (3.12+ check overlapping parts, for one) it is not used. tests/test_forms_speed.py compares
-# the two readings over many broken and unusual packages.
-_QUICK = (sys.version_info[:2] == (3, 11) and os.sep == "/" and not hasattr(zipfile.ZipInfo, "_end_offset")
-          and zipfile.ZipExtFile.MIN_READ_SIZE == 4096)
-_HEAD = 4096  # how much of a sheet precheck reads, looking for its <dimension>
-_PREFIX = 1024  # Excel's <worksheet> start tag alone takes ~600 bytes (namespaces); <dimension> follows soon after
-_END = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
-_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # zipfile.structCentralDir
-_LOCAL = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
-_HH = struct.Struct("<HH")
-Part = tuple  # (filename, flag_bits, file_size, compress_size, compress_type, header_offset, CRC)
-
-
-def _quick_directory(data: bytes) -> list[Part] | None:
-    """The parts zipfile would list, in its order, or None to leave the package to zipfile."""
-    size = len(data)
-    if size < 42 or data[size - 22:size - 18] != b"PK\x05\x06" or data[size - 2:] != b"\0\0":
-        return None  # too short to be sure of, an archive comment, or no end record where expected
-    if data[size - 42:size - 38] == b"PK\x06\x07":
-        return None  # a zip64 locator
-    size_cd, offset_cd = _END.unpack_from(data, size - 22)[5:7]
-    if offset_cd + size_cd != size - 22:
-        return None  # data before the zip ("concat") or a directory that does not end at the end record
-    parts: list[Part] = []
-    pos, end_cd = offset_cd, size - 22
-    unpack = _CENTRAL.unpack_from
-    while pos < end_cd:
-        if pos + 46 > end_cd:
-            return None
-        (sig, _cv, _cs, extract_version, _r, flags, ctype, _t, _d, crc, csize, fsize,
-         n_name, n_extra, n_comment, _v, _ia, _ea, offset) = unpack(data, pos)
-        start = pos + 46
-        nxt = start + n_name + n_extra + n_comment
-        if sig != b"PK\x01\x02" or nxt > end_cd or extract_version > 63:
-            return None
-        raw = data[start:start + n_name]
-        if raw.isascii():
-            name = raw.decode("ascii")  # the same text in cp437 and utf-8
-        elif flags & 0x800:
-            try:
-                name = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-        else:
-            name = raw.decode("cp437")
-        if "\0" in name:
-            return None  # zipfile cuts the name there
-        if n_extra:
-            extra = data[start + n_name:start + n_name + n_extra]
-            while len(extra) >= 4:
-                tp, ln = _HH.unpack_from(extra)
-                if ln + 4 > len(extra) or tp == 0x0001:
-                    return None  # broken, or zip64 sizes
-                extra = extra[ln + 4:]
-        parts.append((name, flags, fsize, csize, ctype, offset, crc))
-        pos = nxt
-    return parts
-
-
-def _quick_dimension_fine(data: bytes, part: Part, limits: dict[str, int]) -> bool:
-    """True when the sheet's first bytes already hold a <dimension> within the limits: then the answer
-    is "no problem" whatever the rest of the 4096-byte head holds or whether reading it fails.
-
-    Why that is exact: the regex's leftmost match in a prefix of the head is its leftmost match in the
-    head (a match cannot hold a "<" after its first character, and every repeated class in it stops at
-    the closing quote), and _check_dimension answers None both for such a match and for a read that
-    fails; only a match that is a problem needs the whole head read without error, as zipfile does."""
-    _name, flags, fsize, csize, ctype, offset, _crc = part
-    if flags & 0x61 or offset + 30 > len(data):
-        return False
-    n_name, n_extra = _HH.unpack_from(data, offset + 26)
-    start = offset + 30 + n_name + n_extra
-    try:
-        if ctype == 8:
-            prefix = zlib.decompressobj(-15).decompress(data[start:start + min(csize, _HEAD)], _PREFIX)[:fsize]
-        elif ctype == 0:
-            prefix = data[start:start + min(csize, _PREFIX, fsize)]
-        else:
-            return False
-    except zlib.error:
-        return False
-    m = _DIM.search(prefix)
-    return m is not None and _dimension_problem(prefix, limits, m) is None
-
-
-def _quick_head(data: bytes, part: Part) -> bytes | None:
-    """``zf.open(info).read(4096)``, or None when zipfile must read it (it would raise, or it is unusual)."""
-    name, flags, fsize, csize, ctype, offset, crc = part
-    if flags & 0x61 or ctype not in (0, 8) or offset + 30 > len(data):
-        return None  # encrypted, patched, strong encryption, another method, truncated header
-    sig, _v, _s, local_flags, *_x, n_name, n_extra = _LOCAL.unpack_from(data, offset)
-    start = offset + 30 + n_name + n_extra
-    if sig != b"PK\x03\x04" or start > len(data):
-        return None
-    raw = data[offset + 30:offset + 30 + n_name]
-    try:
-        local_name = raw.decode("utf-8" if local_flags & 0x800 else "cp437")
-    except UnicodeDecodeError:
-        return None
-    if local_name != name:
-        return None
-    # ZipExtFile.read(4096), step by step.
-    try:
-        decomp = zlib.decompressobj(-15) if ctype == 8 else None
-        compress_left, left, pos, running, eof = csize, fsize, start, 0, False
-        n, buf = _HEAD, b""
-        while n > 0 and not eof:
-            if decomp is not None:
-                chunk = decomp.unconsumed_tail
-                want = n - len(chunk)
-            else:
-                chunk, want = b"", n
-            if want > 0 and compress_left > 0:  # _read2
-                k = min(max(want, 4096), compress_left)
-                raw = data[pos:pos + k]
-                pos += len(raw)
-                compress_left -= len(raw)
-                if not raw:
-                    return None  # EOFError in zipfile
-                chunk += raw
-            if decomp is None:
-                eof = compress_left <= 0
-            else:
-                chunk = decomp.decompress(chunk, max(n, 4096))
-                eof = decomp.eof or (compress_left <= 0 and not decomp.unconsumed_tail)
-                if eof:
-                    chunk += decomp.flush()
-            chunk = chunk[:left]
-            left -= len(chunk)
-            if left <= 0:
-                eof = True
-            running = zlib.crc32(chunk, running)
-            if eof and running != crc:
-                return None  # BadZipFile (Bad CRC-32) in zipfile
-            if n < len(chunk):
-                return buf + chunk[:n]
-            buf += chunk
-            n -= len(chunk)
-        return buf
-    except zlib.error:
-        return None

@@ -1,7 +1,9 @@
-"""The outbox sent a group at a time: one transaction to claim a group, one to record its outcomes.
+"""flush_outbox: each item claimed ('sending') before it is handed to SMTP and marked after it.
 
-"Never sent twice" holds as before (a crash mid-group leaves the group 'uncertain' for staff), each item
-gets its own outcome, and the per-minute/per-day limits stay exact.
+"Never sent twice": an item left 'sending' by a crash becomes 'uncertain' for staff and is never resent by
+itself; each item gets its own outcome; the per-minute/per-day limits are exact. The transport here is a
+recording stand-in: what matters is the outbox's states in a real SQLite database (the real SMTP path is
+covered by tests/test_smtp.py and, through whole passes, tests/test_spine.py).
 """
 from __future__ import annotations
 
@@ -63,48 +65,34 @@ def _cfg(per_minute=10_000, per_day=100_000):
     return SimpleNamespace(per_minute=per_minute, per_day=per_day, sender="Intake <intake@so.example.vn>")
 
 
-class Counting:
-    def __init__(self, store, monkeypatch):
-        self.claims = self.finishes = 0
-        claim, finish = store.claim_outbox_batch, store.finish_outbox_batch
-
-        def counted_claim(*a, **k):
-            self.claims += 1
-            return claim(*a, **k)
-
-        def counted_finish(*a, **k):
-            self.finishes += 1
-            return finish(*a, **k)
-
-        monkeypatch.setattr(store, "claim_outbox_batch", counted_claim)
-        monkeypatch.setattr(store, "finish_outbox_batch", counted_finish)
-
-
 def _states(store):
     return [(r.id, r.state, r.attempts) for r in store.outbox_rows()]
 
 
-def test_a_group_is_claimed_and_finished_in_one_transaction_each(store, monkeypatch):
-    _enqueue(store, 120)
-    t = FakeTransport()
-    tx = Counting(store, monkeypatch)
-    got = flush_outbox(store, _cfg(), NOW, transport_factory=t)
-    assert got == {"sent": 120, "retry": 0, "failed": 0, "waiting": 0}
-    assert (tx.claims, tx.finishes) == (3, 3)  # groups of notify.SEND_GROUP = 50
-    assert sorted(t.sent) == sorted((f"u{i}@example.vn",) for i in range(120))
-    assert {s for _, s, a in _states(store)} == {"sent"} and {a for *_, a in _states(store)} == {1}
-    assert store.sent_since(NOW) == 120
-    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 0 and len(t.sent) == 120
+def test_each_item_is_claimed_before_it_is_sent_and_marked_after(store):
+    _enqueue(store, 5)
+    seen = []
+
+    def fate(i, to):
+        seen.append([s for _, s, _a in _states(store)])  # the database while SMTP has the item
+
+    t = FakeTransport(fate)
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t) == {"sent": 5, "retry": 0, "failed": 0,
+                                                                      "waiting": 0}
+    assert seen == [["sent"] * i + ["sending"] + ["pending"] * (4 - i) for i in range(5)]
+    assert _states(store) == [(i, "sent", 1) for i in range(1, 6)]
+    assert store.sent_since(NOW) == 5
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 0 and len(t.sent) == 5
 
 
-@pytest.mark.parametrize("per_minute,already", [(7, 0), (60, 55), (51, 0), (50, 0)])
+@pytest.mark.parametrize("per_minute,already", [(7, 0), (12, 5)])
 def test_limits_stay_exact(store, per_minute, already):
-    _enqueue(store, 80)
+    _enqueue(store, 20)
     t = FakeTransport()
     if already:
         assert flush_outbox(store, _cfg(per_minute=already), NOW, transport_factory=t)["sent"] == already
     got = flush_outbox(store, _cfg(per_minute=per_minute), NOW, transport_factory=t)
-    assert got["sent"] == per_minute - already and got["waiting"] == 80 - per_minute
+    assert got["sent"] == per_minute - already and got["waiting"] == 20 - per_minute
     assert len(t.sent) == store.sent_since(NOW - timedelta(minutes=1)) == per_minute
     assert {s for _, s, _a in _states(store)} == {"sent", "pending"}
     assert {a for _, s, a in _states(store) if s == "pending"} == {0}  # the waiting ones were never claimed
@@ -113,7 +101,7 @@ def test_limits_stay_exact(store, per_minute, already):
     assert got["sent"] == 3 and len(t.sent) == per_minute + 3
 
 
-def test_each_item_of_a_group_gets_its_own_outcome(store):
+def test_each_item_gets_its_own_outcome(store):
     _enqueue(store, 6)
 
     def fate(i, to):
@@ -130,10 +118,10 @@ def test_each_item_of_a_group_gets_its_own_outcome(store):
     assert "550" in rows[2].last_error and "421" in rows[4].last_error and rows[1].last_error is None
     assert from_iso(rows[4].next_attempt_at) == NOW + timedelta(seconds=notify.RETRY_DELAYS[0])
     assert rows[1].sent_at is not None and rows[2].sent_at is None and rows[4].sent_at is None
-    assert t.closed >= 1  # the connection is dropped after a temporary failure, as before
+    assert t.closed >= 1  # the connection is dropped after a temporary failure
 
 
-def test_an_error_mid_group_leaves_only_that_item_uncertain_and_nothing_is_sent_twice(store):
+def test_an_error_mid_send_leaves_only_that_item_uncertain_and_nothing_is_sent_twice(store):
     _enqueue(store, 10)
 
     def fate(i, to):
@@ -145,7 +133,7 @@ def test_an_error_mid_group_leaves_only_that_item_uncertain_and_nothing_is_sent_
         flush_outbox(store, _cfg(), NOW, transport_factory=t)
     states = _states(store)
     assert [s for _, s, _a in states] == ["sent"] * 3 + ["sending"] + ["pending"] * 6
-    assert [a for *_, a in states] == [1] * 4 + [0] * 6  # the released ones were not attempted
+    assert [a for *_, a in states] == [1] * 4 + [0] * 6  # the ones after it were not attempted
     assert store.recover_interrupted_sends(NOW) == 1
     t.fate = lambda i, to: None
     assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 6
@@ -153,25 +141,31 @@ def test_an_error_mid_group_leaves_only_that_item_uncertain_and_nothing_is_sent_
     assert [s for _, s, _a in _states(store)].count("uncertain") == 1
 
 
-def test_a_crash_after_the_claim_leaves_the_group_uncertain(store):
-    _enqueue(store, 5)
-    assert store.claim_outbox_batch([1, 2, 3], NOW) == [1, 2, 3]
-    assert store.claim_outbox_batch([3, 4], NOW) == [4]  # only one claimant wins
-    # ... the worker dies here, mid-group ...
-    assert store.recover_interrupted_sends(NOW) == 4
+def test_a_crash_after_the_claim_leaves_the_item_uncertain(store):
+    _enqueue(store, 3)
+    assert store.claim_outbox(1, NOW)
+    assert not store.claim_outbox(1, NOW)  # only one claimant wins
+    # ... the worker dies here, before SMTP has answered ...
+    assert store.recover_interrupted_sends(NOW) == 1
     t = FakeTransport()
-    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 1
-    assert t.sent == [("u4@example.vn",)]
-    assert [s for _, s, _a in _states(store)] == ["uncertain"] * 4 + ["sent"]
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 2
+    assert t.sent == [("u1@example.vn",), ("u2@example.vn",)]
+    assert [s for _, s, _a in _states(store)] == ["uncertain", "sent", "sent"]
+    row = store.outbox_rows()[0]
+    assert "check the Sent folder" in row.last_error
 
 
-def test_slow_smtp_closes_a_group_early_and_releases_the_rest(store, monkeypatch):
-    monkeypatch.setattr(notify, "SEND_GROUP_SECONDS", 0.0)  # every group ends after its first send
-    _enqueue(store, 7)
+def test_an_item_claimed_by_another_sender_is_left_to_it(store, monkeypatch):
+    _enqueue(store, 3)
+    due = store.due_outbox
+
+    def due_then_claimed_elsewhere(now, limit):
+        rows = due(now, limit)
+        assert store.claim_outbox(2, now)  # another worker got there between the query and our claim
+        return rows
+
+    monkeypatch.setattr(store, "due_outbox", due_then_claimed_elsewhere)
     t = FakeTransport()
-    tx = Counting(store, monkeypatch)
-    got = flush_outbox(store, _cfg(per_minute=5), NOW, transport_factory=t)
-    assert got == {"sent": 5, "retry": 0, "failed": 0, "waiting": 2}
-    assert t.sent == [(f"u{i}@example.vn",) for i in range(5)]
-    assert tx.claims == tx.finishes == 5
-    assert [(s, a) for _, s, a in _states(store)] == [("sent", 1)] * 5 + [("pending", 0)] * 2
+    assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 2
+    assert t.sent == [("u0@example.vn",), ("u2@example.vn",)]
+    assert [s for _, s, _a in _states(store)] == ["sent", "sending", "sent"]

@@ -1,0 +1,27 @@
+"""A pass that dies at a checkpoint, like a worker killed mid-pass (crash tests run it as a real process).
+
+python tests/crashpass.py CONFIG CHECKPOINT → exit status 70 when the pass reached that checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipeline.config import load_config
+from pipeline.worker import CHECKPOINTS, Context, run_pass
+
+
+def main() -> int:
+    cfg_path, point = sys.argv[1], sys.argv[2]
+    assert point in CHECKPOINTS, point
+
+    def checkpoint(name: str) -> None:
+        if name == point:
+            os._exit(70)
+
+    run_pass(Context(load_config(cfg_path)), checkpoint=checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

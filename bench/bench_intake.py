@@ -57,10 +57,11 @@ servers = _load_servers()
 
 import yaml  # noqa: E402
 
-from pipeline import samplemail  # noqa: E402
+from intake_demo import samplemail
 from pipeline.config import load_config  # noqa: E402
-from pipeline.forms import samples  # noqa: E402
-from pipeline.worker import Context, PassSummary, run_pass  # noqa: E402
+from intake_demo import samples
+from pipeline.context import Context  # noqa: E402
+from pipeline.worker.mailpass import PassSummary, run_pass
 
 DISTRICT = "ldldlongbien@gmail.com"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import formfiles as ff  # noqa: E402
 import python_calamine as pc  # noqa: E402
 
-from pipeline.forms import isolation, read_document, samples, warm_up  # noqa: E402
-from pipeline.rules import default_rules  # noqa: E402
+from pipeline.forms import isolation, read_document, warm_up  # noqa: E402
+from intake_demo import samples
+from pipeline.forms.rules import default_rules  # noqa: E402
 
 UNIT = "Công đoàn Trường Tiểu học Ái Mộ"
 

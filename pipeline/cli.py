@@ -21,13 +21,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
     return Context(load_config(args.config))
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from pipeline.worker import run_pass
+    from pipeline.worker.mailpass import run_pass
 
     from pipeline.progress import progress
 
@@ -44,7 +44,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.ledger import export
+    from pipeline.ledger.export import export
 
     ctx = _context(args)
     data = export(ctx.store, ctx.cfg.tz)
@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.ledger import status_text
+    from pipeline.ledger.export import status_text
 
     ctx = _context(args)
     print(status_text(ctx.store, ctx.units, ctx.cfg.tz))
@@ -66,7 +66,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    from pipeline.worker import reprocess
+    from pipeline.worker.mailpass import reprocess
 
     from pipeline.progress import progress
 
@@ -108,7 +108,7 @@ def _day(text: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_remind(args: argparse.Namespace) -> int:
-    from pipeline.reminders import run_reminders
+    from pipeline.plan.reminders import run_reminders
 
     ctx = _context(args)
     summary = run_reminders(ctx, today=args.today, dry_run=args.dry_run)
@@ -117,7 +117,7 @@ def cmd_remind(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.staffreport import run_report
+    from pipeline.plan.staffreport import run_report
 
     ctx = _context(args)
     summary = run_report(ctx, today=args.today, out_dir=Path(args.out) if args.out else None, send=args.send)
@@ -126,13 +126,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.scheduler import run_worker
+    from pipeline.worker.scheduler import run_worker
 
     return run_worker(Path(args.config), poll_seconds=args.poll_seconds)
 
 
 def cmd_forms(args: argparse.Namespace) -> int:
-    from pipeline.blankforms import write_forms
+    from pipeline.forms.blank import write_forms
 
     unit_name = None
     year = args.year
@@ -149,7 +149,11 @@ def cmd_forms(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    try:
+        from intake_demo.demo import run_demo
+    except ImportError as exc:  # pymap / aiosmtpd are the 'demo' extra
+        print(f"intake demo cần gói bổ sung ({exc.name}): pip install -e '.[demo]'", file=sys.stderr)
+        return 2
 
     return run_demo(Path(args.out))
 
@@ -170,7 +174,7 @@ def _when_local(dt, tz) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline import review
+    from pipeline.desk import review
 
     ctx = _context(args)
     act = args.review_action
@@ -215,7 +219,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_units(args: argparse.Namespace) -> int:
-    from pipeline import unitsadmin
+    from pipeline.desk import unitsadmin
 
     ctx = _context(args)
     act = args.units_action

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import Dovecot, SmtpSink, dovecot_available  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
-from pipeline.worker import Context, PassSummary, run_pass  # noqa: E402
+from pipeline.context import Context  # noqa: E402
+from pipeline.worker.mailpass import PassSummary, run_pass
 
 DISTRICT = "ldldlongbien@gmail.com"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -79,7 +80,7 @@ class Harness:
         self.dovecot.append(raw, folder=folder, internaldate=when)
 
     def export(self) -> dict[str, Any]:
-        from pipeline.ledger import export
+        from pipeline.ledger.export import export
 
         return export(self.ctx.store, self.ctx.cfg.tz)
 

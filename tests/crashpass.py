@@ -8,7 +8,8 @@ import os
 import sys
 
 from pipeline.config import load_config
-from pipeline.worker import CHECKPOINTS, Context, run_pass
+from pipeline.context import Context
+from pipeline.worker.mailpass import CHECKPOINTS, run_pass
 
 
 def main() -> int:

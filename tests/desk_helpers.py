@@ -22,10 +22,10 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from conftest import CHROMEDRIVER, CHROMIUM, DISTRICT, Harness, chromium_available, write_config
-from pipeline import samplemail
+from intake_demo import samplemail
 from pipeline.config import load_config
-from pipeline.forms import samples
-from pipeline.worker import Context
+from intake_demo import samples
+from pipeline.context import Context
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = samplemail.XLSX_TYPE
@@ -293,8 +293,8 @@ _UIDS = iter(range(1, 1_000_000))
 
 def ingest(ctx: Context, raw: bytes, when: datetime) -> int:
     """Archive, record and process one raw mail the way a pass does, without a mailbox (plain tests)."""
-    from pipeline.mime import header_message_id
-    from pipeline.worker import process_message
+    from pipeline.mail.mime import header_message_id
+    from pipeline.worker.mailpass import process_message
 
     now = datetime.now(timezone.utc)
     digest, _ = ctx.archive.put(raw)

@@ -1,6 +1,6 @@
 """Test files made the way units (and attackers) make them: xls, ods, xlsm, encrypted, broken, bombs.
 
-The plan's forms themselves come from pipeline.forms.samples; this module adds the other
+The plan's forms themselves come from intake_demo.samples; this module adds the other
 office formats and the hostile files. Big files are generated at test time, never committed.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 import zipfile
 from typing import Any, Sequence
 
-from pipeline.forms import samples
+from intake_demo import samples
 from pipeline.forms.readers import col_letter
 
 REG_HEADER = ["TT", "Tên tập thể, cá nhân", "Tên mô hình", *samples.REG_CATEGORIES, "Ghi chú"]

@@ -55,7 +55,7 @@ class DovecotMissing(RuntimeError):
 # small helpers
 
 
-from pipeline.embedded import free_port, start_smtp_controller  # noqa: E402  (one copy for demo and tests)
+from intake_demo.embedded import free_port, start_smtp_controller  # noqa: E402  (one copy for demo and tests)
 
 
 def _find_dovecot() -> str | None:

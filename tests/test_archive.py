@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import Archive, write_atomically
+from pipeline.mail.archive import Archive, write_atomically
 
 
 def _raws(n: int, tag: str) -> list[bytes]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import DISTRICT, Harness
-from pipeline import samplemail
-from pipeline.forms import samples
+from intake_demo import samplemail
+from intake_demo import samples
 from pipeline.model import DocumentReading
-from pipeline.store import DocumentOutcome, OutcomeRecord, RawRecord, Store
+from pipeline.ledger.store import DocumentOutcome, OutcomeRecord, RawRecord, Store
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
@@ -77,7 +77,7 @@ def test_a_crash_in_a_batched_pass_loses_nothing_and_repeats_nothing(intake: Har
 
 def test_progress_is_called_once_per_new_message_in_order(intake: Harness) -> None:
     deliver_many(intake, 10, "progress")
-    from pipeline.worker import run_pass
+    from pipeline.worker.mailpass import run_pass
 
     calls: list[tuple[int, int]] = []
     s = run_pass(intake.ctx, clock=intake.now, progress=lambda done, total: calls.append((done, total)))
@@ -120,7 +120,8 @@ def test_processed_mail_of_every_batch_is_marked_on_the_server(tmp_path: Path, d
     """With several batches the staging thread owns the IMAP connection; the marks still reach every mail."""
     from conftest import write_config
     from pipeline.config import load_config
-    from pipeline.worker import Context, run_pass
+    from pipeline.context import Context
+    from pipeline.worker.mailpass import run_pass
 
     monkeypatch.setenv("INTAKE_TEST_IMAP_PW", dovecot.password)
     folder = "Marks"
@@ -142,7 +143,7 @@ def test_a_mailbox_failure_in_a_later_batch_keeps_the_earlier_ones(intake: Harne
     """The connection drops while the staging thread fetches the second batch: the first batch is processed
     and answered, the error is reported, and the next pass takes the rest without repeating anything."""
     from pipeline.errors import MailboxUnavailable
-    from pipeline.mailbox import Mailbox
+    from pipeline.mail.mailbox import Mailbox
 
     ids = deliver_many(intake, 16, "drop")
     real_fetch = Mailbox.fetch
@@ -171,7 +172,7 @@ def test_a_mailbox_failure_in_a_later_batch_keeps_the_earlier_ones(intake: Harne
 def test_receipts_of_a_batch_leave_before_the_next_batch_is_fetched(intake: Harness,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit whose mail is in the first batch of a backlog is answered before the rest is read."""
-    from pipeline.mailbox import Mailbox
+    from pipeline.mail.mailbox import Mailbox
 
     deliver_many(intake, 10, "early")  # two batches: 7 then 3
     real_fetch = Mailbox.fetch

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from pipeline.blankforms import FORMS, blank_form, form_filename, read_marker, write_forms
+from pipeline.forms.blank import FORMS, blank_form, form_filename, read_marker, write_forms
 from pipeline.forms import kinds, read_document
 from pipeline.model import CATEGORY_LABELS
-from pipeline.rules import default_rules
+from pipeline.forms.rules import default_rules
 from pipeline.textnorm import fold_compact
 
 UNIT_NAME = "Công đoàn Trường Tiểu học Ái Mộ"

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 from conftest import DISTRICT, Harness
-from pipeline import samplemail
-from pipeline.blankforms import read_marker
+from intake_demo import samplemail
+from pipeline.forms.blank import read_marker
 from pipeline.forms import read_document
-from pipeline.forms import samples
+from intake_demo import samples
 from test_remind_e2e import remind, reminders_sent
 
 UBND = "cdcs.ubnd@longbien.gov.vn"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import DISTRICT, Harness
-from pipeline import samplemail
+from intake_demo import samplemail
 from ptyrun import run_on_pty
 
 

@@ -9,7 +9,7 @@ import yaml
 from conftest import UNITS_CSV, write_config
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.units import parse_units
+from pipeline.plan.units import parse_units
 
 
 def _cfg(tmp_path: Path, **changes: object) -> Path:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pytest
 
-from pipeline.deadlines import (
+from pipeline.plan.deadlines import (
     ObligationState,
     ReminderPolicy,
     document_on_time,

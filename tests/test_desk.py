@@ -14,13 +14,13 @@ from openpyxl import load_workbook
 from desk_helpers import offline_cfg  # noqa: F401  (fixture)
 from desk_helpers import ACCOUNTS, Clock, client_login, csrf_in, ingest, local, png, registration
 from conftest import DISTRICT, UNITS_CSV
-from pipeline import samplemail
-from pipeline.blankforms import read_marker
+from intake_demo import samplemail
+from pipeline.forms.blank import read_marker
 from pipeline.config import load_config
 from pipeline.desk import create_app
 from pipeline.desk.auth import LOGIN_COOKIE, SESSION_COOKIE
-from pipeline.store import desk_sessions, outbox
-from pipeline.worker import Context
+from pipeline.ledger.store import desk_sessions, outbox
+from pipeline.context import Context
 
 XLSX = samplemail.XLSX_TYPE
 PAGES = ("/", "/review", "/units", "/reports", "/units/cq001")
@@ -294,7 +294,7 @@ def test_units_search_ignores_diacritics_and_sorts_by_name(client: Any) -> None:
 def test_health_shows_last_poll_last_error_and_outbox_backlog(desk: Any, client: Any) -> None:
     from datetime import datetime, timezone
 
-    from pipeline.store import iso
+    from pipeline.ledger.store import iso
 
     ctx = desk.ctx
     now = datetime(2022, 2, 21, 2, 0, tzinfo=timezone.utc)
@@ -387,7 +387,7 @@ def test_a_removed_account_loses_its_session(desk: Any, client: Any) -> None:
 def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, client: Any) -> None:
     from datetime import date
 
-    from pipeline.reminders import run_reminders
+    from pipeline.plan.reminders import run_reminders
 
     ctx = desk.ctx
     run_reminders(ctx, today=date(2022, 2, 15), flush=False)

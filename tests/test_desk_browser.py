@@ -15,9 +15,9 @@ from desk_helpers import browser, desk_harness, downloads, live_desk  # noqa: F4
 from desk_helpers import (ACCOUNTS, LiveDesk, all_css, by_css, deliver_form, deliver_scan, flashes, local, login,
                           page_text, registration, submit, wait_for_file, wait_until)
 from conftest import DISTRICT
-from pipeline import samplemail
-from pipeline.blankforms import read_marker
-from pipeline.store import outbox
+from intake_demo import samplemail
+from pipeline.forms.blank import read_marker
+from pipeline.ledger.store import outbox
 
 AIMO = "Công đoàn Trường Tiểu học Ái Mộ"
 UBND = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"

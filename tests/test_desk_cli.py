@@ -19,7 +19,7 @@ from werkzeug.security import check_password_hash
 from desk_helpers import offline_cfg  # noqa: F401  (fixture)
 from desk_helpers import desk_section
 from conftest import Harness
-from pipeline.embedded import free_port
+from intake_demo.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

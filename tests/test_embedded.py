@@ -8,7 +8,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from pipeline.embedded import EmbeddedMailbox, EmbeddedSmtp
+from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp
 
 HANOI = timezone(timedelta(hours=7))
 

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import DISTRICT, Harness, write_config
-from pipeline import samplemail
+from intake_demo import samplemail
 from pipeline.config import load_config
-from pipeline.deadlines import unit_states
-from pipeline.forms import samples
-from pipeline.worker import Context
+from pipeline.plan.deadlines import unit_states
+from intake_demo import samples
+from pipeline.context import Context
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

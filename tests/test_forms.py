@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.forms import read_document, samples, summarise
+from pipeline.forms import read_document, summarise
+from intake_demo import samples
 from pipeline.model import Unit
 
 UNIT = Unit("th014", "Công đoàn Trường Tiểu học Ái Mộ", "truong_hoc", ("thaimo.longbien@gmail.com",))

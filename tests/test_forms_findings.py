@@ -14,10 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import formfiles as ff  # noqa: E402
 
 from pipeline.errors import ConfigError  # noqa: E402
-from pipeline.forms import read_document, samples  # noqa: E402
+from pipeline.forms import read_document  # noqa: E402
+from intake_demo import samples
 from pipeline.forms.kinds import detect_period  # noqa: E402
 from pipeline.model import Unit  # noqa: E402
-from pipeline.rules import default_rules, load_rules  # noqa: E402
+from pipeline.forms.rules import default_rules, load_rules  # noqa: E402
 
 UNIT_NAME = "Công đoàn Trường Tiểu học Ái Mộ"
 UNIT = Unit("th014", UNIT_NAME, "truong_hoc", ("thaimo.longbien@gmail.com",))

@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import formfiles as ff  # noqa: E402
 
-from pipeline.forms import isolation, read_document, samples  # noqa: E402
-from pipeline.rules import default_rules  # noqa: E402
+from pipeline.forms import isolation, read_document  # noqa: E402
+from intake_demo import samples
+from pipeline.forms.rules import default_rules  # noqa: E402
 
 UNIT_NAME = "Công đoàn Trường Tiểu học Ái Mộ"
 E2 = [("Tổ Văn phòng", "Dọn vệ sinh ngõ xóm", "bvmt"), ("Nguyễn Văn An", "Vận động bàn giao mặt bằng", "gpmb")]

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 from conftest import DISTRICT, Harness
 from formfiles import corrupt_zip, encrypted, registration_ods, registration_xls, with_macro, zip_bomb
-from pipeline import samplemail
-from pipeline.forms import samples
+from intake_demo import samplemail
+from intake_demo import samples
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 UBND = "cdcs.ubnd@longbien.gov.vn"

@@ -9,12 +9,13 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import DISTRICT, Harness, write_config
-from pipeline import samplemail
+from intake_demo import samplemail
 from pipeline.config import load_config
 from pipeline.errors import AccessRefused, MailboxAccessRefused, MailboxUnavailable, SmtpAccessRefused, SmtpUnavailable
-from pipeline.mailbox import REFUSALS, Mailbox, match_refusal, refused_logins
-from pipeline.notify import SmtpTransport
-from pipeline.worker import Context, run_pass
+from pipeline.mail.mailbox import REFUSALS, Mailbox, match_refusal, refused_logins
+from pipeline.outbox.notify import SmtpTransport
+from pipeline.context import Context
+from pipeline.worker.mailpass import run_pass
 from servers import OAuthProvider, RefusingImap, SmtpSink
 
 UBND = "cdcs.ubnd@longbien.gov.vn"
@@ -103,7 +104,7 @@ def test_a_refused_pass_is_recorded_and_the_outbox_still_flushed(intake: Harness
     assert summary.error and "IMAP đang tắt" in summary.error
     assert summary.outbox["sent"] == 1       # the pass went on to the outbox
 
-    from pipeline.scheduler import _poll     # the worker's poll job reports the same words
+    from pipeline.worker.scheduler import _poll     # the worker's poll job reports the same words
 
     with RefusingImap() as server:
         ctx = _ctx(tmp_path / "worker", server.port, intake.smtp.port)

@@ -23,11 +23,12 @@ import yaml
 from servers import _find_dovecot, _wait_for_greeting
 
 from conftest import DISTRICT, Harness, write_config
-from pipeline import samplemail, scheduler
+from intake_demo import samplemail
+from pipeline.worker import scheduler
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, MailboxUnavailable
-from pipeline.forms import samples
-from pipeline.mailbox import Mailbox
+from intake_demo import samples
+from pipeline.mail.mailbox import Mailbox
 
 ROOT = Path(__file__).resolve().parents[1]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -12,11 +12,12 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import DISTRICT, Harness, write_config
-from pipeline import samplemail
+from intake_demo import samplemail
 from pipeline.config import load_config
 from pipeline.errors import MailboxUnavailable
-from pipeline.mailbox import Fetched, Mailbox
-from pipeline.worker import Context, run_pass
+from pipeline.mail.mailbox import Fetched, Mailbox
+from pipeline.context import Context
+from pipeline.worker.mailpass import run_pass
 from servers import Dovecot
 
 UBND = "cdcs.ubnd@longbien.gov.vn"

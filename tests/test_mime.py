@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import samplemail as s
+from intake_demo import samplemail as s
 from pipeline.errors import MessageParseError
-from pipeline.mime import decode_header_text, header_message_id, is_own_address, parse_message, sanitise_filename
+from pipeline.mail.mime import decode_header_text, header_message_id, is_own_address, parse_message, sanitise_filename
 
 UNIT = "cd001@truongmnhoasua.edu.vn"
 BOX = "ldld.longbien@gmail.com"

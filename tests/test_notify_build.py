@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import notify
+from pipeline.outbox import notify
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SENDER = "LĐLĐ quận Long Biên <ldldlongbien@gmail.com>"

@@ -11,13 +11,15 @@ import pytest
 import yaml
 
 from conftest import DISTRICT, write_config
-from pipeline import oauth, samplemail
+from pipeline import oauth
+from intake_demo import samplemail
 from pipeline.config import OAuthConfig, load_config
 from pipeline.errors import (AccessRefused, ConfigError, MailboxAccessRefused, OAuthRefused, OAuthUnavailable,
                              PermanentError, SmtpAccessRefused, TemporaryError)
-from pipeline.mailbox import Mailbox
-from pipeline.notify import SmtpTransport
-from pipeline.worker import Context, run_pass
+from pipeline.mail.mailbox import Mailbox
+from pipeline.outbox.notify import SmtpTransport
+from pipeline.context import Context
+from pipeline.worker.mailpass import run_pass
 from servers import Dovecot, OAuthProvider, SmtpSink, make_test_certs
 
 UBND = "cdcs.ubnd@longbien.gov.vn"

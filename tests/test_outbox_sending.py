@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import notify
+from pipeline.outbox import notify
 from pipeline.errors import SmtpRejected, SmtpUnavailable
-from pipeline.notify import flush_outbox
-from pipeline.store import OutboxItem, Store, from_iso
+from pipeline.outbox.notify import flush_outbox
+from pipeline.ledger.store import OutboxItem, Store, from_iso
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 

@@ -12,8 +12,9 @@ import yaml
 from openpyxl import load_workbook
 
 from conftest import DISTRICT, Harness
-from pipeline import cli, samplemail
-from pipeline.forms import samples
+from pipeline import cli
+from intake_demo import samplemail
+from intake_demo import samples
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -178,7 +179,7 @@ def test_bounced_reminder_is_recorded_against_the_unit(intake: Harness) -> None:
     [b] = intake.ctx.store.snapshot()["bounces"]
     row = next(o for o in intake.ctx.store.outbox_rows("reminder") if o.unit_id == "dn027")
     assert (b.unit_id, b.outbox_id) == ("dn027", row.id)
-    from pipeline.ledger import status_text
+    from pipeline.ledger.export import status_text
 
     status = status_text(intake.ctx.store, intake.ctx.units, intake.ctx.cfg.tz)
     assert "[bounce]" in status and "congdoan@maydg.com.vn" in status and "(đơn vị dn027)" in status

@@ -12,8 +12,9 @@ import pytest
 from openpyxl import load_workbook
 
 from conftest import DISTRICT, UNITS_CSV, Harness
-from pipeline import cli, samplemail
-from pipeline.forms import samples
+from pipeline import cli
+from intake_demo import samplemail
+from intake_demo import samples
 from pipeline.model import CATEGORIES
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -12,9 +12,9 @@ import jinja2
 import openpyxl
 import pytest
 
-from pipeline.deadlines import load_obligations, unit_states
+from pipeline.plan.deadlines import load_obligations, unit_states
 from pipeline.model import CATEGORIES, DocumentRecord, Entry, Unit
-from pipeline.reports import (
+from pipeline.plan.reports import (
     SHEET_NAMES,
     build_report_data,
     build_workbook,
@@ -311,7 +311,7 @@ def test_empty_year_still_builds():
 def test_put_keeps_every_trigger_as_text(text):
     from openpyxl import Workbook
 
-    from pipeline.reports import put
+    from pipeline.plan.reports import put
 
     wb = Workbook()
     cell = put(wb.active, 1, 1, text)
@@ -328,7 +328,7 @@ def test_put_keeps_every_trigger_as_text(text):
 def test_put_drops_control_characters_openpyxl_refuses():
     from openpyxl import Workbook
 
-    from pipeline.reports import put
+    from pipeline.plan.reports import put
 
     cell = put(Workbook().active, 1, 1, "Tổ\x07 dân phố")
     assert cell.value == "Tổ dân phố"

@@ -1,6 +1,6 @@
 """Review actions (issue 5) end to end on real IMAP and SMTP: assign, release, accept, reject, ignore, undo.
 
-The desk's buttons and `intake review …` both call pipeline.review; these tests drive it directly and
+The desk's buttons and `intake review …` both call pipeline.desk.review; these tests drive it directly and
 through the CLI, and check what a unit sees (receipts and notices in the SMTP sink) and what the ledger
 records, including that a second click never sends a second mail.
 """
@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import DISTRICT, Harness
-from pipeline import review, samplemail
-from pipeline.deadlines import unit_states
-from pipeline.forms import samples
+from pipeline.desk import review
+from intake_demo import samplemail
+from pipeline.plan.deadlines import unit_states
+from intake_demo import samples
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -110,7 +111,7 @@ def test_assign_survives_a_crash_between_the_decision_and_the_processing(intake:
     """The decision is written on the message first: the worker's next pass finishes it the same way."""
     import sqlalchemy as sa
 
-    from pipeline.store import messages
+    from pipeline.ledger.store import messages
 
     intake.deliver(samplemail.gmail_message(STRANGER, DISTRICT, "Biểu đăng ký", "x",
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<c1@x>"))
@@ -205,7 +206,7 @@ def test_reject_sends_the_reason_and_a_blank_form_and_ignore_takes_items_off(int
         review.reject(intake.ctx, photo.target_id, reason=" ", actor="hoa")
     # the photo was read as 'unknown' by the reader; staff say what it is by accepting/rejecting only
     with intake.ctx.store.tx() as c:
-        from pipeline.store import documents
+        from pipeline.ledger.store import documents
         c.execute(documents.update().where(documents.c.id == photo.target_id).values(kind="registration"))
     res = review.reject(intake.ctx, photo.target_id, reason="Ảnh chụp bị mờ, không đọc được cột GPMB", actor="hoa")
     notice = _receipts_to(intake, UBND)[-1].parsed()
@@ -267,7 +268,7 @@ def test_a_quarantined_mail_suggests_the_unit_its_form_names(intake: Harness) ->
 
 
 def test_suggest_unit_ignores_accents_case_and_abbreviations_but_not_other_schools() -> None:
-    from pipeline.units import parse_units
+    from pipeline.plan.units import parse_units
     from conftest import UNITS_CSV
 
     units = parse_units(UNITS_CSV.encode("utf-8"), "units.csv").units
@@ -285,7 +286,7 @@ def test_suggest_unit_ignores_accents_case_and_abbreviations_but_not_other_schoo
 
 
 def test_status_leaves_out_bounces_set_aside_and_shows_the_workers_health(intake: Harness) -> None:
-    from pipeline.ledger import status_text
+    from pipeline.ledger.export import status_text
 
     original = samplemail.gmail_message(DISTRICT, "sai.dia.chi@longbien.gov.vn", "Nhắc nộp biểu", "x",
                                         message_id="<reminder-9@intake>")

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from pipeline import samplemail as s
-from pipeline.mime import parse_message
+from intake_demo import samplemail as s
+from pipeline.mail.mime import parse_message
 
 UNIT = "cd001@truongmnhoasua.edu.vn"
 BOX = "ldld.longbien@gmail.com"

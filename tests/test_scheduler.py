@@ -21,11 +21,12 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from conftest import DISTRICT, Harness, write_config
-from pipeline import samplemail, scheduler
+from intake_demo import samplemail
+from pipeline.worker import scheduler
 from pipeline.config import load_config
-from pipeline.forms import samples
-from pipeline.store import Store
-from pipeline.worker import _load_obligations
+from intake_demo import samples
+from pipeline.ledger.store import Store
+from pipeline.context import obligations_of
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -61,7 +62,7 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
     poll = jobs["poll"]
     assert isinstance(poll.trigger, IntervalTrigger) and poll.trigger.interval == timedelta(minutes=7)
     assert poll.next_run_time == now  # a poll at start
-    assert poll.func_ref == "pipeline.scheduler:job_poll" and poll.args == (str(path.resolve()),)
+    assert poll.func_ref == "pipeline.worker.scheduler:job_poll" and poll.args == (str(path.resolve()),)
     remind = jobs["remind"]
     assert isinstance(remind.trigger, CronTrigger) and str(remind.trigger.timezone) == "Asia/Ho_Chi_Minh"
     fields = {f.name: str(f) for f in remind.trigger.fields}
@@ -76,7 +77,7 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
     assert jobs["remind"].misfire_grace_time == 12 * 3600
     assert str(sched.timezone) == "Asia/Ho_Chi_Minh"
     # The commendation list has no date: no report job. Long-past deadlines get none either.
-    later = scheduler.desired_jobs(cfg, path, _load_obligations(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
+    later = scheduler.desired_jobs(cfg, path, obligations_of(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
     assert [j.id for j in later if j.id.startswith("report-after")] == ["report-after:report-q3",
                                                                         "report-after:report-year"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import SmtpConfig
 from pipeline.errors import SmtpRejected, SmtpUnavailable
-from pipeline.notify import SmtpTransport, build_mail
+from pipeline.outbox.notify import SmtpTransport, build_mail
 from servers import SmtpSink
 
 SENDER = "LĐLĐ quận Long Biên <ldldlongbien@gmail.com>"
@@ -141,7 +141,7 @@ def test_some_recipients_refused_is_sent_to_the_others_and_logged(sink: SmtpSink
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     sink.refuse_rcpt("gone@example.vn", 550)
     raw = _receipt(1, ("ok@example.vn", "gone@example.vn"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.notify"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.outbox.notify"):
         transport.send(raw, SENDER, ["ok@example.vn", "gone@example.vn"])
     (m,) = sink.wait_for(1)
     assert m.raw == raw and m.rcpt_tos == ["ok@example.vn"]

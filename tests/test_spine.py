@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import DISTRICT, SHARED, Harness
-from pipeline import samplemail
-from pipeline.forms import samples
+from intake_demo import samplemail
+from intake_demo import samples
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -164,7 +164,7 @@ def test_unknown_spoofed_autoreply_bounce_and_own_mail(intake: Harness) -> None:
     assert intake.smtp.messages == []  # nobody but registered units gets a receipt
     snap = intake.ctx.store.snapshot()
     assert [json.loads(b.recipients) for b in snap["bounces"]] == [["sai.dia.chi@longbien.gov.vn"]]
-    from pipeline.ledger import status_text
+    from pipeline.ledger.export import status_text
 
     status = status_text(intake.ctx.store, intake.ctx.units, TZ)
     head = status.split("== THEO ĐƠN VỊ")[0]
@@ -248,7 +248,7 @@ def test_outbox_retries_temporary_smtp_failure_and_sends_once(intake: Harness) -
 
 
 def test_interrupted_send_is_not_repeated(intake: Harness) -> None:
-    from pipeline.store import OutboxItem
+    from pipeline.ledger.store import OutboxItem
 
     now = intake.now()
     intake.ctx.store.enqueue(OutboxItem(key="t:1", purpose="receipt", recipients=(UBND,), subject="x",
@@ -309,7 +309,7 @@ def test_cli_status_and_export(intake: Harness) -> None:
 def test_outbox_keeps_under_sending_limits_and_sends_the_rest_later(tmp_path: Path, dovecot, smtp, monkeypatch) -> None:
     from conftest import write_config
     from pipeline.config import load_config
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
     monkeypatch.setenv("INTAKE_TEST_IMAP_PW", dovecot.password)
     path = write_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp.port, smtp_extra={"per_minute": 2})

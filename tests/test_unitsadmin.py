@@ -10,10 +10,11 @@ from pathlib import Path
 from openpyxl import Workbook
 
 from conftest import UNITS_CSV, write_config
-from pipeline import review, unitsadmin
+from pipeline.desk import review
+from pipeline.desk import unitsadmin
 from pipeline.config import load_config
-from pipeline.units import parse_units
-from pipeline.worker import Context
+from pipeline.plan.units import parse_units
+from pipeline.context import Context
 
 BAD = (
     "unit_id,name,group,emails\n"
@@ -28,7 +29,7 @@ def _ctx(tmp_path: Path, units_name: str = "units.csv") -> Context:
     cfg_path = write_config(tmp_path, imap_port=1, smtp_port=2)
     if units_name != "units.csv":
         data = parse_units(UNITS_CSV.encode("utf-8"), "x")
-        from pipeline.units import units_xlsx
+        from pipeline.plan.units import units_xlsx
 
         (tmp_path / units_name).write_bytes(units_xlsx(data.units))
         text = cfg_path.read_text(encoding="utf-8").replace("units: units.csv", f"units: {units_name}")

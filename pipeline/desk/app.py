@@ -21,14 +21,15 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, r
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
-from pipeline import review, unitsadmin
+from pipeline.desk import review
+from pipeline.desk import unitsadmin
 from pipeline.config import DeskAccount, load_config
-from pipeline.deadlines import STATE_LABELS_VI
+from pipeline.plan.deadlines import STATE_LABELS_VI
 from pipeline.desk import charts, queries
 from pipeline.desk.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, DeskSession, Flashes, LoginThrottle, \
     Sessions, dummy_hash, same
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
-from pipeline.store import from_iso
+from pipeline.ledger.store import from_iso
 from pipeline.textnorm import fold
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def desk() -> Desk:
 def create_app(source: Any, *, clock: Callable[[], datetime] | None = None,
                login_delay: float = 0.5) -> Flask:
     """The desk for a worker Context, or for a config file path (a Context is built from it)."""
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
     ctx = Context(load_config(source)) if isinstance(source, (str, Path)) else source
     clock = clock or (lambda: datetime.now(timezone.utc))
@@ -327,8 +328,8 @@ def _server_error(exc: Exception) -> Any:
 
 @bp.route("/")
 def overview() -> Any:
-    from pipeline import reports
-    from pipeline.staffreport import report_data
+    from pipeline.plan import reports
+    from pipeline.plan.staffreport import report_data
 
     d = desk()
     ctx = d.ctx
@@ -356,7 +357,7 @@ def overview() -> Any:
 
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str) -> Any:
-    from pipeline.blankforms import FORMS
+    from pipeline.forms.blank import FORMS
 
     ctx = desk().ctx
     u = ctx.units.by_id(unit_id)
@@ -531,7 +532,7 @@ def _day(text: str | None) -> date:
 
 @bp.route("/reports")
 def reports_page() -> Any:
-    from pipeline.blankforms import FORMS, form_filename
+    from pipeline.forms.blank import FORMS, form_filename
 
     ctx = desk().ctx
     forms = [(k, form_filename(k, year=ctx.cfg.year)) for k in FORMS]
@@ -541,8 +542,8 @@ def reports_page() -> Any:
 
 @bp.route("/reports/workbook")
 def reports_workbook() -> Any:
-    from pipeline import reports
-    from pipeline.staffreport import report_data, workbook_name
+    from pipeline.plan import reports
+    from pipeline.plan.staffreport import report_data, workbook_name
 
     day = _day(request.args.get("date"))
     data = reports.build_workbook(report_data(desk().ctx, day))
@@ -552,7 +553,7 @@ def reports_workbook() -> Any:
 
 @bp.route("/reports/send", methods=["POST"])
 def reports_send() -> Any:
-    from pipeline.staffreport import run_report
+    from pipeline.plan.staffreport import run_report
 
     d = desk()
     ctx = d.ctx
@@ -574,7 +575,7 @@ def reports_send() -> Any:
 
 @bp.route("/forms/<kind>.xlsx")
 def blank_form(kind: str) -> Any:
-    from pipeline.blankforms import FORMS, blank_form as make, form_filename
+    from pipeline.forms.blank import FORMS, blank_form as make, form_filename
 
     ctx = desk().ctx
     if kind not in FORMS:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from pipeline.store import Store, desk_sessions, from_iso, iso
+from pipeline.ledger.store import Store, desk_sessions, from_iso, iso
 
 SESSION_COOKIE = "intake_desk"
 LOGIN_COOKIE = "intake_desk_login"

@@ -17,7 +17,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.desk.app import create_app
     from pipeline.desk.server import DeskServer
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
     cfg = load_config(args.config)
     host = getattr(args, "host", None) or cfg.desk.host

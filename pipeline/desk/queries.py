@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import sqlalchemy as sa
 
-from pipeline import deadlines
-from pipeline.deadlines import Obligation, ObligationState
+from pipeline.plan import deadlines
+from pipeline.plan.deadlines import Obligation, ObligationState
 from pipeline.model import DocumentRecord, Unit, period_label
-from pipeline.store import bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox, reminders
+from pipeline.ledger.store import bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox, reminders
 from pipeline.textnorm import fold
 
 if TYPE_CHECKING:
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
 STATE_ORDER = ("on_time", "late", "rejected", "missing")
 
@@ -262,7 +262,7 @@ def recipients(row: Any) -> list[str]:
 def review_history(ctx: Context, *, unit_id: str | None = None, limit: int = 200) -> list[Any]:
     """review.history when that module is there; [] otherwise."""
     try:
-        from pipeline import review
+        from pipeline.desk import review
     except ImportError:
         return []
     return list(review.history(ctx, unit_id=unit_id, limit=limit))

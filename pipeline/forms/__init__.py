@@ -22,7 +22,7 @@ from pipeline.model import CATEGORIES, SECTIONS, DocumentReading
 
 if TYPE_CHECKING:
     from pipeline.model import Unit
-    from pipeline.rules import Rules
+    from pipeline.forms.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def read_document(
     ``isolated=False`` reads in this process, without the memory limit and the timeout: only for
     trusted files (tests, tools). On Windows the reading process is not available and it is always so.
     """
-    from pipeline.rules import default_rules
+    from pipeline.forms.rules import default_rules
 
     rules = rules or default_rules()
     fmt: str | None = None
@@ -104,7 +104,7 @@ def summarise(reading: DocumentReading) -> dict[str, dict[str, int]]:
 
 def warm_up(rules: Rules | None = None) -> None:
     """Start the reading process now, so the first mail does not wait for it (optional)."""
-    from pipeline.rules import default_rules
+    from pipeline.forms.rules import default_rules
 
     read_isolated(Request("unsupported", "", b"", "", None, 2022), rules or default_rules())
 

@@ -24,7 +24,7 @@ from pipeline.forms import kinds as K
 from pipeline.forms.layout import COLUMN_LABELS, REQUIRED_CATEGORIES, TableReading, read_grid, unit_from_cells
 from pipeline.forms.readers import Document, read_docx, read_pdf_text, read_spreadsheet
 from pipeline.model import DocumentReading, Finding, Unit
-from pipeline.rules import Rules
+from pipeline.forms.rules import Rules
 from pipeline.textnorm import fold, fold_compact
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from pipeline.forms.core import Request, fail, parse
 from pipeline.model import DocumentReading
-from pipeline.rules import Rules
+from pipeline.forms.rules import Rules
 
 _LEN = struct.Struct(">Q")
 _ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: the child imports the same code, installed or not

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.rules import Rules
+from pipeline.forms.rules import Rules
 from pipeline.textnorm import fold, fold_compact
 
 _SEP = re.compile(r"[_\-.,;:/\\()\[\]]+")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.forms.readers import Grid
 from pipeline.model import CATEGORIES, CATEGORY_LABELS, Entry, Finding
-from pipeline.rules import Rules
+from pipeline.forms.rules import Rules
 from pipeline.textnorm import fold, fold_compact, nfc
 
 HEADER_SCAN_ROWS = 40

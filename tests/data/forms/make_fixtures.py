@@ -18,7 +18,8 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import formfiles as ff  # noqa: E402
 
-from pipeline.forms import read_document, samples  # noqa: E402
+from pipeline.forms import read_document  # noqa: E402
+from intake_demo import samples
 from pipeline.model import Unit  # noqa: E402
 
 UNIT = Unit("th014", "Công đoàn Trường Tiểu học Ái Mộ", "truong_hoc", ())

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from pipeline.embedded import EmbeddedMailbox, EmbeddedSmtp
-from pipeline.forms import samples
-from pipeline import samplemail
+from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp
+from intake_demo import samples
+from intake_demo import samplemail
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DISTRICT = "ldldlongbien@gmail.com"
@@ -97,8 +97,9 @@ def sample_mail() -> list[tuple[bytes, datetime]]:
 
 def run_demo(out_dir: Path) -> int:
     from pipeline.config import load_config
-    from pipeline.ledger import export, status_text
-    from pipeline.worker import Context, run_pass
+    from pipeline.ledger.export import export, status_text
+    from pipeline.context import Context
+    from pipeline.worker.mailpass import run_pass
 
     out_dir = out_dir.resolve()
     if out_dir.exists():

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from pipeline import deadlines
-from pipeline.blankforms import form_attachment
-from pipeline.notify import build_mail, flush_outbox
-from pipeline.store import OutboxItem
+from pipeline.plan import deadlines
+from pipeline.forms.blank import form_attachment
+from pipeline.outbox.notify import build_mail, flush_outbox
+from pipeline.ledger.store import OutboxItem
 
 if TYPE_CHECKING:
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
-from pipeline.store import Store, bounces_set_aside, from_iso
-from pipeline.units import UnitDirectory
+from pipeline.ledger.store import Store, bounces_set_aside, from_iso
+from pipeline.plan.units import UnitDirectory
 
 
 def _local(text: str | None, tz: ZoneInfo) -> str | None:

@@ -27,9 +27,9 @@ import jinja2
 from pipeline import oauth
 from pipeline.config import SmtpConfig
 from pipeline.errors import SmtpAccessRefused, SmtpRejected, SmtpUnavailable
-from pipeline.mailbox import (Refusal, describe_refusal, match_refusal, oauth_access_token, refusal_of,
+from pipeline.mail.mailbox import (Refusal, describe_refusal, match_refusal, oauth_access_token, refusal_of,
                               refused_logins, tls_context)
-from pipeline.store import OutboxItem, Store
+from pipeline.ledger.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
 

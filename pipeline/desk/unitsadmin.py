@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pipeline.archive import write_atomically
+from pipeline.mail.archive import write_atomically
 from pipeline.errors import IntakeError
 from pipeline.model import Unit
-from pipeline.store import iso, review_actions
-from pipeline.units import _ADDR, UnitDirectory, check_units, units_csv, units_xlsx
+from pipeline.ledger.store import iso, review_actions
+from pipeline.plan.units import _ADDR, UnitDirectory, check_units, units_csv, units_xlsx
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
 MAX_UPLOAD = 2 * 1024 * 1024
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

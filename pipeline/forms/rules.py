@@ -267,5 +267,5 @@ def default_rules() -> Rules:
     """The rules shipped in the repository's ``rules/`` directory, loaded once."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = load_rules(Path(__file__).resolve().parents[1] / "rules")
+        _DEFAULT = load_rules(Path(__file__).resolve().parents[2] / "rules")
     return _DEFAULT

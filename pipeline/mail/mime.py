@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from email.message import Message
 
 from pipeline.errors import MessageParseError
-from pipeline.mime_classify import auth_failure, auto_reply_reason, bounce_info
-from pipeline.mime_headers import (
+from pipeline.mail.classify import auth_failure, auto_reply_reason, bounce_info
+from pipeline.mail.headers import (
     content_type,
     decode_header_text,
     first_header,
@@ -39,7 +39,7 @@ from pipeline.mime_headers import (
     split_params,
     walk_parts,
 )
-from pipeline.mime_legacy import UU_BEGIN, tnef_files, uu_files, uudecode
+from pipeline.mail.legacy import UU_BEGIN, tnef_files, uu_files, uudecode
 from pipeline.model import Attachment, ParsedMail
 
 __all__ = [

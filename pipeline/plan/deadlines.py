@@ -32,9 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .errors import ConfigError
-from .model import GROUPS, KINDS, DocumentRecord, Finding, Unit
-from .textnorm import fold
+from pipeline.errors import ConfigError
+from pipeline.model import GROUPS, KINDS, DocumentRecord, Finding, Unit
+from pipeline.textnorm import fold
 
 if TYPE_CHECKING:
     import jinja2

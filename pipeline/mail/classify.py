@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from email.message import Message
 
 from pipeline import textnorm
-from pipeline.mime_headers import (
+from pipeline.mail.headers import (
     content_type,
     first_header,
     join_continuations,

@@ -1,7 +1,7 @@
 """Receipts in seconds: `intake run` waits on IMAP IDLE and runs the poll job as soon as mail arrives.
 
 A thread of the worker keeps a second, read-only IMAP session (the same login code as the pass:
-:class:`pipeline.mailbox.Mailbox`) in IDLE on the configured folder. When the server announces mail
+:class:`pipeline.mail.mailbox.Mailbox`) in IDLE on the configured folder. When the server announces mail
 (``* n EXISTS``) the thread runs the poll job, the very job the schedule runs, which takes the one
 job lock (scheduler.py): a pass never runs twice at once. The session stays in IDLE during the pass,
 so mail that arrives meanwhile is announced too and gets a pass of its own right after.
@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from pipeline.config import MailboxConfig
-from pipeline.mailbox import Mailbox
+from pipeline.mail.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 

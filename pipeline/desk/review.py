@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipeline import mime
-from pipeline.blankforms import form_attachment
+from pipeline.mail import mime
+from pipeline.forms.blank import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
 from pipeline.model import KIND_LABELS, period_label
-from pipeline.notify import build_mail, flush_outbox
-from pipeline.store import (OutboxItem, bounces, bounces_set_aside, documents, entries, findings, from_iso, iso,
+from pipeline.outbox.notify import build_mail, flush_outbox
+from pipeline.ledger.store import (OutboxItem, bounces, bounces_set_aside, documents, entries, findings, from_iso, iso,
                             messages, outbox, review_actions)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _flush(ctx: Context, now: datetime) -> None:
 
 
 def _process(ctx: Context, pk: int, now: datetime) -> str:
-    from pipeline.worker import PassSummary, process_safely
+    from pipeline.worker.mailpass import PassSummary, process_safely
 
     row = ctx.store.message(pk)
     assert row is not None
@@ -291,7 +291,7 @@ def _already(what: str, state: str) -> ReviewError:
 def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_address: bool = False,
            now: datetime | None = None) -> ActionResult:
     """Process a quarantined (or failed) mail as if that unit had sent it; its receipt goes to the sender."""
-    from pipeline.unitsadmin import UnitsError, add_address as add_addr
+    from pipeline.desk.unitsadmin import UnitsError, add_address as add_addr
 
     now = _now(now)
     unit = ctx.units.by_id(unit_id)
@@ -418,7 +418,7 @@ def _check_kind_period(ctx: Context, kind: str, period: str | None) -> str | Non
 def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, actor: str,
            now: datetime | None = None) -> ActionResult:
     """Count a needs_review document (a scanned report, a photo of a signed form) as the given kind and period."""
-    from pipeline.worker import on_time_for
+    from pipeline.worker.mailpass import on_time_for
 
     now = _now(now)
     period = _check_kind_period(ctx, kind, period or None)
@@ -513,7 +513,7 @@ def ignore(ctx: Context, target: str, target_id: int, *, actor: str, reason: str
 
 def undo(ctx: Context, action_id: int, *, actor: str, now: datetime | None = None) -> ActionResult:
     """Put back what an action changed. Mail already sent to a unit cannot be called back; that is said."""
-    from pipeline.unitsadmin import remove_address, restore_backup
+    from pipeline.desk.unitsadmin import remove_address, restore_backup
 
     now = _now(now)
     with ctx.store.tx() as c:

@@ -14,15 +14,15 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from pipeline import reports
-from pipeline.archive import write_atomically
+from pipeline.plan import reports
+from pipeline.mail.archive import write_atomically
 from pipeline.model import Entry
-from pipeline.notify import build_mail, flush_outbox
-from pipeline.reminders import current_states, local_today
-from pipeline.store import OutboxItem
+from pipeline.outbox.notify import build_mail, flush_outbox
+from pipeline.plan.reminders import current_states, local_today
+from pipeline.ledger.store import OutboxItem
 
 if TYPE_CHECKING:
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -17,20 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
-import jinja2
-
-from pipeline import deadlines, forms, mime
-from pipeline.archive import Archive
-from pipeline.blankforms import form_attachment
-from pipeline.config import Config
+from pipeline import forms
+from pipeline.context import Context
 from pipeline.errors import MessageParseError, TemporaryError
-from pipeline.mailbox import Mailbox
+from pipeline.forms.blank import form_attachment
+from pipeline.ledger.store import DocumentOutcome, OutcomeRecord, RawRecord, from_iso
+from pipeline.mail import mime
+from pipeline.mail.mailbox import Mailbox
+from pipeline.mail.triage import triage
 from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
-from pipeline.notify import flush_outbox, receipt_item, template_env
-from pipeline.receipts import document_view, receipt_view
-from pipeline.store import DocumentOutcome, OutcomeRecord, RawRecord, Store, from_iso
-from pipeline.triage import triage
-from pipeline.units import UnitDirectory, load_units
+from pipeline.outbox.notify import flush_outbox, receipt_item
+from pipeline.outbox.receipts import document_view, receipt_view
+from pipeline.plan import deadlines
 
 log = logging.getLogger(__name__)
 
@@ -65,50 +63,6 @@ class PassSummary:
                 self.outbox[key] = self.outbox.get(key, 0) + n
             else:  # what is still waiting: the last flush says
                 self.outbox[key] = n
-
-
-class Context:
-    """Everything a pass needs, built once from config."""
-
-    def __init__(self, cfg: Config, *, units: UnitDirectory | None = None) -> None:
-        self.cfg = cfg
-        self.store = Store(cfg.database_url)
-        self.archive = Archive(cfg.archive_dir)
-        self._fixed_units = units
-        self._units: UnitDirectory | None = None
-        self._units_stamp: tuple[int, int] | None = None
-        self.units  # load (and check) now: a bad units file fails at start, not mid-pass
-        self.env: jinja2.Environment = template_env(cfg.templates_dir)
-        from pipeline.rules import load_rules
-
-        self.rules = load_rules(cfg.rules_dir)
-        self.obligations = _load_obligations(cfg)
-
-    @property
-    def units(self) -> UnitDirectory:
-        """The unit list, re-read when its file changes (the desk replaces it while the worker runs)."""
-        if self._fixed_units is not None:
-            return self._fixed_units
-        try:
-            st = self.cfg.units_file.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
-        if self._units is None or (stamp is not None and stamp != self._units_stamp):
-            try:
-                self._units = load_units(self.cfg.units_file)
-                self._units_stamp = stamp
-            except Exception:
-                if self._units is None:
-                    raise
-                log.exception("units file changed but could not be read; keeping the previous list")
-        assert self._units is not None
-        return self._units
-
-
-def _load_obligations(cfg: Config) -> tuple[Any, ...]:
-    path = cfg.rules_dir / "deadlines.yaml"
-    return deadlines.load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
 
 
 def on_time_for(ctx: Context, kind: str, period: str | None, received_at: datetime, *,

@@ -32,8 +32,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
-from .deadlines import STATE_LABELS_VI, Obligation, ObligationState, vn_date
-from .model import CATEGORIES, CATEGORY_LABELS, GROUPS, DocumentRecord, Entry, Unit
+from pipeline.plan.deadlines import STATE_LABELS_VI, Obligation, ObligationState, vn_date
+from pipeline.model import CATEGORIES, CATEGORY_LABELS, GROUPS, DocumentRecord, Entry, Unit
 
 if TYPE_CHECKING:
     import jinja2

@@ -50,8 +50,8 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from pipeline.config import Config, load_config
-from pipeline.notify import build_mail, flush_outbox
-from pipeline.store import OutboxItem, Store, from_iso, iso
+from pipeline.outbox.notify import build_mail, flush_outbox
+from pipeline.ledger.store import OutboxItem, Store, from_iso, iso
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ _CONTEXT_LOCK = threading.Lock()
 
 def context_for(cfg_path: str | Path) -> Any:
     """The worker's Context for a config file, built once per process and rebuilt when the file changes."""
-    from pipeline.worker import Context
+    from pipeline.context import Context
 
     path = str(Path(cfg_path).resolve())
     mtime = Path(path).stat().st_mtime_ns
@@ -133,18 +133,18 @@ def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_i
     if name == "poll":
         text = _poll(ctx, now, clock)
     elif name == "remind":
-        from pipeline.reminders import run_reminders
+        from pipeline.plan.reminders import run_reminders
 
         today = now.astimezone(ctx.cfg.tz).date()
         text = run_reminders(ctx, today=today, clock=clock).text()
     elif name == "digest":
-        from pipeline.staffreport import run_report
+        from pipeline.plan.staffreport import run_report
 
         today = now.astimezone(ctx.cfg.tz).date()
         year, week, _ = today.isocalendar()
         text = run_report(ctx, today=today, send=True, key=f"report:weekly:{year}-W{week:02d}", clock=clock).text()
     elif name == "report-after":
-        from pipeline.staffreport import run_report
+        from pipeline.plan.staffreport import run_report
 
         if obligation_id is None:
             raise ValueError("report-after needs an obligation_id")
@@ -157,7 +157,7 @@ def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_i
 
 
 def _poll(ctx: Any, now: datetime, clock: Callable[[], datetime]) -> str:
-    from pipeline.worker import run_pass
+    from pipeline.worker.mailpass import run_pass
 
     store: Store = ctx.store
     error: str | None
@@ -327,10 +327,10 @@ def desired_jobs(cfg: Config, cfg_path: str | Path, obligations: Any, now: datet
         IntervalTrigger(minutes=cfg.poll_minutes, timezone=tz)
     grace_poll = poll_seconds if poll_seconds else max(GRACE["poll"], cfg.poll_minutes * 60)
     jobs = [
-        JobSpec("poll", "pipeline.scheduler:job_poll", interval, (path,), grace_poll, run_now=True),
-        JobSpec("remind", "pipeline.scheduler:job_remind",
+        JobSpec("poll", "pipeline.worker.scheduler:job_poll", interval, (path,), grace_poll, run_now=True),
+        JobSpec("remind", "pipeline.worker.scheduler:job_remind",
                 CronTrigger(hour=cfg.reminder_hour, minute=0, timezone=tz), (path,), GRACE["remind"]),
-        JobSpec("digest", "pipeline.scheduler:job_digest",
+        JobSpec("digest", "pipeline.worker.scheduler:job_digest",
                 CronTrigger(day_of_week=cfg.digest_weekday, hour=cfg.reminder_hour, minute=30, timezone=tz),
                 (path,), GRACE["digest"]),
     ]
@@ -340,7 +340,7 @@ def desired_jobs(cfg: Config, cfg_path: str | Path, obligations: Any, now: datet
         when = datetime.combine(ob.due_date + timedelta(days=1), time(cfg.reminder_hour, 30), tzinfo=tz)
         if when + timedelta(seconds=GRACE["report-after"]) < now:
             continue  # long past: nothing to catch up
-        jobs.append(JobSpec(f"report-after:{ob.id}", "pipeline.scheduler:job_report_after",
+        jobs.append(JobSpec(f"report-after:{ob.id}", "pipeline.worker.scheduler:job_report_after",
                             DateTrigger(run_date=when, timezone=tz), (path, ob.id), GRACE["report-after"]))
     return jobs
 
@@ -426,9 +426,9 @@ def build_scheduler(cfg: Config, cfg_path: str | Path, *, obligations: Any = Non
 
     now = now or _utcnow()
     if obligations is None:
-        from pipeline.worker import _load_obligations
+        from pipeline.context import obligations_of
 
-        obligations = _load_obligations(cfg)
+        obligations = obligations_of(cfg)
     specs = desired_jobs(cfg, cfg_path, obligations, now, poll_seconds)
     Store(cfg.database_url).engine.dispose()  # the database (and its folder) exist, in WAL mode for SQLite
     stale = _drop_stale_jobs(cfg.database_url, {s.id for s in specs})
@@ -505,7 +505,7 @@ def start_desk(cfg_path: str | Path) -> Any:
     (e.g. its port is taken): the worker's own jobs matter more, so it runs on without it."""
     try:
         from pipeline.desk import DeskServer, create_app
-        from pipeline.worker import Context
+        from pipeline.context import Context
 
         cfg = load_config(cfg_path)
         server = DeskServer(create_app(Context(cfg)), cfg.desk.host, cfg.desk.port).start()
@@ -518,7 +518,7 @@ def start_desk(cfg_path: str | Path) -> Any:
 
 def start_idle(cfg: Config, cfg_path: str | Path, poll_seconds: int | None) -> Any:
     """The IDLE watcher running the poll job when mail arrives; None when ``worker.idle`` is off."""
-    from pipeline.idle import IdleWatcher
+    from pipeline.worker.idle import IdleWatcher
 
     polling = f"every {poll_seconds} s" if poll_seconds else f"every {cfg.poll_minutes} min"
     if not cfg.idle:

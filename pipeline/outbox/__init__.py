@@ -1,0 +1,1 @@
+"""Mail that leaves: composing it, the outbox rows, SMTP."""

@@ -1,0 +1,1 @@
+"""The plan: units, obligations and deadlines, reminders, consolidated reports."""

@@ -1,0 +1,1 @@
+"""The worker: one pass, the schedule, liveness."""

@@ -126,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.worker.scheduler import run_worker
+    from pipeline.worker.service import run_worker
 
     return run_worker(Path(args.config), poll_seconds=args.poll_seconds)
 
@@ -174,13 +174,14 @@ def _when_local(dt, tz) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline.desk import review
+    from pipeline.desk import actionlog, actions
+    from pipeline.desk.queue import queue
 
     ctx = _context(args)
     act = args.review_action
     try:
         if act == "list":
-            items = review.queue(ctx)
+            items = queue(ctx)
             if not items:
                 print("Không có việc nào cần xử lý.")
             for i in items:
@@ -192,26 +193,26 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print(f"    thao tác: {', '.join(i.actions)}")
             return 0
         if act == "history":
-            for a in review.history(ctx, unit_id=args.unit, limit=args.limit):
+            for a in actionlog.history(ctx, unit_id=args.unit, limit=args.limit):
                 undone = f" [đã hoàn tác bởi {a.undone_by}]" if a.undone_at else ""
                 print(f"#{a.id} {_when_local(a.created_at, ctx.cfg.tz)} {a.actor}: {a.summary}{undone}")
             return 0
         actor = _actor(args)
         if act == "assign":
-            res = review.assign(ctx, args.message, args.unit, actor=actor, add_address=args.add_address)
+            res = actions.assign(ctx, args.message, args.unit, actor=actor, add_address=args.add_address)
         elif act == "release":
-            res = review.release(ctx, args.message, actor=actor)
+            res = actions.release(ctx, args.message, actor=actor)
         elif act == "accept":
-            res = review.accept(ctx, args.document, kind=args.kind, period=args.period, actor=actor)
+            res = actions.accept(ctx, args.document, kind=args.kind, period=args.period, actor=actor)
         elif act == "reject":
-            res = review.reject(ctx, args.document, reason=args.reason, actor=actor)
+            res = actions.reject(ctx, args.document, reason=args.reason, actor=actor)
         elif act == "ignore":
-            res = review.ignore(ctx, args.target, args.id, actor=actor, reason=args.reason or "")
+            res = actions.ignore(ctx, args.target, args.id, actor=actor, reason=args.reason or "")
         elif act == "undo":
-            res = review.undo(ctx, args.action_id, actor=actor)
+            res = actionlog.undo(ctx, args.action_id, actor=actor)
         else:  # pragma: no cover - argparse restricts the choices
             raise AssertionError(act)
-    except review.ReviewError as exc:
+    except actions.ReviewError as exc:
         print(f"KHÔNG THỰC HIỆN: {exc}", file=sys.stderr)
         return 1
     print(f"#{res.action_id}: {res.message}")

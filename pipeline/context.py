@@ -11,8 +11,8 @@ from pipeline.config import Config
 from pipeline.forms.rules import load_rules
 from pipeline.ledger.store import Store
 from pipeline.mail.archive import Archive
-from pipeline.outbox.notify import template_env
-from pipeline.plan import deadlines
+from pipeline.outbox.compose import template_env
+from pipeline.plan.obligations import load_obligations
 from pipeline.plan.units import UnitDirectory, load_units
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,6 @@ class Context:
 
 def obligations_of(cfg: Config) -> tuple[Any, ...]:
     path = cfg.rules_dir / "deadlines.yaml"
-    return deadlines.load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
+    return load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
 
 

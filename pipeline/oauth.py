@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.config import OAuthConfig, _is_loopback
+from pipeline.config import OAuthConfig
 from pipeline.errors import OAuthRefused, OAuthUnavailable
+from pipeline.settings_checks import is_loopback, secret_file_problem
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def _opener(oauth: OAuthConfig, ca_file: Path | None) -> urllib.request.OpenerDi
         if ca_file:
             ctx.load_verify_locations(cafile=str(ca_file))
         handlers.append(urllib.request.HTTPSHandler(context=ctx))
-    if _is_loopback(host):
+    if is_loopback(host):
         handlers.append(urllib.request.ProxyHandler({}))  # a loopback endpoint is never reached via a proxy
     return urllib.request.build_opener(*handlers)
 
@@ -254,8 +255,6 @@ def obtain_refresh_token(oauth_cfg: OAuthConfig, *, login_hint: str | None = Non
 
 def write_secret_file(path: Path, value: str) -> None:
     """Write ``value`` to ``path`` readable by its owner only (0600), refusing a path inside the repo."""
-    from pipeline.config import secret_file_problem
-
     path = path.expanduser().resolve()
     root = Path(__file__).resolve().parent.parent
     if path.is_relative_to(root):
@@ -278,10 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    import yaml
-
-    from pipeline.config import GOOGLE_TOKEN_URI, _Reader
-    from pipeline.errors import ConfigError, IntakeError
+    from pipeline.config import oauth_setup
+    from pipeline.errors import IntakeError
 
     p = argparse.ArgumentParser(prog="python -m pipeline.oauth",
                                 description="Lấy refresh token OAuth 2 cho hộp thư Gmail (một lần) và ghi vào tệp 600.")
@@ -293,25 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--auth-uri", default=GOOGLE_AUTH_URI, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
-        # Only the oauth block is needed (the refresh token file may not exist yet, so no full load_config).
-        path = Path(args.config).resolve()
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: không đọc được tệp cấu hình: {exc}") from exc
-        section = _Reader(path, data if isinstance(data, dict) else {}).sub(args.section)
-        o = section.sub("oauth")
-        client_id, secret_env = o.str("client_id"), o.str("client_secret_env")
-        token_uri = o.str("token_uri", GOOGLE_TOKEN_URI)
-        assert client_id and secret_env and token_uri
-        uri = urllib.parse.urlsplit(token_uri)
-        if not (uri.scheme == "https" or (uri.scheme == "http" and _is_loopback(uri.hostname or ""))):
-            raise o.fail("token_uri", f"phải là địa chỉ https://…, đang là {token_uri!r}")
-        ca = section.path("ca_file", path.parent) if section.str("ca_file", required=False) else None
-        server_oauth = OAuthConfig(client_id=client_id, client_secret_env=secret_env, refresh_token_env="-",
-                                   token_uri=token_uri)
-        token = obtain_refresh_token(server_oauth, login_hint=section.str("username", required=False),
-                                     auth_uri=args.auth_uri, ca_file=ca,
+        # Only this section is needed (the refresh token file may not exist yet, so no full load_config).
+        server = oauth_setup(args.config, args.section)
+        assert server.oauth is not None
+        token = obtain_refresh_token(server.oauth, login_hint=server.username,
+                                     auth_uri=args.auth_uri, ca_file=server.ca_file,
                                      open_browser=(lambda url: None) if args.no_browser else None,
                                      say=lambda text: print(text, file=sys.stderr))
         write_secret_file(args.out, token)

@@ -1,18 +1,27 @@
-"""Shared fixtures: a real Dovecot IMAP server and a real SMTP server on loopback, and a configured intake."""
+"""Shared fixtures: a real Dovecot IMAP server and a real SMTP server on loopback, and a configured intake.
+
+Also the `servers` marker (pyproject.toml): a test that needs a server, a browser or an `intake` child process
+carries it, so `pytest -m "not servers"` runs the pure-logic tests in seconds. Tests that use a server fixture
+get it by themselves (SERVER_FIXTURES); any other test that starts one unmarked fails at once (the guard below).
+"""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import Dovecot, SmtpSink, dovecot_available  # noqa: E402
+from servers import Dovecot, OAuthProvider, RefusingImap, SmtpSink, dovecot_available  # noqa: E402
+
+from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.context import Context  # noqa: E402
@@ -20,6 +29,7 @@ from pipeline.worker.mailpass import PassSummary, run_pass
 
 DISTRICT = "ldldlongbien@gmail.com"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+PEER_MAIL = SHARED / "peer-mail"
 
 UNITS_CSV = (
     "\ufeffunit_id,name,group,emails\n"
@@ -44,10 +54,123 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """The suite needs a real IMAP server and, for the desk, Chromium: install Debian's packages first
     when they are missing."""
     if not dovecot_available() or not chromium_available():
-        import subprocess
-
         script = Path(__file__).resolve().parents[1] / "scripts" / "install-system-deps.sh"
         subprocess.run(["bash", str(script)], check=False)
+
+
+# --------------------------------------------------------------------------- the `servers` marker
+
+# Fixtures (anywhere in tests/) that start a server or a browser themselves. A test is marked `servers` at
+# collection when its fixture closure holds one, so fixtures built on them (intake, desk_harness, secrets,
+# transport, ...) need no entry. A starter missing here is caught by the guard, never silently.
+SERVER_FIXTURES = frozenset({
+    "dovecot", "smtp",                      # conftest (and test_servers' own `dovecot`)
+    "live_desk", "browser",                 # desk_helpers: the desk on a port, Chromium
+    "provider", "plain_provider", "gmail",  # test_oauth: OAuthProvider, Dovecot with XOAUTH2
+    "sink",                                 # test_smtp: SmtpSink
+})
+
+# What the guard refuses to start in an unmarked test: in-process servers, by their start method ...
+_GUARDED_STARTS: tuple[tuple[type, str], ...] = (
+    (Dovecot, "Dovecot"), (SmtpSink, "the SMTP sink"), (OAuthProvider, "the OAuth provider"),
+    (RefusingImap, "the refusing IMAP server"), (EmbeddedMailbox, "the demo's IMAP server"),
+    (EmbeddedSmtp, "the demo's SMTP server"),
+)
+# ... and child processes, by their command line: servers, the browser, and `intake` itself (not the
+# forms reader's `python -c` child, which is part of the logic under test).
+_GUARDED_PROGRAMS = frozenset({"dovecot", "chromedriver", "chromium", "intake", "crashpass.py"})
+_GUARDED_MODULES = ("pipeline", "intake_demo")
+
+_running: pytest.Item | None = None  # the test whose setup, call or teardown runs now
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that use a server fixture; tryfirst, so that `-m` selects on the marker afterwards."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # a hook, not a function-scoped fixture: module-scoped server fixtures start before those
+    global _running
+    _running = item
+    try:
+        return (yield)
+    finally:
+        _running = None
+
+
+def _refuse_unless_marked(what: str) -> None:
+    item = _running
+    if item is not None and item.get_closest_marker("servers") is None:
+        pytest.fail(f"{item.nodeid} starts {what} but is not marked `servers`: mark this test `servers` "
+                    "(@pytest.mark.servers, or `pytestmark = pytest.mark.servers` for the module; a fixture "
+                    "that starts it goes in SERVER_FIXTURES in tests/conftest.py), so that "
+                    "`pytest -m \"not servers\"` leaves it out", pytrace=False)
+
+
+def _guarded_program(args: Any) -> str | None:
+    """The guarded program, Python script or `-m` module a Popen command line runs, if any."""
+    argv = [os.fspath(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    if not argv:
+        return None
+    if Path(argv[0]).name in _GUARDED_PROGRAMS:
+        return Path(argv[0]).name
+    if Path(argv[0]).name.startswith("python"):
+        # the first argument that is not an option is the script; `-m` names a module, `-c` runs code
+        for i, arg in enumerate(argv[1:], 1):
+            if arg == "-m" and i + 1 < len(argv):
+                return f"python -m {argv[i + 1]}" if argv[i + 1].split(".")[0] in _GUARDED_MODULES else None
+            if arg == "-c" or not arg.startswith("-"):
+                return Path(arg).name if Path(arg).name in _GUARDED_PROGRAMS else None
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_guard() -> Iterator[None]:
+    """Starting a server, the browser or `intake` in a test not marked `servers` fails at once."""
+    def guard_start(cls: type, what: str) -> Callable[..., Any]:
+        start = cls.start
+
+        def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _refuse_unless_marked(what)
+            return start(self, *args, **kwargs)
+        return guarded
+
+    popen_init = subprocess.Popen.__init__
+
+    def guarded_popen(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
+        program = _guarded_program(args)
+        if program is not None:
+            _refuse_unless_marked(f"`{program}`")
+        popen_init(self, args, *rest, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        for cls, what in _GUARDED_STARTS:
+            mp.setattr(cls, "start", guard_start(cls, what))
+        mp.setattr(subprocess.Popen, "__init__", guarded_popen)
+        yield
+
+
+# --------------------------------------------------------------------------- peers' sample mail
+
+def require_peer_mail(sub: str = "mail-mime-parser") -> Path:
+    """A folder of ../shared/peer-mail; a test that reads it fails (never skips) when it is missing."""
+    folder = PEER_MAIL / sub
+    if not folder.is_dir():
+        where = "in CI (CI=true), the job must provide it" if os.environ.get("CI") else "put it there"
+        pytest.fail(f"the peers' sample mail {folder} is missing: these tests read it from ../shared/peer-mail "
+                    f"beside the checkout; {where}", pytrace=False)
+    return folder
+
+
+@pytest.fixture
+def peer_mail() -> Path:
+    """../shared/peer-mail/mail-mime-parser, or a failure naming it."""
+    return require_peer_mail()
 
 
 @pytest.fixture

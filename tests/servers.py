@@ -397,6 +397,34 @@ class Dovecot:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
+    def restart(self, *, deliver: Iterable[bytes] = (), down_for: float = 0.0) -> None:
+        """Stop the server as an outage does (its sessions get BYE), then start it again: same port, same mail.
+
+        While it is down, ``deliver`` goes into INBOX as a local delivery agent puts it there with no IMAP
+        server running (a file in Maildir/new), and then the server stays down ``down_for`` more seconds.
+        """
+        assert self.proc is not None and self.config_path is not None, "restart() of a Dovecot not started"
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=15)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        maildir = self.maildir_path("INBOX")
+        for raw in deliver:
+            for sub in ("tmp", "new", "cur"):
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
+            name = f"{time.time():.0f}.{os.urandom(8).hex()}.intake-test"
+            tmp = maildir / "tmp" / name
+            tmp.write_bytes(raw.replace(b"\r\n", b"\n"))
+            os.chown(tmp, self._uid, self._gid)
+            tmp.rename(maildir / "new" / name)
+        time.sleep(down_for)
+        self.proc = subprocess.Popen([_find_dovecot(), "-F", "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_greeting(self.host, self.port, timeout=self.start_timeout, proc=self.proc)
+        if self.tls:
+            _wait_for_greeting(self.host, self.tls_port, timeout=self.start_timeout, proc=self.proc,
+                               tls=self.certs.client_context())
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

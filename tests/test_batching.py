@@ -18,7 +18,9 @@ from conftest import DISTRICT, Harness
 from intake_demo import samplemail
 from intake_demo import samples
 from pipeline.model import DocumentReading
-from pipeline.ledger.store import DocumentOutcome, OutcomeRecord, RawRecord, Store
+from pipeline.ledger.messages import RawRecord
+from pipeline.ledger.outcomes import DocumentOutcome, OutcomeRecord
+from pipeline.ledger.store import Store
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"

@@ -5,12 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import DISTRICT, Harness
 from intake_demo import samplemail
 from pipeline.forms.blank import read_marker
 from pipeline.forms import read_document
 from intake_demo import samples
 from test_remind_e2e import remind, reminders_sent
+
+pytestmark = pytest.mark.servers
 
 UBND = "cdcs.ubnd@longbien.gov.vn"
 UNIT = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"

@@ -12,6 +12,9 @@ from pipeline.errors import ConfigError
 from pipeline.plan.units import parse_units
 
 
+_HASH = "scrypt:32768:8:1$salt$0af3"
+
+
 def _cfg(tmp_path: Path, **changes: object) -> Path:
     path = write_config(tmp_path, imap_port=1143, smtp_port=1025)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -49,6 +52,18 @@ def test_the_shipped_example_config_loads() -> None:
     ({"storage": None}, "storage", "mapping"),
     ({"mailbox__colour": "blue"}, "mailbox.colour", "unknown key"),
     ({"mailbox__timeout": 0}, "mailbox.timeout", "giây"),
+    ({"mailbox__batch_size": True}, "mailbox.batch_size", "số nguyên"),
+    ({"mailbox__processed_keyword": "Intake Done"}, "mailbox.processed_keyword", "từ khoá IMAP"),
+    ({"smtp__per_day": 0}, "smtp.per_day", "1..100000"),
+    ({"storage__database": None}, "storage.database", "thiếu"),
+    ({"storage__password": "x"}, "storage.password", "password_env"),
+    ({"worker": {"idle_renew_minutes": 30}}, "worker.idle_renew_minutes", "0.05..29"),
+    ({"worker": {"digest_weekday": "monday"}}, "worker.digest_weekday", "mon, tue"),
+    ({"worker": {"idle": "yes"}}, "worker.idle", "true hoặc false"),
+    ({"desk": {"accounts": [{"username": "hoa", "password_hash": "hunter2"}]}}, "desk.accounts[0].password_hash",
+     "chuỗi băm"),
+    ({"desk": {"accounts": [{"username": "hoa", "password_hash": _HASH}, {"username": "HOA", "password_hash": _HASH}]}},
+     "desk.accounts[1].username", "hai lần"),
 ])
 def test_bad_values_are_refused_with_key_and_reason(tmp_path: Path, change: dict, key: str, words: str) -> None:
     path = _cfg(tmp_path, **change)
@@ -56,6 +71,41 @@ def test_bad_values_are_refused_with_key_and_reason(tmp_path: Path, change: dict
         load_config(path)
     assert f"{path}: {key}: " in str(err.value)
     assert words in str(err.value)
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path, mailbox__port=None, mailbox__security="starttls", smtp__port=None,
+                           desk={"accounts": [{"username": "hoa", "password_hash": _HASH}]}))
+    assert (cfg.mailbox.port, cfg.smtp.port) == (143, 25)  # by security; smtp stays plain
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'db' / 'intake.sqlite3'}"
+    assert cfg.archive_dir == tmp_path / "archive" and cfg.units_file == tmp_path / "units.csv"
+    assert (cfg.poll_minutes, cfg.idle, cfg.idle_renew_minutes, cfg.digest_weekday) == (5, True, 10.0, "mon")
+    assert cfg.mailbox.timeout == 10.0 and isinstance(cfg.mailbox.timeout, float)
+    assert cfg.desk.account("HOA") is not None and cfg.desk.account("hoa").name == "hoa"  # name defaults to username
+    assert cfg.desk.port == 8765 and cfg.desk.host == "127.0.0.1"
+
+
+def test_every_problem_is_named_not_only_the_first(tmp_path: Path) -> None:
+    path = _cfg(tmp_path, year="2022a", smtp__per_minute=0)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert any(line.startswith(f"{path}: year: ") and "số nguyên" in line for line in lines)
+    assert any(line.startswith(f"{path}: smtp.per_minute: ") and "1..10000" in line for line in lines)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("- just\n- a list\n", "mapping"),
+    ("year: [unclosed\n", "YAML"),
+])
+def test_a_file_that_is_not_a_mapping_is_refused_naming_it(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=words) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+    with pytest.raises(ConfigError, match="không đọc được"):
+        load_config(tmp_path / "missing.yaml")
 
 
 def test_missing_password_variable_is_named_when_connecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

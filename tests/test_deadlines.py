@@ -7,19 +7,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pytest
 
-from pipeline.plan.deadlines import (
-    ObligationState,
-    ReminderPolicy,
-    document_on_time,
-    is_on_time,
-    load_obligations,
-    load_reminder_policy,
-    obligation_for,
-    reminder_schedule,
-    reminders_due,
-    render_reminder,
-    unit_states,
-)
+from pipeline.plan.deadlines import ObligationState, document_on_time, is_on_time, obligation_for, unit_states
+from pipeline.plan.obligations import load_obligations
+from pipeline.plan.reminder_rules import ReminderPolicy, load_reminder_policy, reminder_schedule, reminders_due
+from pipeline.plan.reminder_text import render_reminder
 from pipeline.errors import ConfigError
 from pipeline.model import DocumentRecord, Finding, Unit
 
@@ -153,6 +144,14 @@ obligations:
          ["obligation 'q1'", ".period"]),
         ("  - {id: q1, title: Q, kinds: [report], period: 2022-Q1, due: '03-15', time: '25:00'}",
          ["obligation 'q1'", ".time"]),
+        ("  - {id: q1, title: Q, kinds: [commendation], exclusive: true}",
+         ["obligation 'q1'", ".due", "without a due date"]),
+        ("  - {id: q1, title: Q, kinds: [commendation]}\n  - {id: q1, title: R, kinds: [report]}",
+         ["obligation 'q1' (obligations[1])", "duplicate id"]),
+        ("  - {id: Q 1, title: Q, kinds: [commendation]}",
+         ["obligations[0].id", "'Q 1'"]),
+        ("  - {id: q1, title: Q, kinds: [commendation]}\nreminders: weekly",
+         ["reminders", "unknown key"]),
     ],
 )
 def test_config_errors_name_file_and_obligation(tmp_path, body, fragments):
@@ -173,8 +172,17 @@ def test_policy_errors_and_defaults(tmp_path):
     path.write_text("every_day: true\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="every_day"):
         load_reminder_policy(path)
+    path.write_text("before_days: [7, -2]\nweekly_every_days: -1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_reminder_policy(path)
+    assert str(info.value).startswith(f"{path}: before_days[1]: ")
+    assert f"{path}: weekly_every_days: " in str(info.value)
     path.write_text("", encoding="utf-8")
     assert load_reminder_policy(path) == ReminderPolicy()
+    path.write_text("# all defaults\n", encoding="utf-8")
+    assert load_reminder_policy(path) == ReminderPolicy()
+    path.write_text("before_days: [2, 7, 7]\nafter_days:\n", encoding="utf-8")
+    assert load_reminder_policy(path) == ReminderPolicy(before_days=(7, 2), after_days=())
 
 
 def test_obligation_for(obligations):

@@ -8,6 +8,10 @@ import sys
 from email import policy
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.servers
+
 
 def test_demo_runs_a_full_pass_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "demo"

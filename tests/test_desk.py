@@ -19,7 +19,7 @@ from pipeline.forms.blank import read_marker
 from pipeline.config import load_config
 from pipeline.desk import create_app
 from pipeline.desk.auth import LOGIN_COOKIE, SESSION_COOKIE
-from pipeline.ledger.store import desk_sessions, outbox
+from pipeline.ledger.schema import desk_sessions, outbox
 from pipeline.context import Context
 
 XLSX = samplemail.XLSX_TYPE
@@ -294,7 +294,7 @@ def test_units_search_ignores_diacritics_and_sorts_by_name(client: Any) -> None:
 def test_health_shows_last_poll_last_error_and_outbox_backlog(desk: Any, client: Any) -> None:
     from datetime import datetime, timezone
 
-    from pipeline.ledger.store import iso
+    from pipeline.ledger.schema import iso
 
     ctx = desk.ctx
     now = datetime(2022, 2, 21, 2, 0, tzinfo=timezone.utc)

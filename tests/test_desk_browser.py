@@ -17,7 +17,7 @@ from desk_helpers import (ACCOUNTS, LiveDesk, all_css, by_css, deliver_form, del
 from conftest import DISTRICT
 from intake_demo import samplemail
 from pipeline.forms.blank import read_marker
-from pipeline.ledger.store import outbox
+from pipeline.ledger.schema import outbox
 
 AIMO = "Công đoàn Trường Tiểu học Ái Mộ"
 UBND = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"

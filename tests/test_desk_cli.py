@@ -21,6 +21,8 @@ from desk_helpers import desk_section
 from conftest import Harness
 from intake_demo.embedded import free_port
 
+pytestmark = pytest.mark.servers
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -132,15 +134,17 @@ def test_intake_run_serves_the_desk_when_enabled(intake: Harness, tmp_path: Path
     data["desk"] = desk_section(enabled=True, port=port)
     intake.cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     env = _env(INTAKE_TEST_IMAP_PW=intake.dovecot.password)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "run",
-                             "--poll-seconds", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env)
-    try:
-        resp = _get(f"http://127.0.0.1:{port}/login", timeout=40)
-        assert resp.status == 200 and "Đăng nhập" in resp.read().decode("utf-8")
-    finally:
-        rc = _stop(proc, 60)
-    err = proc.stderr.read() if proc.stderr else ""
+    log = tmp_path / "run.log"  # a file, not a pipe: a pipe nobody reads would stall the worker's logging
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "run",
+                                 "--poll-seconds", "1"], stdout=sink, stderr=subprocess.STDOUT, text=True,
+                                cwd=ROOT, env=env)
+        try:
+            resp = _get(f"http://127.0.0.1:{port}/login", timeout=40)
+            assert resp.status == 200 and "Đăng nhập" in resp.read().decode("utf-8")
+        finally:
+            rc = _stop(proc, 60)
+    err = log.read_text(encoding="utf-8")
     assert rc == 0, err
     assert f"desk serving on http://127.0.0.1:{port}/" in err
     assert "worker stopped cleanly" in err

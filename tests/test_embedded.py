@@ -10,6 +10,8 @@ from imapclient.exceptions import LoginError
 
 from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp
 
+pytestmark = pytest.mark.servers
+
 HANOI = timezone(timedelta(hours=7))
 
 

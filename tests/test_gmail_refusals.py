@@ -12,11 +12,14 @@ from conftest import DISTRICT, Harness, write_config
 from intake_demo import samplemail
 from pipeline.config import load_config
 from pipeline.errors import AccessRefused, MailboxAccessRefused, MailboxUnavailable, SmtpAccessRefused, SmtpUnavailable
-from pipeline.mail.mailbox import REFUSALS, Mailbox, match_refusal, refused_logins
-from pipeline.outbox.notify import SmtpTransport
+from pipeline.mail.mailbox import Mailbox
+from pipeline.mail.refusals import REFUSALS, match_refusal, refused_logins
+from pipeline.outbox.smtp import SmtpTransport
 from pipeline.context import Context
 from pipeline.worker.mailpass import run_pass
 from servers import OAuthProvider, RefusingImap, SmtpSink
+
+pytestmark = pytest.mark.servers
 
 UBND = "cdcs.ubnd@longbien.gov.vn"
 APP_PASSWORD = "Bảo mật → Xác minh 2 bước"
@@ -104,7 +107,7 @@ def test_a_refused_pass_is_recorded_and_the_outbox_still_flushed(intake: Harness
     assert summary.error and "IMAP đang tắt" in summary.error
     assert summary.outbox["sent"] == 1       # the pass went on to the outbox
 
-    from pipeline.worker.scheduler import _poll     # the worker's poll job reports the same words
+    from pipeline.worker.jobs import _poll     # the worker's poll job reports the same words
 
     with RefusingImap() as server:
         ctx = _ctx(tmp_path / "worker", server.port, intake.smtp.port)

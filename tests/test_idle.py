@@ -16,15 +16,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
-from servers import _find_dovecot, _wait_for_greeting
 
 from conftest import DISTRICT, Harness, write_config
 from intake_demo import samplemail
-from pipeline.worker import scheduler
+from pipeline.worker import lock
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, MailboxUnavailable
 from intake_demo import samples
@@ -147,31 +146,6 @@ def imap_processes(h: Harness) -> list[int]:
     return pids
 
 
-def restart_dovecot(h: Harness, while_down: Callable[[], None]) -> None:
-    """Stop the test Dovecot (its sessions get BYE), run ``while_down``, start it again: same port, same mail."""
-    d = h.dovecot
-    os.killpg(d.proc.pid, signal.SIGTERM)
-    d.proc.wait(timeout=15)
-    d.proc.stdout.close()
-    while_down()
-    d.proc = subprocess.Popen([_find_dovecot(), "-F", "-c", str(d.config_path)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_for_greeting(d.host, d.port, timeout=15, proc=d.proc)
-
-
-def drop_into_maildir(h: Harness, raw: bytes) -> None:
-    """Deliver as a local delivery agent does, with no IMAP server running: a file in Maildir/new."""
-    d = h.dovecot
-    maildir = d.maildir_path("INBOX")
-    for sub in ("tmp", "new", "cur"):
-        (maildir / sub).mkdir(parents=True, exist_ok=True)
-    name = f"{time.time():.0f}.{uuid.uuid4().hex}.intake-test"
-    tmp = maildir / "tmp" / name
-    tmp.write_bytes(raw.replace(b"\r\n", b"\n"))
-    os.chown(tmp, d._uid, d._gid)
-    tmp.rename(maildir / "new" / name)
-
-
 # --------------------------------------------------------------------------- the session
 
 
@@ -188,7 +162,7 @@ def test_mailbox_idle_announces_mail_and_notices_a_dropped_connection(intake: Ha
             assert time.monotonic() < deadline, "no EXISTS within 10 s"
         assert mb.idle_stop() is False
         mb.idle_start()
-        intake.dovecot._doveadm("kick", intake.dovecot.user)  # the server says BYE
+        intake.dovecot.restart()  # the server says BYE as it shuts down
         with pytest.raises(MailboxUnavailable, match="đã đóng kết nối"):
             for _ in range(10):
                 mb.idle_wait(1)
@@ -234,7 +208,7 @@ def test_a_mail_is_answered_within_seconds_at_default_settings(intake: Harness) 
         intake.deliver(reg_mail())
         answered_within(intake, w, 2, started)
         w.sigterm()  # while waiting on IDLE
-    assert intake.ctx.store.lock_row(scheduler.LOCK_NAME) is None
+    assert intake.ctx.store.lock_row(lock.LOCK_NAME) is None
     assert [o.state for o in intake.ctx.store.outbox_rows()] == ["sent", "sent"]
 
 
@@ -263,7 +237,7 @@ def test_the_worker_reconnects_and_misses_nothing(intake: Harness) -> None:
         intake.deliver(reg_mail())
         answered_within(intake, w, 1, started)
         # 2. The server goes away for a while; a mail arrives meanwhile; the reconnection's pass answers it.
-        restart_dovecot(intake, lambda: (drop_into_maildir(intake, reg_mail()), time.sleep(3)))
+        intake.dovecot.restart(deliver=[reg_mail()], down_for=3)
         started = time.monotonic()
         answered_within(intake, w, 2, started, limit=30)  # back-off 1 + 2 + 4 … s while it was down
         w.wait_log("IDLE: connected → pass", 3)

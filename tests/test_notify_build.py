@@ -1,4 +1,4 @@
-"""notify.build_mail and receipt_item: the mail as the email package (and a mail client) reads it back.
+"""compose.build_mail and receipt_item: the mail as the email package (and a mail client) reads it back.
 
 Every message is parsed again: the headers say what was asked for (Vietnamese subjects and names word for
 word, message ids untouched so that the receipt stays in the unit's thread), the parts are the text, the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.outbox import notify
+from pipeline.outbox import compose
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SENDER = "LĐLĐ quận Long Biên <ldldlongbien@gmail.com>"
@@ -67,7 +67,7 @@ HTML = [None, "<p>Xin chào</p>\n", "<html><body><table>" + "<tr><td>Ô dữ li�
 def _build(**kw) -> tuple[str, bytes, EmailMessage]:
     args = dict(sender=SENDER, to=["cdcs.ubnd@longbien.gov.vn"], subject="Re: Đăng ký", text="Đã nhận.\n")
     args.update(kw)
-    mid, raw = notify.build_mail(**args)
+    mid, raw = compose.build_mail(**args)
     _check_lines(raw)
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert not [d for part in msg.walk() for d in part.defects]
@@ -197,11 +197,11 @@ def test_a_non_ascii_address_still_builds() -> None:
 
 def test_a_line_break_in_a_header_is_refused() -> None:
     with pytest.raises(ValueError):
-        notify.build_mail(sender=SENDER, to=["a@b.vn"], subject="Re: x\r\nBcc: victim@example.vn", text="x")
+        compose.build_mail(sender=SENDER, to=["a@b.vn"], subject="Re: x\r\nBcc: victim@example.vn", text="x")
 
 
 def test_receipt_item_is_a_threaded_reply_with_the_blank_form() -> None:
-    env = notify.template_env(Path(__file__).resolve().parents[1] / "templates")
+    env = compose.template_env(Path(__file__).resolve().parents[1] / "templates")
     view = {"unit_name": "CĐCS Phường Ngọc Thụy", "organisation": "LĐLĐ quận Long Biên",
             "received_at": datetime(2022, 2, 21, 9, 15), "subject": "Đăng ký Dân vận khéo 2022",
             "documents": [{"filename": "Đăng ký DVK.xlsx", "kind_label": "Đăng ký mô hình Dân vận khéo",
@@ -211,7 +211,7 @@ def test_receipt_item_is_a_threaded_reply_with_the_blank_form() -> None:
                            "issues": [{"severity": "error", "location": "Sheet1!F7",
                                        "message": "Dòng 7 chưa đánh dấu lĩnh vực nào"}]}]}
     form = b"PK\x03\x04" + bytes(range(256)) * 4
-    item = notify.receipt_item(env, view, sender=SENDER, to=["cdcs.ngocthuy@longbien.gov.vn"], key="receipt:1",
+    item = compose.receipt_item(env, view, sender=SENDER, to=["cdcs.ngocthuy@longbien.gov.vn"], key="receipt:1",
                                message_pk=1, unit_id="cd001", in_reply_to="<form@mail.gmail.com>",
                                references=["<first@mail.gmail.com>"], subject="Đăng ký Dân vận khéo 2022",
                                attachments=[("Mẫu đăng ký Dân vận khéo.xlsx", form, XLSX)])
@@ -231,6 +231,6 @@ def test_receipt_item_is_a_threaded_reply_with_the_blank_form() -> None:
     assert blank.get_filename() == "Mẫu đăng ký Dân vận khéo.xlsx" and blank.get_content() == form
 
     # a reply's subject is not prefixed twice
-    again = notify.receipt_item(env, view, sender=SENDER, to=["a@b.vn"], key="receipt:2", message_pk=2, unit_id=None,
+    again = compose.receipt_item(env, view, sender=SENDER, to=["a@b.vn"], key="receipt:2", message_pk=2, unit_id=None,
                                 in_reply_to=None, references=(), subject="Trả lời: Đăng ký")
     assert again.subject == "Trả lời: Đăng ký"

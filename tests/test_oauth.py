@@ -17,7 +17,7 @@ from pipeline.config import OAuthConfig, load_config
 from pipeline.errors import (AccessRefused, ConfigError, MailboxAccessRefused, OAuthRefused, OAuthUnavailable,
                              PermanentError, SmtpAccessRefused, TemporaryError)
 from pipeline.mail.mailbox import Mailbox
-from pipeline.outbox.notify import SmtpTransport
+from pipeline.outbox.smtp import SmtpTransport
 from pipeline.context import Context
 from pipeline.worker.mailpass import run_pass
 from servers import Dovecot, OAuthProvider, SmtpSink, make_test_certs

@@ -12,10 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.outbox import notify
 from pipeline.errors import SmtpRejected, SmtpUnavailable
-from pipeline.outbox.notify import flush_outbox
-from pipeline.ledger.store import OutboxItem, Store, from_iso
+from pipeline.outbox.send import RETRY_DELAYS, flush_outbox
+from pipeline.ledger.outbox import OutboxItem
+from pipeline.ledger.schema import from_iso
+from pipeline.ledger.store import Store
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
@@ -116,7 +117,7 @@ def test_each_item_gets_its_own_outcome(store):
     rows = {r.id: r for r in store.outbox_rows()}
     assert [rows[i].state for i in range(1, 7)] == ["sent", "failed", "sent", "pending", "sent", "sent"]
     assert "550" in rows[2].last_error and "421" in rows[4].last_error and rows[1].last_error is None
-    assert from_iso(rows[4].next_attempt_at) == NOW + timedelta(seconds=notify.RETRY_DELAYS[0])
+    assert from_iso(rows[4].next_attempt_at) == NOW + timedelta(seconds=RETRY_DELAYS[0])
     assert rows[1].sent_at is not None and rows[2].sent_at is None and rows[4].sent_at is None
     assert t.closed >= 1  # the connection is dropped after a temporary failure
 

@@ -12,18 +12,18 @@ import jinja2
 import openpyxl
 import pytest
 
-from pipeline.plan.deadlines import load_obligations, unit_states
+from pipeline.plan.deadlines import unit_states
+from pipeline.plan.obligations import load_obligations
 from pipeline.model import CATEGORIES, DocumentRecord, Entry, Unit
 from pipeline.plan.reports import (
-    SHEET_NAMES,
     build_report_data,
-    build_workbook,
     category_table,
     group_table,
     headline,
     missing_rows,
     render_staff_email,
 )
+from pipeline.plan.workbook import SHEET_NAMES, build_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -311,7 +311,7 @@ def test_empty_year_still_builds():
 def test_put_keeps_every_trigger_as_text(text):
     from openpyxl import Workbook
 
-    from pipeline.plan.reports import put
+    from pipeline.plan.workbook import put
 
     wb = Workbook()
     cell = put(wb.active, 1, 1, text)
@@ -328,7 +328,7 @@ def test_put_keeps_every_trigger_as_text(text):
 def test_put_drops_control_characters_openpyxl_refuses():
     from openpyxl import Workbook
 
-    from pipeline.plan.reports import put
+    from pipeline.plan.workbook import put
 
     cell = put(Workbook().active, 1, 1, "Tổ\x07 dân phố")
     assert cell.value == "Tổ dân phố"

@@ -1,8 +1,8 @@
 """Review actions (issue 5) end to end on real IMAP and SMTP: assign, release, accept, reject, ignore, undo.
 
-The desk's buttons and `intake review …` both call pipeline.desk.review; these tests drive it directly and
-through the CLI, and check what a unit sees (receipts and notices in the SMTP sink) and what the ledger
-records, including that a second click never sends a second mail.
+The desk's buttons and `intake review …` both call pipeline.desk.queue, .actions and .actionlog; these tests
+drive them directly and through the CLI, and check what a unit sees (receipts and notices in the SMTP sink)
+and what the ledger records, including that a second click never sends a second mail.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import DISTRICT, Harness
-from pipeline.desk import review
+from pipeline.desk import actionlog, actions
+from pipeline.desk.queue import queue, suggest_unit
 from intake_demo import samplemail
 from pipeline.plan.deadlines import unit_states
 from intake_demo import samples
@@ -43,7 +44,7 @@ def _receipts_to(h: Harness, addr: str) -> list:
 
 
 def _queue_kinds(h: Harness) -> list[tuple[str, str]]:
-    return [(i.kind, i.target) for i in review.queue(h.ctx)]
+    return [(i.kind, i.target) for i in queue(h.ctx)]
 
 
 def test_assign_a_quarantined_mail_processes_it_once_and_learns_the_address(intake: Harness) -> None:
@@ -51,12 +52,12 @@ def test_assign_a_quarantined_mail_processes_it_once_and_learns_the_address(inta
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<stranger-1@x>"),
                    datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
     intake.poll()
-    [item] = review.queue(intake.ctx)
+    [item] = queue(intake.ctx)
     assert (item.kind, item.target, item.sender) == ("quarantined", "message", STRANGER)
     assert "assign" in item.actions and STRANGER in item.reason
     assert intake.smtp.messages == []
 
-    res = review.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
+    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
     assert "Công đoàn cơ quan" in res.message and STRANGER in res.message
     [m] = intake.export()["messages"]
     assert (m["state"], m["unit_id"]) == ("processed", "cq001")
@@ -64,11 +65,11 @@ def test_assign_a_quarantined_mail_processes_it_once_and_learns_the_address(inta
     assert (doc["kind"], doc["state"], doc["on_time"]) == ("registration", "accepted", True)
     [receipt] = _receipts_to(intake, STRANGER)
     assert receipt.parsed()["In-Reply-To"] == "<stranger-1@x>"
-    assert review.queue(intake.ctx) == []
+    assert queue(intake.ctx) == []
 
     # a second click (another tab, another person) is refused and sends nothing
-    with pytest.raises(review.ReviewError, match="đã được xử lý"):
-        review.assign(intake.ctx, item.message_pk, "cq001", actor="lan")
+    with pytest.raises(actions.ReviewError, match="đã được xử lý"):
+        actions.assign(intake.ctx, item.message_pk, "cq001", actor="lan")
     intake.poll()
     assert len(_receipts_to(intake, STRANGER)) == 1
 
@@ -79,29 +80,29 @@ def test_assign_a_quarantined_mail_processes_it_once_and_learns_the_address(inta
     intake.poll()
     states = {x["message_id"]: (x["state"], x["unit_id"]) for x in intake.export()["messages"]}
     assert states["<stranger-2@x>"] == ("processed", "cq001")
-    [row] = review.history(intake.ctx)
+    [row] = actionlog.history(intake.ctx)
     assert (row.action, row.actor, row.params["address_added"]) == ("assign", "hoa", True)
-    assert review.history(intake.ctx, unit_id="cq001")[0].id == row.id
+    assert actionlog.history(intake.ctx, unit_id="cq001")[0].id == row.id
 
 
 def test_undo_an_assignment_puts_the_mail_back_and_forgets_the_address(intake: Harness) -> None:
     intake.deliver(samplemail.gmail_message(STRANGER, DISTRICT, "Biểu đăng ký", "x",
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<u1@x>"))
     intake.poll()
-    [item] = review.queue(intake.ctx)
-    res = review.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
-    back = review.undo(intake.ctx, res.action_id, actor="lan")
+    [item] = queue(intake.ctx)
+    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
+    back = actionlog.undo(intake.ctx, res.action_id, actor="lan")
     assert "quarantined" in back.message and "không thu hồi" in back.message and STRANGER in back.message
     [m] = intake.export()["messages"]
     assert (m["state"], m["unit_id"], m["documents"]) == ("quarantined", None, [])
     assert STRANGER not in intake.ctx.units.by_id("cq001").emails
-    assert [i.message_pk for i in review.queue(intake.ctx)] == [item.message_pk]
-    with pytest.raises(review.ReviewError, match="đã được hoàn tác"):
-        review.undo(intake.ctx, res.action_id, actor="lan")
-    [row] = review.history(intake.ctx)
+    assert [i.message_pk for i in queue(intake.ctx)] == [item.message_pk]
+    with pytest.raises(actions.ReviewError, match="đã được hoàn tác"):
+        actionlog.undo(intake.ctx, res.action_id, actor="lan")
+    [row] = actionlog.history(intake.ctx)
     assert row.undone_by == "lan"
     # assigned again, to another unit: a new receipt for the new outcome, exactly one more
-    review.assign(intake.ctx, item.message_pk, "dn027", actor="hoa")
+    actions.assign(intake.ctx, item.message_pk, "dn027", actor="hoa")
     [m] = intake.export()["messages"]
     assert (m["state"], m["unit_id"]) == ("processed", "dn027")
     assert len(_receipts_to(intake, STRANGER)) == 2
@@ -111,12 +112,12 @@ def test_assign_survives_a_crash_between_the_decision_and_the_processing(intake:
     """The decision is written on the message first: the worker's next pass finishes it the same way."""
     import sqlalchemy as sa
 
-    from pipeline.ledger.store import messages
+    from pipeline.ledger.schema import messages
 
     intake.deliver(samplemail.gmail_message(STRANGER, DISTRICT, "Biểu đăng ký", "x",
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<c1@x>"))
     intake.poll()
-    [item] = review.queue(intake.ctx)
+    [item] = queue(intake.ctx)
     # what assign() commits before processing, as if the desk died right after it
     with intake.ctx.store.tx() as c:
         c.execute(messages.update().where(messages.c.id == item.message_pk).values(
@@ -134,16 +135,16 @@ def test_release_a_suspected_spoof(intake: Harness) -> None:
     intake.deliver(samplemail.spoofed(UBND, DISTRICT, "Đăng ký", "x", [("dk.xlsx", _reg(), XLSX)],
                                       message_id="<spoof@x>"))
     intake.poll()
-    [item] = review.queue(intake.ctx)
+    [item] = queue(intake.ctx)
     assert item.kind == "spoof" and "release" in item.actions and "dmarc=fail" in item.reason
-    res = review.release(intake.ctx, item.message_pk, actor="hoa")
+    res = actions.release(intake.ctx, item.message_pk, actor="hoa")
     assert "cho qua" in res.message
     [m] = intake.export()["messages"]
     assert (m["state"], m["unit_id"]) == ("processed", "cq001")
     assert len(_receipts_to(intake, UBND)) == 1
-    with pytest.raises(review.ReviewError):
-        review.release(intake.ctx, item.message_pk, actor="hoa")
-    review.undo(intake.ctx, res.action_id, actor="hoa")
+    with pytest.raises(actions.ReviewError):
+        actions.release(intake.ctx, item.message_pk, actor="hoa")
+    actionlog.undo(intake.ctx, res.action_id, actor="hoa")
     [m] = intake.export()["messages"]
     assert m["state"] == "quarantined" and "dmarc=fail" in m["reason"]
     assert _queue_kinds(intake) == [("spoof", "message")]
@@ -156,7 +157,7 @@ def test_accept_a_scanned_report_changes_the_units_state(intake: Harness) -> Non
                    datetime(2022, 3, 10, 9, 0, tzinfo=TZ))
     intake.poll()
     [receipt] = _receipts_to(intake, UBND)
-    [item] = review.queue(intake.ctx)
+    [item] = queue(intake.ctx)
     assert (item.kind, item.target, item.filename) == ("needs_review", "document", "Báo cáo quý I.png")
 
     def q1_state() -> str:
@@ -166,9 +167,9 @@ def test_accept_a_scanned_report_changes_the_units_state(intake: Harness) -> Non
                                             for o in intake.ctx.obligations))
 
     assert q1_state() == "missing"
-    with pytest.raises(review.ReviewError, match="kỳ"):
-        review.accept(intake.ctx, item.target_id, kind="report", period=None, actor="hoa")
-    res = review.accept(intake.ctx, item.target_id, kind="report", period="2022-Q1", actor="hoa")
+    with pytest.raises(actions.ReviewError, match="kỳ"):
+        actions.accept(intake.ctx, item.target_id, kind="report", period=None, actor="hoa")
+    res = actions.accept(intake.ctx, item.target_id, kind="report", period="2022-Q1", actor="hoa")
     assert "đúng hạn" in res.message
     assert q1_state() == "on_time"
     [doc] = intake.export()["messages"][0]["documents"]
@@ -177,11 +178,11 @@ def test_accept_a_scanned_report_changes_the_units_state(intake: Harness) -> Non
     assert len(notices) == 2
     body = notices[1].parsed().get_body(("plain",)).get_content()
     assert "Báo cáo quý I.png" in body and "quý I/2022" in body and "đúng hạn" in body
-    with pytest.raises(review.ReviewError, match="đã được xử lý"):
-        review.accept(intake.ctx, item.target_id, kind="report", period="2022-Q1", actor="lan")
+    with pytest.raises(actions.ReviewError, match="đã được xử lý"):
+        actions.accept(intake.ctx, item.target_id, kind="report", period="2022-Q1", actor="lan")
     assert len(_receipts_to(intake, UBND)) == 2
 
-    review.undo(intake.ctx, res.action_id, actor="hoa")
+    actionlog.undo(intake.ctx, res.action_id, actor="hoa")
     assert q1_state() == "missing"
     assert _queue_kinds(intake) == [("needs_review", "document")]
 
@@ -195,20 +196,21 @@ def test_reject_sends_the_reason_and_a_blank_form_and_ignore_takes_items_off(int
                                         message_id="<reminder-1@intake>")
     intake.deliver(samplemail.bounce(original, "sai.dia.chi@longbien.gov.vn", message_id="<bounce@x>"))
     intake.poll()
-    items = review.queue(intake.ctx)
+    items = queue(intake.ctx)
     assert sorted(i.kind for i in items) == ["bounce", "needs_review", "needs_review"]
     photo = next(i for i in items if i.filename == "ảnh biểu đăng ký.png")
     other = next(i for i in items if i.filename == "ảnh khác.png")
     bounce = next(i for i in items if i.kind == "bounce")
     assert "sai.dia.chi@longbien.gov.vn" in bounce.reason
 
-    with pytest.raises(review.ReviewError, match="lý do"):
-        review.reject(intake.ctx, photo.target_id, reason=" ", actor="hoa")
+    with pytest.raises(actions.ReviewError, match="lý do"):
+        actions.reject(intake.ctx, photo.target_id, reason=" ", actor="hoa")
     # the photo was read as 'unknown' by the reader; staff say what it is by accepting/rejecting only
     with intake.ctx.store.tx() as c:
-        from pipeline.ledger.store import documents
+        from pipeline.ledger.schema import documents
         c.execute(documents.update().where(documents.c.id == photo.target_id).values(kind="registration"))
-    res = review.reject(intake.ctx, photo.target_id, reason="Ảnh chụp bị mờ, không đọc được cột GPMB", actor="hoa")
+    res = actions.reject(intake.ctx, photo.target_id, reason="Ảnh chụp bị mờ, không đọc được cột GPMB",
+                         actor="hoa")
     notice = _receipts_to(intake, UBND)[-1].parsed()
     text = notice.get_body(("plain",)).get_content()
     assert "Ảnh chụp bị mờ, không đọc được cột GPMB" in text and "CHƯA được ghi nhận" in text
@@ -218,24 +220,24 @@ def test_reject_sends_the_reason_and_a_blank_form_and_ignore_takes_items_off(int
     assert doc["state"] == "rejected" and any(i["code"] == "staff-rejected" for i in doc["issues"])
 
     sent_before = len(intake.smtp.messages)
-    review.ignore(intake.ctx, "document", other.target_id, actor="hoa", reason="ảnh trùng")
-    review.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
-    with pytest.raises(review.ReviewError):
-        review.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
-    assert review.queue(intake.ctx) == []
+    actions.ignore(intake.ctx, "document", other.target_id, actor="hoa", reason="ảnh trùng")
+    actions.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
+    with pytest.raises(actions.ReviewError):
+        actions.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
+    assert queue(intake.ctx) == []
     assert len(intake.smtp.messages) == sent_before  # ignoring tells nobody
-    undo_reject = review.undo(intake.ctx, res.action_id, actor="lan")
+    undo_reject = actionlog.undo(intake.ctx, res.action_id, actor="lan")
     assert "chờ xem xét" in undo_reject.message
     doc = next(d for d in intake.export()["messages"][0]["documents"] if d["filename"] == "ảnh biểu đăng ký.png")
     assert doc["state"] == "needs_review" and not any(i["code"] == "staff-rejected" for i in doc["issues"])
-    assert [i.target_id for i in review.queue(intake.ctx)] == [photo.target_id]
+    assert [i.target_id for i in queue(intake.ctx)] == [photo.target_id]
 
 
 def test_review_cli_lists_acts_and_refuses_twice(intake: Harness, tmp_path: Path) -> None:
     intake.deliver(samplemail.gmail_message(STRANGER, DISTRICT, "Biểu đăng ký", "x",
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<cli@x>"))
     intake.poll()
-    [item] = review.queue(intake.ctx)
+    [item] = queue(intake.ctx)
     env = {**os.environ, "INTAKE_TEST_IMAP_PW": intake.dovecot.password}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -262,7 +264,7 @@ def test_a_quarantined_mail_suggests_the_unit_its_form_names(intake: Harness) ->
                                             [("dk.xlsx", form, XLSX)], message_id="<sg1@x>"))
     intake.deliver(samplemail.gmail_message("nguoi.la@yahoo.com", DISTRICT, "Hỏi thăm", "x", message_id="<sg2@x>"))
     intake.poll()
-    got = {i.sender: (i.suggested_unit_id, i.suggested_why) for i in review.queue(intake.ctx)}
+    got = {i.sender: (i.suggested_unit_id, i.suggested_why) for i in queue(intake.ctx)}
     assert got["giaovien.aimo@yahoo.com"][0] == "th014" and "dk.xlsx" in got["giaovien.aimo@yahoo.com"][1]
     assert got["nguoi.la@yahoo.com"] == (None, None)
 
@@ -274,7 +276,7 @@ def test_suggest_unit_ignores_accents_case_and_abbreviations_but_not_other_schoo
     units = parse_units(UNITS_CSV.encode("utf-8"), "units.csv").units
 
     def best(text: str) -> str | None:
-        hit = review.suggest_unit(units, [(text, "x")])
+        hit = suggest_unit(units, [(text, "x")])
         return hit[0] if hit else None
 
     assert best("ĐƠN VỊ: CĐCS Trường TH Ái Mộ") == "th014"
@@ -297,8 +299,8 @@ def test_status_leaves_out_bounces_set_aside_and_shows_the_workers_health(intake
         return status_text(intake.ctx.store, intake.ctx.units, TZ).split("== THEO ĐƠN VỊ")[0]
 
     assert "[bounce]" in head() and "chưa có (worker" in head()
-    [item] = review.queue(intake.ctx)
-    review.ignore(intake.ctx, "bounce", item.target_id, actor="hoa")
+    [item] = queue(intake.ctx)
+    actions.ignore(intake.ctx, "bounce", item.target_id, actor="hoa")
     now = datetime(2022, 2, 21, 8, 0, tzinfo=TZ)
     intake.ctx.store.set_kv("poll.last_ok", "2022-02-21T01:00:00+00:00", now)
     intake.ctx.store.set_kv("poll.failing_since", "2022-02-21T01:05:00+00:00", now)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from conftest import DISTRICT, Harness, write_config
 from intake_demo import samplemail
-from pipeline.worker import scheduler
+from pipeline.worker import jobs, liveness, lock, schedule
 from pipeline.config import load_config
 from intake_demo import samples
 from pipeline.ledger.store import Store
@@ -55,29 +56,29 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
                         extra={"worker": {"poll_minutes": 7, "reminder_hour": 9, "digest_weekday": "fri"}})
     cfg = load_config(path)
     now = datetime(2022, 2, 10, 3, 0, tzinfo=timezone.utc)
-    sched = scheduler.build_scheduler(cfg, path, now=now, scheduler_cls=scheduler.background_cls())
-    jobs = {j.id: j for j in sched.get_jobs()}
-    assert set(jobs) == {"poll", "remind", "digest", "report-after:registration", "report-after:report-q1",
+    sched = schedule.build_scheduler(cfg, path, now=now, scheduler_cls=schedule.background_cls())
+    by_id = {j.id: j for j in sched.get_jobs()}
+    assert set(by_id) == {"poll", "remind", "digest", "report-after:registration", "report-after:report-q1",
                          "report-after:report-h1", "report-after:report-q3", "report-after:report-year"}
-    poll = jobs["poll"]
+    poll = by_id["poll"]
     assert isinstance(poll.trigger, IntervalTrigger) and poll.trigger.interval == timedelta(minutes=7)
     assert poll.next_run_time == now  # a poll at start
-    assert poll.func_ref == "pipeline.worker.scheduler:job_poll" and poll.args == (str(path.resolve()),)
-    remind = jobs["remind"]
+    assert poll.func_ref == "pipeline.worker.jobs:job_poll" and poll.args == (str(path.resolve()),)
+    remind = by_id["remind"]
     assert isinstance(remind.trigger, CronTrigger) and str(remind.trigger.timezone) == "Asia/Ho_Chi_Minh"
     fields = {f.name: str(f) for f in remind.trigger.fields}
     assert (fields["hour"], fields["minute"]) == ("9", "0")
-    digest = {f.name: str(f) for f in jobs["digest"].trigger.fields}
+    digest = {f.name: str(f) for f in by_id["digest"].trigger.fields}
     assert (digest["day_of_week"], digest["hour"], digest["minute"]) == ("fri", "9", "30")
-    after = jobs["report-after:registration"]
+    after = by_id["report-after:registration"]
     assert isinstance(after.trigger, DateTrigger)
     assert after.trigger.run_date == datetime(2022, 2, 23, 9, 30, tzinfo=TZ)
     assert after.args == (str(path.resolve()), "registration")
-    assert all(j.coalesce and j.max_instances == 1 for j in jobs.values())
-    assert jobs["remind"].misfire_grace_time == 12 * 3600
+    assert all(j.coalesce and j.max_instances == 1 for j in by_id.values())
+    assert by_id["remind"].misfire_grace_time == 12 * 3600
     assert str(sched.timezone) == "Asia/Ho_Chi_Minh"
     # The commendation list has no date: no report job. Long-past deadlines get none either.
-    later = scheduler.desired_jobs(cfg, path, obligations_of(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
+    later = schedule.desired_jobs(cfg, path, obligations_of(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
     assert [j.id for j in later if j.id.startswith("report-after")] == ["report-after:report-q3",
                                                                         "report-after:report-year"]
 
@@ -85,10 +86,10 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
 def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) -> None:
     path = write_config(tmp_path, imap_port=1, smtp_port=2)
     cfg = load_config(path)
-    sched = scheduler.build_scheduler(cfg, path, scheduler_cls=scheduler.background_cls())
+    sched = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
     sched.start(paused=True)
     sched.shutdown(wait=True)
-    stored = scheduler.persisted_jobs(cfg.database_url)
+    stored = schedule.persisted_jobs(cfg.database_url)
     assert {"poll", "remind", "digest"} <= set(stored)
     # Simulate downtime: the stored next run of "remind" is two hours ago.
     missed = datetime.now(timezone.utc) - timedelta(hours=2)
@@ -98,14 +99,47 @@ def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) 
         c.execute(sa.text("INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES ('old-job', NULL, :s)"),
                   {"s": b"junk"})
     engine.dispose()
-    again = scheduler.build_scheduler(cfg, path, scheduler_cls=scheduler.background_cls())
-    jobs = {j.id: j for j in again.get_jobs()}
-    assert abs((jobs["remind"].next_run_time - missed).total_seconds()) < 1
-    assert "old-job" not in scheduler.persisted_jobs(cfg.database_url)
+    again = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
+    by_id = {j.id: j for j in again.get_jobs()}
+    assert abs((by_id["remind"].next_run_time - missed).total_seconds()) < 1
+    assert "old-job" not in schedule.persisted_jobs(cfg.database_url)
     # A changed trigger starts afresh.
     set_worker(path, reminder_hour=10)
-    third = scheduler.build_scheduler(load_config(path), path, scheduler_cls=scheduler.background_cls())
+    third = schedule.build_scheduler(load_config(path), path, scheduler_cls=schedule.background_cls())
     assert getattr({j.id: j for j in third.get_jobs()}["remind"], "next_run_time", None) is None  # computed at start
+
+
+def test_jobs_stored_by_an_older_version_are_replaced_and_keep_their_missed_run(tmp_path: Path) -> None:
+    """The job store keeps "module:function"; the job functions lived in pipeline.scheduler before the regroup."""
+    path = write_config(tmp_path, imap_port=1, smtp_port=2)
+    cfg = load_config(path)
+    sched = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
+    sched.start(paused=True)
+    sched.shutdown(wait=True)
+    missed = datetime.now(timezone.utc) - timedelta(hours=2)
+    engine = sa.create_engine(cfg.database_url)
+    with engine.begin() as c:
+        for job_id, blob in c.execute(sa.text("SELECT id, job_state FROM apscheduler_jobs")).all():
+            state = pickle.loads(blob)
+            assert state["func"].startswith("pipeline.worker.jobs:")
+            state["func"] = state["func"].replace("pipeline.worker.jobs:", "pipeline.scheduler:")
+            c.execute(sa.text("UPDATE apscheduler_jobs SET job_state=:s WHERE id=:i"),
+                      {"s": pickle.dumps(state), "i": job_id})
+        c.execute(sa.text("UPDATE apscheduler_jobs SET next_run_time=:t WHERE id='remind'"), {"t": missed.timestamp()})
+    again = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
+    again.start(paused=True)
+    try:
+        # Read back from the store: a job whose callable no longer resolves would be dropped here.
+        by_id = {j.id: j for j in again.get_jobs()}
+    finally:
+        again.shutdown(wait=True)
+    assert {"poll", "remind", "digest"} <= set(by_id)
+    assert {j.func_ref.partition(":")[0] for j in by_id.values()} == {"pipeline.worker.jobs"}
+    assert abs((by_id["remind"].next_run_time - missed).total_seconds()) < 1
+    with engine.connect() as c:
+        stored = [pickle.loads(b)["func"] for b in c.execute(sa.text("SELECT job_state FROM apscheduler_jobs")).scalars()]
+    engine.dispose()
+    assert stored and all(f.startswith("pipeline.worker.jobs:") for f in stored)
 
 
 # --------------------------------------------------------------------------- lock
@@ -113,26 +147,26 @@ def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) 
 
 def test_one_worker_lock(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    holder, row = scheduler.acquire_worker_lock(store)
+    holder, row = lock.acquire_worker_lock(store)
     assert holder is not None and row is None
-    other, row = scheduler.acquire_worker_lock(store)
+    other, row = lock.acquire_worker_lock(store)
     assert other is None and row.pid == os.getpid()
     cfg = load_config(write_config(tmp_path, imap_port=1, smtp_port=2))
-    assert "intake run" in scheduler.locked_message(row, cfg)
+    assert "intake run" in lock.locked_message(row, cfg)
     # A stale heartbeat (a machine that died) is taken over; the old holder notices on its next beat.
-    later = datetime.now(timezone.utc) + scheduler.LOCK_STALE_AFTER + timedelta(seconds=5)
-    taker, _ = scheduler.acquire_worker_lock(store, later)
+    later = datetime.now(timezone.utc) + lock.LOCK_STALE_AFTER + timedelta(seconds=5)
+    taker, _ = lock.acquire_worker_lock(store, later)
     assert taker is not None
-    assert store.heartbeat_lock(scheduler.LOCK_NAME, holder, later) is False
-    assert store.heartbeat_lock(scheduler.LOCK_NAME, taker, later) is True
-    assert store.release_lock(scheduler.LOCK_NAME, taker)
+    assert store.heartbeat_lock(lock.LOCK_NAME, holder, later) is False
+    assert store.heartbeat_lock(lock.LOCK_NAME, taker, later) is True
+    assert store.release_lock(lock.LOCK_NAME, taker)
     # A holder on this host whose process is gone is taken over at once.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     now = datetime.now(timezone.utc)
-    ok, _ = store.acquire_lock(scheduler.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, now, lambda r: False)
+    ok, _ = store.acquire_lock(lock.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, now, lambda r: False)
     assert ok
-    mine, _ = scheduler.acquire_worker_lock(store)
+    mine, _ = lock.acquire_worker_lock(store)
     assert mine is not None
 
 
@@ -150,7 +184,7 @@ def staff_mail(h: Harness) -> list[email.message.EmailMessage]:
 def test_poll_failure_alerts_once_and_once_on_recovery(intake: Harness) -> None:
     path = intake.cfg_path
     t0 = datetime(2022, 5, 2, 1, 0, tzinfo=timezone.utc)
-    scheduler.run_job("poll", path, t0)
+    jobs.run_job("poll", path, t0)
     store = intake.ctx.store
     assert store.get_kv("poll.last_ok") == t0.isoformat()
     good = path.read_text(encoding="utf-8")
@@ -161,17 +195,17 @@ def test_poll_failure_alerts_once_and_once_on_recovery(intake: Harness) -> None:
     cfg["mailbox"]["port"] = closed
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     for minutes in (5, 30, 59):
-        assert "LỖI" in scheduler.run_job("poll", path, t0 + timedelta(minutes=minutes))
+        assert "LỖI" in jobs.run_job("poll", path, t0 + timedelta(minutes=minutes))
     assert staff_mail(intake) == []
-    scheduler.run_job("poll", path, t0 + timedelta(minutes=66))
-    scheduler.run_job("poll", path, t0 + timedelta(minutes=90))
+    jobs.run_job("poll", path, t0 + timedelta(minutes=66))
+    jobs.run_job("poll", path, t0 + timedelta(minutes=90))
     [alert] = staff_mail(intake)
     assert "không đọc được hộp thư" in alert["Subject"]
     body = alert.get_body(("plain",)).get_content()
     assert "Mật khẩu ứng dụng" in body and str(closed) in body and "Lỗi gần nhất" in body
     path.write_text(good, encoding="utf-8")
-    scheduler.run_job("poll", path, t0 + timedelta(minutes=95))
-    scheduler.run_job("poll", path, t0 + timedelta(minutes=100))
+    jobs.run_job("poll", path, t0 + timedelta(minutes=95))
+    jobs.run_job("poll", path, t0 + timedelta(minutes=100))
     mails = staff_mail(intake)
     assert len(mails) == 2 and "trở lại" in mails[1]["Subject"]
     assert [o.purpose for o in store.outbox_rows()] == ["alert", "alert"]
@@ -180,18 +214,18 @@ def test_poll_failure_alerts_once_and_once_on_recovery(intake: Harness) -> None:
 def test_quiet_mailbox_before_a_deadline_alerts_once(intake: Harness) -> None:
     path = intake.cfg_path
     intake.deliver(reg_mail("<q1@mail.gmail.com>"), datetime(2022, 2, 10, 9, 0, tzinfo=TZ))
-    scheduler.run_job("poll", path, datetime(2022, 2, 11, 2, 0, tzinfo=timezone.utc))
+    jobs.run_job("poll", path, datetime(2022, 2, 11, 2, 0, tzinfo=timezone.utc))
     assert staff_mail(intake) == []  # the receipt went to the unit
-    scheduler.run_job("poll", path, datetime(2022, 2, 14, 2, 0, tzinfo=timezone.utc))  # 8 days before: too early
+    jobs.run_job("poll", path, datetime(2022, 2, 14, 2, 0, tzinfo=timezone.utc))  # 8 days before: too early
     assert staff_mail(intake) == []
-    scheduler.run_job("poll", path, datetime(2022, 2, 16, 2, 0, tzinfo=timezone.utc))
-    scheduler.run_job("poll", path, datetime(2022, 2, 17, 2, 0, tzinfo=timezone.utc))
+    jobs.run_job("poll", path, datetime(2022, 2, 16, 2, 0, tzinfo=timezone.utc))
+    jobs.run_job("poll", path, datetime(2022, 2, 17, 2, 0, tzinfo=timezone.utc))
     [quiet] = staff_mail(intake)
     assert "22/02/2022" in quiet["Subject"]
     assert "bộ lọc" in quiet.get_body(("plain",)).get_content()
     intake.deliver(reg_mail("<q2@mail.gmail.com>"), datetime(2022, 2, 17, 10, 0, tzinfo=TZ))
-    scheduler.run_job("poll", path, datetime(2022, 2, 17, 4, 0, tzinfo=timezone.utc))
-    scheduler.run_job("poll", path, datetime(2022, 2, 18, 4, 0, tzinfo=timezone.utc))
+    jobs.run_job("poll", path, datetime(2022, 2, 17, 4, 0, tzinfo=timezone.utc))
+    jobs.run_job("poll", path, datetime(2022, 2, 18, 4, 0, tzinfo=timezone.utc))
     mails = staff_mail(intake)
     assert len(mails) == 2 and "thư mới trở lại" in mails[1]["Subject"]
 
@@ -199,13 +233,13 @@ def test_quiet_mailbox_before_a_deadline_alerts_once(intake: Harness) -> None:
 def test_jobs_remind_digest_and_deadline_report_send_once(intake: Harness) -> None:
     path = intake.cfg_path
     now = datetime(2022, 2, 23, 2, 30, tzinfo=timezone.utc)  # 09:30 on 23/02 in Hà Nội
-    scheduler.run_job("remind", path, now)
-    scheduler.run_job("remind", path, now + timedelta(hours=1))
+    jobs.run_job("remind", path, now)
+    jobs.run_job("remind", path, now + timedelta(hours=1))
     assert len([o for o in intake.ctx.store.outbox_rows("reminder")]) == 5
-    scheduler.run_job("digest", path, now)
-    scheduler.run_job("digest", path, now + timedelta(days=1))  # same ISO week
-    scheduler.run_job("report-after", path, now, obligation_id="registration")
-    scheduler.run_job("report-after", path, now + timedelta(hours=3), obligation_id="registration")
+    jobs.run_job("digest", path, now)
+    jobs.run_job("digest", path, now + timedelta(days=1))  # same ISO week
+    jobs.run_job("report-after", path, now, obligation_id="registration")
+    jobs.run_job("report-after", path, now + timedelta(hours=3), obligation_id="registration")
     reports = intake.ctx.store.outbox_rows("report")
     assert [r.key for r in reports] == ["report:weekly:2022-W08", "report:deadline:registration"]
     assert all(r.state == "sent" for r in reports)
@@ -243,7 +277,7 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         assert receipt.rcpt_tos == [UBND]
         second = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "run",
                                  "--poll-seconds", "1"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
-        assert second.returncode == scheduler.LOCKED_EXIT
+        assert second.returncode == lock.LOCKED_EXIT
         assert "intake run" in second.stderr and f"pid {first.pid}" in second.stderr
         assert first.poll() is None
         first.send_signal(signal.SIGTERM)
@@ -254,8 +288,8 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert intake.ctx.store.lock_row(scheduler.LOCK_NAME) is None
-    assert {"poll", "remind", "digest"} <= set(scheduler.persisted_jobs(intake.ctx.cfg.database_url))
+    assert intake.ctx.store.lock_row(lock.LOCK_NAME) is None
+    assert {"poll", "remind", "digest"} <= set(schedule.persisted_jobs(intake.ctx.cfg.database_url))
 
     # Restarted: polls again (nothing new), sends nothing twice; a crash-killed worker's lock is taken over.
     started = datetime.now(timezone.utc)
@@ -269,7 +303,7 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         if again.poll() is None:
             again.kill()
             again.wait()
-    assert intake.ctx.store.lock_row(scheduler.LOCK_NAME) is not None
+    assert intake.ctx.store.lock_row(lock.LOCK_NAME) is not None
     started = datetime.now(timezone.utc)
     third = _start(intake.cfg_path, env)
     try:
@@ -291,8 +325,8 @@ def test_the_failure_alert_gives_the_oauth_hint_when_the_mailbox_uses_xoauth2(in
     ctx = intake.ctx
     t0 = datetime(2022, 5, 2, 1, 0, tzinfo=timezone.utc)
     ctx.cfg = dataclasses.replace(ctx.cfg, mailbox=dataclasses.replace(ctx.cfg.mailbox, auth="xoauth2"))
-    scheduler.check_liveness(ctx, t0, "refresh token bị thu hồi")
-    scheduler.check_liveness(ctx, t0 + timedelta(minutes=61), "refresh token bị thu hồi")
+    liveness.check_liveness(ctx, t0, "refresh token bị thu hồi")
+    liveness.check_liveness(ctx, t0 + timedelta(minutes=61), "refresh token bị thu hồi")
     [row] = [o for o in ctx.store.outbox_rows() if o.purpose == "alert"]
     body = email.message_from_bytes(row.raw, policy=policy.default).get_body(("plain",)).get_content()
     assert "refresh token" in body and "python -m pipeline.oauth" in body and "Mật khẩu ứng dụng" not in body
@@ -304,8 +338,8 @@ def test_jobs_run_one_at_a_time_whoever_starts_them(intake: Harness) -> None:
 
     intake.deliver(reg_mail("<one-at-a-time@mail.gmail.com>"), datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
     done: list[str] = []
-    with scheduler._ONE_JOB:  # a job in hand
-        t = threading.Thread(target=lambda: done.append(scheduler.run_job("poll", intake.cfg_path)))
+    with jobs._ONE_JOB:  # a job in hand
+        t = threading.Thread(target=lambda: done.append(jobs.run_job("poll", intake.cfg_path)))
         t.start()
         t.join(timeout=1.0)
         assert t.is_alive() and done == [] and not intake.ctx.store.get_kv("poll.last_ok")

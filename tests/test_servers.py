@@ -14,6 +14,8 @@ from imapclient import IMAPClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import Dovecot, DovecotMissing, SmtpSink, dovecot_available  # noqa: E402
 
+pytestmark = pytest.mark.servers
+
 HANOI = timezone(timedelta(hours=7))
 
 

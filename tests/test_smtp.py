@@ -13,12 +13,15 @@ import pytest
 
 from pipeline.config import SmtpConfig
 from pipeline.errors import SmtpRejected, SmtpUnavailable
-from pipeline.outbox.notify import SmtpTransport, build_mail
+from pipeline.outbox.compose import build_mail
+from pipeline.outbox.smtp import SmtpTransport
 from servers import SmtpSink
+
+pytestmark = pytest.mark.servers
 
 SENDER = "LĐLĐ quận Long Biên <ldldlongbien@gmail.com>"
 FROM = "ldldlongbien@gmail.com"
-# Gmail's reply when the account's daily sending limit is spent (mailbox.REFUSALS: "sending_limit").
+# Gmail's reply when the account's daily sending limit is spent (refusals.REFUSALS: "sending_limit").
 GMAIL_DAILY_LIMIT = ("550-5.4.5 Daily user sending limit exceeded. For more information on Gmail\r\n"
                      "550-5.4.5 sending limits go to\r\n"
                      "550 5.4.5  https://support.google.com/a/answer/166852 x1 - gsmtp")
@@ -141,7 +144,7 @@ def test_some_recipients_refused_is_sent_to_the_others_and_logged(sink: SmtpSink
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     sink.refuse_rcpt("gone@example.vn", 550)
     raw = _receipt(1, ("ok@example.vn", "gone@example.vn"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.outbox.notify"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.outbox.smtp"):
         transport.send(raw, SENDER, ["ok@example.vn", "gone@example.vn"])
     (m,) = sink.wait_for(1)
     assert m.raw == raw and m.rcpt_tos == ["ok@example.vn"]

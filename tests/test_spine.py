@@ -11,9 +11,7 @@ from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from conftest import DISTRICT, SHARED, Harness
+from conftest import DISTRICT, Harness, require_peer_mail
 from intake_demo import samplemail
 from intake_demo import samples
 
@@ -204,9 +202,7 @@ def test_forwarded_encoded_and_traversal_filenames_and_signature_images(intake: 
 
 
 def test_peer_mail_corpus_each_mail_ends_in_one_recorded_state(intake: Harness) -> None:
-    folder = SHARED / "peer-mail" / "mail-mime-parser"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not present")
+    folder = require_peer_mail()
     files = sorted(folder.glob("*.txt"))
     assert len(files) > 70
     intake.dovecot.append_many([f.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for f in files])
@@ -248,7 +244,7 @@ def test_outbox_retries_temporary_smtp_failure_and_sends_once(intake: Harness) -
 
 
 def test_interrupted_send_is_not_repeated(intake: Harness) -> None:
-    from pipeline.ledger.store import OutboxItem
+    from pipeline.ledger.outbox import OutboxItem
 
     now = intake.now()
     intake.ctx.store.enqueue(OutboxItem(key="t:1", purpose="receipt", recipients=(UBND,), subject="x",

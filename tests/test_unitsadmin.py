@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 from openpyxl import Workbook
+import pytest
 
 from conftest import UNITS_CSV, write_config
-from pipeline.desk import review
+from pipeline.desk import actionlog
 from pipeline.desk import unitsadmin
 from pipeline.config import load_config
 from pipeline.plan.units import parse_units
 from pipeline.context import Context
+
+pytestmark = pytest.mark.servers
 
 BAD = (
     "unit_id,name,group,emails\n"
@@ -91,7 +94,7 @@ def test_a_good_upload_replaces_the_list_keeps_a_backup_and_can_be_undone(tmp_pa
     assert [b.read_bytes() for b in backups] == [original]
     [row] = unitsadmin.last_replacements(ctx)
     assert row.actor == "hoa"
-    res = review.undo(ctx, row.id, actor="lan")
+    res = actionlog.undo(ctx, row.id, actor="lan")
     assert "khôi phục" in res.message
     assert ctx.units.by_id("mn003") is None and ctx.units.by_id("dn027") is not None
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-import sqlalchemy as sa
-
-from pipeline.ledger.store import Store, desk_sessions, from_iso, iso
+from pipeline.ledger.schema import from_iso
+from pipeline.ledger.store import Store
 
 SESSION_COOKIE = "intake_desk"
 LOGIN_COOKIE = "intake_desk_login"
@@ -63,7 +62,7 @@ class DeskSession:
 
 
 class Sessions:
-    """desk_sessions rows: create, look up (sliding expiry), delete."""
+    """Desk sessions: create, look up (sliding expiry), delete; their rows are kept by the ledger."""
 
     def __init__(self, store: Store, minutes: int, clock: Callable[[], datetime]) -> None:
         self.store = store
@@ -75,12 +74,7 @@ class Sessions:
         token = secrets.token_urlsafe(32)
         row = DeskSession(token_hash(token), username, secrets.token_urlsafe(32), now,
                           now + timedelta(minutes=self.minutes))
-        with self.store.tx() as c:
-            # old sessions of anyone that ran out are cleared now and then: here, at each log-in
-            c.execute(desk_sessions.delete().where(desk_sessions.c.expires_at < iso(now)))
-            c.execute(desk_sessions.insert().values(
-                token_hash=row.token_hash, username=username, csrf=row.csrf, created_at=iso(now),
-                last_seen_at=iso(now), expires_at=iso(row.expires_at)))
+        self.store.create_desk_session(row.token_hash, username, row.csrf, now, row.expires_at)
         return token, row
 
     def lookup(self, token: str | None) -> tuple[DeskSession | None, bool]:
@@ -90,23 +84,16 @@ class Sessions:
             return None, False
         th = token_hash(token)
         now = self.clock()
-        with self.store.tx() as c:
-            row = c.execute(sa.select(desk_sessions).where(desk_sessions.c.token_hash == th)).first()
-            if row is None:
-                return None, False
-            if from_iso(row.expires_at) <= now:
-                c.execute(desk_sessions.delete().where(desk_sessions.c.token_hash == th))
-                return None, True
-            expires = now + timedelta(minutes=self.minutes)
-            c.execute(desk_sessions.update().where(desk_sessions.c.token_hash == th)
-                      .values(last_seen_at=iso(now), expires_at=iso(expires)))
+        expires = now + timedelta(minutes=self.minutes)
+        row, expired = self.store.renew_desk_session(th, now, expires)
+        if row is None:
+            return None, expired
         return DeskSession(th, row.username, row.csrf, from_iso(row.created_at), expires), False
 
     def delete(self, token: str | None) -> None:
         if not token:
             return
-        with self.store.tx() as c:
-            c.execute(desk_sessions.delete().where(desk_sessions.c.token_hash == token_hash(token)))
+        self.store.delete_desk_session(token_hash(token))
 
 
 class LoginThrottle:

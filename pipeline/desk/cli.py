@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from pipeline.config import _is_loopback
+from pipeline.settings_checks import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not cfg.desk.accounts:
         print("Lưu ý: chưa có tài khoản nào trong desk.accounts của config.yaml nên chưa ai đăng nhập được; "
               "tạo chuỗi băm mật khẩu bằng `intake desk hash-password`.", file=sys.stderr)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         print(f"Lưu ý: bàn làm việc đang mở trên {host}, không chỉ trên máy này; hãy đặt nó sau một reverse "
               "proxy có HTTPS.", file=sys.stderr)
 

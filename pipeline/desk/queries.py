@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 import sqlalchemy as sa
 
 from pipeline.plan import deadlines
-from pipeline.plan.deadlines import Obligation, ObligationState
+from pipeline.plan.deadlines import ObligationState
+from pipeline.plan.obligations import Obligation
 from pipeline.model import DocumentRecord, Unit, period_label
-from pipeline.ledger.store import bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox, reminders
+from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox,
+                                    reminders)
 from pipeline.textnorm import fold
 
 if TYPE_CHECKING:
@@ -257,12 +259,3 @@ def recipients(row: Any) -> list[str]:
         return list(json.loads(row.recipients))
     except (TypeError, ValueError):
         return []
-
-
-def review_history(ctx: Context, *, unit_id: str | None = None, limit: int = 200) -> list[Any]:
-    """review.history when that module is there; [] otherwise."""
-    try:
-        from pipeline.desk import review
-    except ImportError:
-        return []
-    return list(review.history(ctx, unit_id=unit_id, limit=limit))

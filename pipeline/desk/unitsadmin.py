@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from pipeline.mail.archive import write_atomically
 from pipeline.errors import IntakeError
 from pipeline.model import Unit
-from pipeline.ledger.store import iso, review_actions
+from pipeline.ledger.schema import iso, review_actions
 from pipeline.plan.units import _ADDR, UnitDirectory, check_units, units_csv, units_xlsx
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -6,7 +6,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
-from pipeline.ledger.store import Store, bounces_set_aside, from_iso
+from pipeline.ledger.schema import from_iso
+from pipeline.ledger.store import Store, bounces_set_aside
 from pipeline.plan.units import UnitDirectory
 
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from pipeline.plan import deadlines
+from pipeline.plan import deadlines, reminder_rules
+from pipeline.plan.reminder_text import render_reminder
 from pipeline.forms.blank import form_attachment
-from pipeline.outbox.notify import build_mail, flush_outbox
-from pipeline.ledger.store import OutboxItem
+from pipeline.outbox.compose import build_mail
+from pipeline.outbox.send import flush_outbox
+from pipeline.ledger.outbox import OutboxItem
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -56,9 +58,9 @@ class RemindSummary:
         return "\n".join(lines)
 
 
-def reminder_policy(ctx: Context) -> deadlines.ReminderPolicy:
+def reminder_policy(ctx: Context) -> reminder_rules.ReminderPolicy:
     path = ctx.cfg.rules_dir / "reminders.yaml"
-    return deadlines.load_reminder_policy(path) if path.is_file() else deadlines.ReminderPolicy()
+    return reminder_rules.load_reminder_policy(path) if path.is_file() else reminder_rules.ReminderPolicy()
 
 
 def current_states(ctx: Context) -> dict[tuple[str, str], deadlines.ObligationState]:
@@ -82,8 +84,8 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
     today = today or local_today(ctx, now)
     summary = RemindSummary(today=today, dry_run=dry_run)
     states = current_states(ctx)
-    due = deadlines.reminders_due(ctx.obligations, reminder_policy(ctx), states, ctx.units.units, today,
-                                  already_sent=ctx.store.reminder_stages_sent())
+    due = reminder_rules.reminders_due(ctx.obligations, reminder_policy(ctx), states, ctx.units.units, today,
+                                       already_sent=ctx.store.reminder_stages_sent())
     obligations = {o.id: o for o in ctx.obligations}
     cc = tuple(cfg.staff) if cfg.remind_cc_staff else ()
     for item in due:
@@ -104,8 +106,8 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
                                                state.state if state else "missing", to, cc))
         if dry_run:
             continue
-        subject, text, html = deadlines.render_reminder(ctx.env, unit, obligation, state, item.stage,
-                                                        organisation=cfg.organisation, today=today)
+        subject, text, html = render_reminder(ctx.env, unit, obligation, state, item.stage,
+                                              organisation=cfg.organisation, today=today)
         form = next((f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in obligation.kinds)
                      if f is not None), None)
         mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html,

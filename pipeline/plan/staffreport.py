@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.plan import reports
+from pipeline.plan.workbook import build_workbook
 from pipeline.mail.archive import write_atomically
 from pipeline.model import Entry
-from pipeline.outbox.notify import build_mail, flush_outbox
+from pipeline.outbox.compose import build_mail
+from pipeline.outbox.send import flush_outbox
 from pipeline.plan.reminders import current_states, local_today
-from pipeline.ledger.store import OutboxItem
+from pipeline.ledger.outbox import OutboxItem
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -91,7 +93,7 @@ def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None 
     now = clock()
     today = today or local_today(ctx, now)
     data = report_data(ctx, today)
-    workbook = reports.build_workbook(data)
+    workbook = build_workbook(data)
     name = workbook_name(today)
     summary = ReportSummary(today=today, figures=reports.headline(data))
     summary.path = (out_dir or default_out_dir(ctx)) / name

@@ -3,7 +3,7 @@
 A thread of the worker keeps a second, read-only IMAP session (the same login code as the pass:
 :class:`pipeline.mail.mailbox.Mailbox`) in IDLE on the configured folder. When the server announces mail
 (``* n EXISTS``) the thread runs the poll job, the very job the schedule runs, which takes the one
-job lock (scheduler.py): a pass never runs twice at once. The session stays in IDLE during the pass,
+job lock (jobs.py): a pass never runs twice at once. The session stays in IDLE during the pass,
 so mail that arrives meanwhile is announced too and gets a pass of its own right after.
 
 IDLE is ended and entered again every ``worker.idle_renew_minutes`` (servers end it after about 29

@@ -21,12 +21,15 @@ from pipeline import forms
 from pipeline.context import Context
 from pipeline.errors import MessageParseError, TemporaryError
 from pipeline.forms.blank import form_attachment
-from pipeline.ledger.store import DocumentOutcome, OutcomeRecord, RawRecord, from_iso
+from pipeline.ledger.messages import RawRecord
+from pipeline.ledger.outcomes import DocumentOutcome, OutcomeRecord
+from pipeline.ledger.schema import from_iso
 from pipeline.mail import mime
 from pipeline.mail.mailbox import Mailbox
 from pipeline.mail.triage import triage
 from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
-from pipeline.outbox.notify import flush_outbox, receipt_item
+from pipeline.outbox.compose import receipt_item
+from pipeline.outbox.send import flush_outbox
 from pipeline.outbox.receipts import document_view, receipt_view
 from pipeline.plan import deadlines
 

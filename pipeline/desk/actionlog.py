@@ -1,0 +1,187 @@
+"""The record of staff actions (``review_actions``): reading it back, and undoing an entry.
+
+Undo puts back what the action changed, from the "before" the action recorded; mail still waiting in
+the outbox is cancelled, mail already sent cannot be called back and the result says so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipeline.desk.actions import (STAFF_REJECT_CODE, ActionResult, ReviewError, action_time, document_or_fail,
+                                   message_or_fail)
+from pipeline.model import KIND_LABELS, period_label
+from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, iso, messages, outbox,
+                                    review_actions)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.context import Context
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    action: str
+    target: str
+    target_id: int
+    params: dict[str, Any]
+    actor: str
+    created_at: datetime
+    undone_by: str | None
+    undone_at: datetime | None
+    summary: str
+    unit_id: str | None = None
+    before: dict[str, Any] = field(default_factory=dict)
+
+
+def undo(ctx: Context, action_id: int, *, actor: str, now: datetime | None = None) -> ActionResult:
+    """Put back what an action changed. Mail already sent to a unit cannot be called back; that is said."""
+    from pipeline.desk.unitsadmin import remove_address, restore_backup
+
+    now = action_time(now)
+    with ctx.store.tx() as c:
+        a = c.execute(sa.select(review_actions).where(review_actions.c.id == action_id)).first()
+        if a is None:
+            raise ReviewError(f"không có thao tác #{action_id}")
+        if a.undone_at is not None:
+            raise ReviewError(f"thao tác #{action_id} đã được hoàn tác lúc "
+                              f"{from_iso(a.undone_at).astimezone(ctx.cfg.tz):%H:%M %d/%m/%Y} bởi {a.undone_by}")
+        before, params = json.loads(a.before), json.loads(a.params)
+        sent_note = ""
+        if a.action in ("assign", "release"):
+            row = message_or_fail(c, a.target_id)
+            if row.state == "received":
+                raise ReviewError(f"thư #{a.target_id} đang được xử lý; thử lại sau ít phút")
+            ctx.store.forget_documents(c, a.target_id)
+            c.execute(messages.update().where(messages.c.id == a.target_id).values(
+                state=before["state"], reason=before["reason"], assigned_unit_id=before.get("assigned_unit_id"),
+                released=bool(before.get("released")), unit_id=before.get("unit_id"),
+                generation=messages.c.generation + 1, updated_at=iso(now)))
+            sent_note = " Biên nhận đã gửi (nếu có) không thu hồi được."
+            what = f"Thư #{a.target_id} trở lại trạng thái {before['state']}."
+        elif a.action in ("accept", "reject"):
+            d = document_or_fail(c, a.target_id)
+            expected = "accepted" if a.action == "accept" else "rejected"
+            if d.state != expected:
+                raise ReviewError(f"tài liệu #{a.target_id} đã thay đổi (trạng thái {d.state}); không hoàn tác được")
+            c.execute(documents.update().where(documents.c.id == d.id).values(
+                state=before["state"], kind=before["kind"], period=before["period"], on_time=before["on_time"],
+                reviewed_by=before["reviewed_by"], superseded_by=None))
+            c.execute(findings.delete().where(findings.c.document_id == d.id, findings.c.code == STAFF_REJECT_CODE))
+            c.execute(entries.delete().where(entries.c.document_id == d.id))
+            if before["entries"]:
+                c.execute(entries.insert(), [dict(document_id=d.id, **e) for e in before["entries"]])
+            c.execute(documents.update().where(documents.c.superseded_by == d.id).values(superseded_by=None))
+            ctx.store._resupersede(c, d.unit_id, d.kind, d.period)
+            ctx.store._resupersede(c, d.unit_id, before["kind"], before["period"])
+            sent_note = " Thư báo đã gửi cho đơn vị không thu hồi được."
+            what = f"Tệp “{d.filename}” trở lại trạng thái chờ xem xét."
+        elif a.action == "ignore":
+            if a.target == "message":
+                row = message_or_fail(c, a.target_id)
+                if row.state != "ignored":
+                    raise ReviewError(f"thư #{a.target_id} đã thay đổi (trạng thái {row.state}); không hoàn tác được")
+                c.execute(messages.update().where(messages.c.id == a.target_id).values(
+                    state=before["state"], reason=before["reason"], updated_at=iso(now)))
+            elif a.target == "document":
+                d = document_or_fail(c, a.target_id)
+                if d.state != "ignored":
+                    raise ReviewError(f"tài liệu #{a.target_id} đã thay đổi (trạng thái {d.state}); không hoàn tác được")
+                c.execute(documents.update().where(documents.c.id == a.target_id).values(state=before["state"],
+                                                                                          reviewed_by=None))
+            what = "Mục đã bỏ qua trở lại danh sách cần xử lý."
+        elif a.action == "units_replace":
+            what = "Danh sách đơn vị trước lần tải lên đã được khôi phục."
+        else:
+            raise ReviewError(f"thao tác {a.action!r} không hoàn tác được")
+        cancelled = _cancel_unsent(c, a, params)
+        if cancelled:
+            sent_note = f" {cancelled} thư chưa kịp gửi đã được huỷ."
+        c.execute(review_actions.update().where(review_actions.c.id == action_id).values(
+            undone_by=actor, undone_at=iso(now)))
+    if a.action == "units_replace":
+        restore_backup(ctx, before["backup"], now)
+    if a.action == "assign" and params.get("address_added") and params.get("address"):
+        if remove_address(ctx, params["unit_id"], params["address"], now):
+            what += f" Địa chỉ {params['address']} đã được gỡ khỏi đơn vị {params['unit_id']}."
+    return ActionResult(action_id, what + sent_note)
+
+
+def _cancel_unsent(c: Connection, a: Any, params: dict[str, Any]) -> int:
+    """Mail an undone action queued but did not send yet never leaves (receipts of an assignment, notices)."""
+    if a.action in ("assign", "release"):
+        cond = outbox.c.key.like(f"receipt:{a.target_id}:%")
+    elif a.action in ("accept", "reject"):
+        cond = outbox.c.key == f"review:{a.id}"
+    else:
+        return 0
+    return int(c.execute(outbox.update().where(cond, outbox.c.state == "pending")
+                         .values(state="cancelled", last_error="huỷ vì thao tác của cán bộ đã được hoàn tác")).rowcount)
+
+
+# ------------------------------------------------------------------------------------------ history
+
+_VERBS = {"assign": "gán thư", "release": "cho qua thư", "accept": "ghi nhận tệp", "reject": "từ chối tệp",
+          "ignore": "bỏ qua", "units_replace": "thay danh sách đơn vị"}
+
+
+def _summary(ctx: Context, a: Any, params: dict[str, Any], names: dict[int, str]) -> str:
+    target = {"message": f"thư #{a.target_id}", "document": f"tệp “{names.get(a.target_id, a.target_id)}”",
+              "bounce": f"thư báo lỗi #{a.target_id}", "units": "danh sách đơn vị"}.get(a.target, a.target)
+    verb = _VERBS.get(a.action, a.action)
+    if a.action == "assign":
+        unit = ctx.units.by_id(params.get("unit_id"))
+        text = f"Gán {target} cho {unit.name if unit else params.get('unit_id')}"
+        if params.get("address_added"):
+            text += f" (thêm địa chỉ {params.get('address')})"
+        return text
+    if a.action == "accept":
+        return (f"Ghi nhận {target} là {KIND_LABELS.get(params.get('kind'), params.get('kind'))}"
+                + (f" ({period_label(params.get('period'))})" if params.get("period") else ""))
+    if a.action == "reject":
+        return f"Từ chối {target}: {params.get('reason')}"
+    if a.action == "ignore":
+        return f"Bỏ qua {target}" + (f": {params['reason']}" if params.get("reason") else "")
+    if a.action == "units_replace":
+        return (f"Thay danh sách đơn vị từ tệp {params.get('filename')} (thêm {len(params.get('added', []))}, "
+                f"bỏ {len(params.get('removed', []))}, sửa {len(params.get('changed', []))})")
+    return f"{verb.capitalize()} {target}"
+
+
+def history(ctx: Context, *, unit_id: str | None = None, limit: int = 200) -> list[ActionRow]:
+    """Recorded actions, newest first; with unit_id, only those about that unit's mail and files."""
+    with ctx.store.tx() as c:
+        rows = list(c.execute(sa.select(review_actions).order_by(review_actions.c.id.desc())
+                              .limit(limit if unit_id is None else limit * 20)))
+        doc_ids = [r.target_id for r in rows if r.target == "document"]
+        doc_info = {d.id: d for d in c.execute(sa.select(documents.c.id, documents.c.filename, documents.c.unit_id)
+                                               .where(documents.c.id.in_(doc_ids)))} if doc_ids else {}
+        msg_ids = [r.target_id for r in rows if r.target == "message"]
+        msg_unit = {m.id: m.unit_id for m in c.execute(sa.select(messages.c.id, messages.c.unit_id)
+                                                       .where(messages.c.id.in_(msg_ids)))} if msg_ids else {}
+        bnc_ids = [r.target_id for r in rows if r.target == "bounce"]
+        bnc_unit = {b.id: b.unit_id for b in c.execute(sa.select(bounces.c.id, bounces.c.unit_id)
+                                                       .where(bounces.c.id.in_(bnc_ids)))} if bnc_ids else {}
+    names = {i: d.filename for i, d in doc_info.items()}
+    out: list[ActionRow] = []
+    for r in rows:
+        params = json.loads(r.params or "{}")
+        owner = {"document": getattr(doc_info.get(r.target_id), "unit_id", None),
+                 "message": msg_unit.get(r.target_id) or params.get("unit_id"),
+                 "bounce": bnc_unit.get(r.target_id)}.get(r.target)
+        if unit_id is not None and owner != unit_id:
+            continue
+        out.append(ActionRow(id=r.id, action=r.action, target=r.target, target_id=r.target_id, params=params,
+                             actor=r.actor, created_at=from_iso(r.created_at), undone_by=r.undone_by,
+                             undone_at=from_iso(r.undone_at) if r.undone_at else None,
+                             summary=_summary(ctx, r, params, names), unit_id=owner,
+                             before=json.loads(r.before or "{}")))
+        if len(out) >= limit:
+            break
+    return out
+

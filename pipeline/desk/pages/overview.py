@@ -1,0 +1,36 @@
+"""Tổng quan: where every unit stands on every obligation, the headline figures and the weekly charts."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+
+from pipeline.desk import charts, queries
+from pipeline.desk.web import bp, desk
+
+
+@bp.route("/")
+def overview() -> Any:
+    from pipeline.plan import reports
+    from pipeline.plan.staffreport import report_data
+
+    d = desk()
+    ctx = d.ctx
+    today = d.today()
+    docs = ctx.store.document_records()
+    st = queries.states(ctx, docs)
+    views = queries.obligation_views(ctx, st)
+    data = report_data(ctx, today)
+    head = reports.headline(data)
+    category_chart = charts.hbar_chart(list(head.models_by_category))
+    week_charts, no_documents = [], []
+    for ob in ctx.obligations:
+        series = queries.weekly_submissions(ob, docs, ctx.cfg.tz)
+        if series.total and series.weeks:
+            week_charts.append(charts.week_chart(series, ctx.cfg.tz))
+        else:
+            no_documents.append(ob)
+    return render_template("overview.html", views=views, head=head, data=data, today=today,
+                           category_chart=category_chart, week_charts=week_charts, no_documents=no_documents,
+                           units=queries.sort_units(ctx.units.units))
+

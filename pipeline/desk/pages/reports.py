@@ -1,0 +1,85 @@
+"""Báo cáo: the staff report (download the workbook, send it by mail) and the blank forms."""
+from __future__ import annotations
+
+import io
+import logging
+from datetime import date
+from typing import Any
+
+from flask import abort, g, redirect, render_template, request, send_file, url_for
+
+from pipeline.desk import queries
+from pipeline.desk.web import XLSX, bp, desk, flash
+
+log = logging.getLogger(__name__)
+
+
+def _day(text: str | None) -> date:
+    if not text:
+        return desk().today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        abort(400, f"Ngày không hợp lệ: {text[:20]} (chọn ngày trên lịch).")
+
+
+@bp.route("/reports")
+def reports_page() -> Any:
+    from pipeline.forms.blank import FORMS, form_filename
+
+    ctx = desk().ctx
+    forms = [(k, form_filename(k, year=ctx.cfg.year)) for k in FORMS]
+    return render_template("reports.html", today=desk().today(), forms=forms, staff=ctx.cfg.staff,
+                           units=queries.sort_units(ctx.units.units))
+
+
+@bp.route("/reports/workbook")
+def reports_workbook() -> Any:
+    from pipeline.plan.staffreport import report_data, workbook_name
+    from pipeline.plan.workbook import build_workbook
+
+    day = _day(request.args.get("date"))
+    data = build_workbook(report_data(desk().ctx, day))
+    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=workbook_name(day),
+                     max_age=0)
+
+
+@bp.route("/reports/send", methods=["POST"])
+def reports_send() -> Any:
+    from pipeline.plan.staffreport import run_report
+
+    d = desk()
+    ctx = d.ctx
+    day = _day(request.form.get("date"))
+    if not ctx.cfg.staff:
+        flash("error", "Chưa cấu hình địa chỉ cán bộ nhận báo cáo (mục staff trong config.yaml).")
+        return redirect(url_for("desk.reports_page"))
+    summary = run_report(ctx, today=day, send=True, clock=d.clock)
+    log.info("desk: %s asked for the report of %s: %s", g.account.username, day, summary.text())
+    if summary.queued:
+        sent = summary.outbox.get("sent", 0)
+        flash("ok", f"Đã gửi báo cáo tổng hợp ngày {day:%d/%m/%Y} tới {', '.join(ctx.cfg.staff)}."
+              if sent else f"Báo cáo tổng hợp ngày {day:%d/%m/%Y} đã vào hộp thư đi; sẽ gửi khi máy chủ thư sẵn sàng.")
+    else:
+        flash("warn", f"Báo cáo tổng hợp ngày {day:%d/%m/%Y} đã được gửi cho cán bộ trước đó "
+                      "(mỗi ngày gửi một lần); có thể tải tệp về ở trên.")
+    return redirect(url_for("desk.reports_page"))
+
+
+@bp.route("/forms/<kind>.xlsx")
+def blank_form(kind: str) -> Any:
+    from pipeline.forms.blank import FORMS, blank_form as make, form_filename
+
+    ctx = desk().ctx
+    if kind not in FORMS:
+        abort(404, "Không có biểu mẫu này.")
+    unit_name = None
+    unit_id = request.args.get("unit")
+    if unit_id:
+        u = ctx.units.by_id(unit_id)
+        if u is None:
+            abort(404, f"Không có đơn vị mã {unit_id}.")
+        unit_name = u.name
+    data = make(kind, year=ctx.cfg.year, unit_name=unit_name)
+    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True,
+                     download_name=form_filename(kind, year=ctx.cfg.year, unit_name=unit_name), max_age=0)

@@ -1,0 +1,91 @@
+"""Cần xử lý: the review queue and its buttons, which call pipeline.desk.actions and pipeline.desk.actionlog."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, g, redirect, render_template, request, url_for
+
+from pipeline.desk import actionlog, actions, queries
+from pipeline.desk.queue import queue
+from pipeline.desk.web import bp, desk, flash, safe_next
+from pipeline.model import KIND_LABELS
+
+
+def _periods() -> list[tuple[str, str]]:
+    return list(actions.period_choices(desk().ctx.cfg.year))
+
+
+@bp.route("/review")
+def review_page() -> Any:
+    ctx = desk().ctx
+    items = queue(ctx)
+    history = actionlog.history(ctx, limit=100)
+    units_by_id = {u.unit_id: u for u in ctx.units.units}
+    return render_template("review.html", items=items, history=history,
+                           units=queries.sort_units(ctx.units.units), units_by_id=units_by_id,
+                           kinds=[(k, KIND_LABELS[k]) for k in actions.ACCEPT_KINDS], periods=_periods())
+
+
+def _sentence(text: str) -> str:
+    """The actions' messages start in lower case (they are also used mid-sentence): capitalise for a banner."""
+    return text[:1].upper() + text[1:] if text else text
+
+
+def _int_field(name: str) -> int:
+    try:
+        return int(request.form.get(name, ""))
+    except ValueError:
+        abort(400, f"Thiếu hoặc sai trường {name}.")
+
+
+@bp.route("/review/<action>", methods=["POST"])
+def review_action(action: str) -> Any:
+    d = desk()
+    ctx = d.ctx
+    actor = g.account.username
+    form = request.form
+    now = d.now()
+    try:
+        if action == "assign":
+            unit_id = form.get("unit_id", "")
+            if ctx.units.by_id(unit_id) is None:
+                flash("error", "Hãy chọn một đơn vị trong danh sách.")
+                return redirect(url_for("desk.review_page"))
+            result = actions.assign(ctx, _int_field("message_pk"), unit_id, actor=actor,
+                                    add_address=form.get("add_address") in ("1", "on", "yes"), now=now)
+        elif action == "release":
+            result = actions.release(ctx, _int_field("message_pk"), actor=actor, now=now)
+        elif action == "accept":
+            kind = form.get("kind", "")
+            if kind not in actions.ACCEPT_KINDS:
+                flash("error", "Hãy chọn loại văn bản.")
+                return redirect(url_for("desk.review_page"))
+            period = form.get("period") or None
+            if kind == "report" and period not in {p for p, _ in _periods()}:
+                flash("error", "Báo cáo cần chọn kỳ báo cáo (quý I, 6 tháng, quý III hoặc năm).")
+                return redirect(url_for("desk.review_page"))
+            result = actions.accept(ctx, _int_field("document_id"), kind=kind,
+                                    period=period if kind == "report" else None, actor=actor, now=now)
+        elif action == "reject":
+            reason = (form.get("reason") or "").strip()
+            if not reason:
+                flash("error", "Cần ghi lý do trả lại để gửi cho đơn vị.")
+                return redirect(url_for("desk.review_page"))
+            result = actions.reject(ctx, _int_field("document_id"), reason=reason[:2000], actor=actor, now=now)
+        elif action == "ignore":
+            target = form.get("target", "")
+            if target not in ("message", "document", "bounce"):
+                abort(400, "Sai loại đối tượng.")
+            result = actions.ignore(ctx, target, _int_field("target_id"), actor=actor,
+                                    reason=(form.get("reason") or "").strip()[:2000], now=now)
+        elif action == "undo":
+            result = actionlog.undo(ctx, _int_field("action_id"), actor=actor, now=now)
+        else:
+            abort(404)
+    except actions.ReviewError as exc:
+        flash("error", _sentence(str(exc)))
+    else:
+        flash("ok", result.message)
+    back = request.form.get("back")
+    return redirect(safe_next(back) if back else url_for("desk.review_page"))
+

@@ -1,0 +1,102 @@
+"""Outbox rows: mail waiting to be sent, claimed for one SMTP conversation, then sent or failed.
+
+An item's key is unique, so enqueueing the same mail twice (a replayed pass) adds nothing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipeline.ledger.db import Database
+from pipeline.ledger.schema import iso, outbox
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    purpose: str
+    recipients: tuple[str, ...]
+    subject: str
+    smtp_message_id: str
+    raw: bytes
+    message_pk: int | None = None
+    unit_id: str | None = None
+
+
+def outbox_row(item: OutboxItem, now: datetime) -> dict[str, Any]:
+    """The row of a newly enqueued item: pending, due now."""
+    return dict(
+        key=item.key, purpose=item.purpose, message_pk=item.message_pk, unit_id=item.unit_id,
+        recipients=json.dumps(list(item.recipients)), subject=item.subject,
+        smtp_message_id=item.smtp_message_id, raw=item.raw, state="pending", attempts=0,
+        created_at=iso(now), next_attempt_at=iso(now))
+
+
+class OutboxMixin(Database):
+    def _enqueue(self, c: Connection, item: OutboxItem, now: datetime) -> bool:
+        if c.execute(sa.select(outbox.c.id).where(outbox.c.key == item.key)).first():
+            return False
+        c.execute(outbox.insert().values(**outbox_row(item, now)))
+        return True
+
+    def enqueue(self, item: OutboxItem, now: datetime) -> bool:
+        with self.tx() as c:
+            return self._enqueue(c, item, now)
+
+    def due_outbox(self, now: datetime, limit: int) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            return list(c.execute(sa.select(outbox).where(
+                outbox.c.state == "pending", outbox.c.next_attempt_at <= iso(now)
+            ).order_by(outbox.c.id).limit(limit)))
+
+    def claim_outbox(self, oid: int, now: datetime) -> bool:
+        """Mark an item 'sending' before the SMTP conversation; only one claimant wins."""
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
+                state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=iso(now))).rowcount == 1
+
+    def finish_outbox(self, oid: int, state: str, now: datetime, error: str | None = None,
+                      retry_at: datetime | None = None) -> None:
+        values: dict[str, Any] = {"state": state, "last_error": error}
+        if state == "sent":
+            values["sent_at"] = iso(now)
+        if retry_at is not None:
+            values["next_attempt_at"] = iso(retry_at)
+        with self.tx() as c:
+            c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
+
+    def recover_interrupted_sends(self, now: datetime) -> int:
+        """Items left 'sending' by a crash may or may not have gone out: never resend them blindly.
+
+        They become 'uncertain' and are shown to staff, who can release one with `intake outbox retry`.
+        """
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.state == "sending").values(
+                state="uncertain", last_error="worker stopped during sending; check the Sent folder")).rowcount
+
+    def sent_since(self, since: datetime, limit: int | None = None) -> int:
+        """Items sent at or after ``since`` (counted on the covering index (state, sent_at)); with ``limit``,
+        counting stops there (``min(count, limit)``): enough to know whether a sending limit is reached."""
+        where = (outbox.c.state == "sent", outbox.c.sent_at >= iso(since))
+        with self.tx() as c:
+            if limit is None:
+                return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(*where)).scalar() or 0)
+            capped = sa.select(outbox.c.id).where(*where).limit(max(limit, 0)).subquery()
+            return int(c.execute(sa.select(sa.func.count()).select_from(capped)).scalar() or 0)
+
+    def outbox_rows(self, purpose: str | None = None) -> list[sa.Row[Any]]:
+        with self.tx() as c:
+            q = sa.select(outbox).order_by(outbox.c.id)
+            if purpose:
+                q = q.where(outbox.c.purpose == purpose)
+            return list(c.execute(q))
+
+    def retry_outbox(self, oid: int, now: datetime) -> bool:
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state.in_(("uncertain", "failed")))
+                             .values(state="pending", next_attempt_at=iso(now))).rowcount == 1

@@ -1,0 +1,219 @@
+"""The ledger's tables: columns, constraints, indexes, and how times are stored.
+
+Times are stored as UTC ISO-8601 strings so that they sort and compare the same way on every
+backend. The dedup keys (Message-ID + content hash, Gmail's X-GM-MSGID, outbox keys, reminder
+stages) are unique constraints: a replay after a crash finds what was already done.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+poll_state = sa.Table(
+    "poll_state", metadata,
+    sa.Column("folder", sa.String(255), primary_key=True),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("last_uid", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_id", sa.String(998), nullable=False, default=""),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("gm_msgid", sa.BigInteger, nullable=True, unique=True),
+    sa.Column("folder", sa.String(255), nullable=False),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("uid", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("sender", sa.String(320)),
+    sa.Column("from_name", sa.Text),
+    sa.Column("subject", sa.Text),
+    sa.Column("unit_id", sa.String(64)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("generation", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    # set by staff on the desk: process this mail as if it came from that unit / despite a failed auth check
+    sa.Column("assigned_unit_id", sa.String(64), nullable=True),
+    sa.Column("released", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.UniqueConstraint("message_id", "sha256", name="uq_message_identity"),
+)
+
+documents = sa.Table(
+    "documents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_pk", sa.Integer, sa.ForeignKey("messages.id"), nullable=False, index=True),
+    sa.Column("unit_id", sa.String(64), index=True),
+    sa.Column("part", sa.String(64), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("content_type", sa.String(255)),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("period", sa.String(16)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("format", sa.String(16)),
+    sa.Column("title", sa.Text),
+    sa.Column("unit_line", sa.Text),
+    sa.Column("on_time", sa.Boolean, nullable=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("superseded_by", sa.Integer, nullable=True),
+    sa.Column("reviewed_by", sa.String(120), nullable=True),
+)
+
+entries = sa.Table(
+    "entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("section", sa.String(20), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("categories", sa.Text, nullable=False),  # JSON list
+    sa.Column("result", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("row", sa.Integer),
+    sa.Column("location", sa.String(120)),
+)
+
+findings = sa.Table(
+    "findings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(10), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("location", sa.String(120)),
+    sa.Column("row", sa.Integer),
+    sa.Column("column", sa.String(120)),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
+    sa.Column("purpose", sa.String(20), nullable=False),  # receipt | reminder | report | alert
+    sa.Column("message_pk", sa.Integer, nullable=True),
+    sa.Column("unit_id", sa.String(64), nullable=True),
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("smtp_message_id", sa.String(255), nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # pending | sending | sent | failed | uncertain
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("next_attempt_at", sa.String(40), nullable=False),
+    sa.Column("sent_at", sa.String(40)),
+)
+
+reminders = sa.Table(
+    "reminders", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("unit_id", sa.String(64), nullable=False),
+    sa.Column("obligation_id", sa.String(64), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("outbox_id", sa.Integer, nullable=True),  # None: stage passed over by a later one
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("unit_id", "obligation_id", "stage", name="uq_reminder_stage"),
+)
+
+bounces = sa.Table(
+    "bounces", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("message_pk", sa.Integer, nullable=False, unique=True),
+    sa.Column("outbox_id", sa.Integer, nullable=True),
+    sa.Column("unit_id", sa.String(64), nullable=True),
+    sa.Column("recipients", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+review_actions = sa.Table(
+    "review_actions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("action", sa.String(20), nullable=False),  # assign | release | accept | reject | ignore
+    sa.Column("target", sa.String(20), nullable=False),  # message | document | bounce
+    sa.Column("target_id", sa.Integer, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON: what staff chose
+    sa.Column("before", sa.Text, nullable=False),  # JSON: what it was, so that undo restores it
+    sa.Column("actor", sa.String(120), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("undone_by", sa.String(120), nullable=True),
+    sa.Column("undone_at", sa.String(40), nullable=True),
+)
+
+desk_sessions = sa.Table(
+    "desk_sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the cookie value
+    sa.Column("username", sa.String(120), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("last_seen_at", sa.String(40), nullable=False),
+    sa.Column("expires_at", sa.String(40), nullable=False),
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(120), nullable=False),  # unique per process start: host:pid:random
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.String(40), nullable=False),
+    sa.Column("heartbeat_at", sa.String(40), nullable=False),
+)
+
+kv = sa.Table(
+    "kv", metadata,
+    sa.Column("key", sa.String(120), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+
+# Hot queries of every pass must not scan tables that grow with the mailbox (or read outbox.raw).
+sa.Index("ix_messages_state", messages.c.state)
+sa.Index("ix_outbox_state_due", outbox.c.state, outbox.c.next_attempt_at)
+sa.Index("ix_outbox_state_sent", outbox.c.state, outbox.c.sent_at)
+sa.Index("ix_review_target", review_actions.c.target, review_actions.c.target_id)
+sa.Index("ix_documents_group", documents.c.unit_id, documents.c.kind, documents.c.period, documents.c.state)
+
+
+def iso(dt: datetime) -> str:
+    """UTC ISO string of an aware datetime."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def create_all(engine: Engine) -> None:
+    """Make the tables, then what was added to them after a database was first made."""
+    metadata.create_all(engine)
+    _add_missing_columns(engine)
+    for table in metadata.sorted_tables:  # indexes added after a database was first made
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was first made (nullable or with a server default)."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as c:
+        for table in metadata.sorted_tables:
+            have = {col["name"] for col in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                ddl = sa.schema.CreateColumn(col).compile(dialect=engine.dialect)
+                c.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))

@@ -1,296 +1,61 @@
 #!/usr/bin/env python3
-"""Benchmark of the intake pass against a real private Dovecot and a real SMTP sink.
+"""The figures of issue 10, each beside its goal: what a unit feels (receipt latency), what the machine
+pays for a waiting worker, how a backlog and an idle pass compare, and how big the code is.
 
-    .venv/bin/python bench/bench_intake.py            # full sizes (several minutes)
-    .venv/bin/python bench/bench_intake.py --quick    # small sizes, a smoke run (< 1 min)
+    .venv/bin/python bench/bench_intake.py            # full run (about 10 minutes)
+    .venv/bin/python bench/bench_intake.py --quick    # smoke run, small sizes (about 2 minutes)
+    .venv/bin/python bench/bench_intake.py --only latency|idle|backlog|idlepass|lines
 
-Prints figures, each beside its goal and whether the goal is met; it never fails on a missed goal.
+(1) latency   `intake run` at its defaults against a private Dovecot and the tests' aiosmtpd sink; once it
+              is idle, N mails (registered units, each with its own .xlsx form) are appended a few seconds
+              apart; for each, the time from its APPEND's completion to its receipt's acceptance by the sink
+              (matched by In-Reply-To). Goal: p90 <= 5 s.
+(2) idle      the same worker afterwards, sampled once a second: VmRSS of its whole process tree (the worker
+              and the form-reader child) and the CPU (utime+stime) it used. Goals: <= 200 MiB, <= 1% of a core.
+(3) backlog   one pass (`run_pass`) over 600 new mails, each with a distinct .xlsx form, receipts sent, vs a
+              naive loop over the same mails in the same run (a FETCH per message, `email`, pandas.read_excel;
+              nothing stored or sent). Goal: pass <= 2x naive. Then a cProfile of the pass on a fresh copy.
+(4) idlepass  a pass that finds nothing new on 10,000 recorded mails vs on 100 (median). Goal: <= 1.5x.
+(5) lines     lines of pipeline/, tests/, bench/ (*.py) now vs at 22c4c63 (before issue 10).
 
-(a) idle pass: the time of a pass that finds nothing new, on a mailbox of 100 and of 10,000 messages
-    that are already recorded (median of several passes). Goal: within 1.5x of each other.
-(b) backlog ingest: messages/second of one full pass over 2,000 new messages from three units, each
-    with its own small registration .xlsx (archive, record, parse, read, receipt enqueued and sent) to the
-    tests' aiosmtpd sink, beside a naive loop in the same run
-    (one `FETCH RFC822` round trip per message with imapclient, `email` to parse, `pandas.read_excel` to
-    read the sheet). Goal: at least 5x the naive loop. Peak RSS is reported.
-
-Dovecot comes from tests/servers.py (imported by path), as a child process with its own config and
-Maildir under a temp dir; the SMTP sink runs in a child Python process, so that receiving thousands of
-receipts does not compete with the measured pass for this process's GIL.
-See bench/README.md for what the figures mean and what was measured.
+It never fails on a missed goal: it reports. Every server is on 127.0.0.1 and stopped at the end; a run
+that overstays --time-limit is stopped. See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
+import cProfile
 import io
-import logging
+import math
 import os
 import platform
-import resource
+import pstats
+import random
 import shutil
+import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import codesize
+import ledgerfill
+import passprofile
+import rig
+from rig import fmt_s, say, servers, verdict
 
-
-def _load_servers() -> Any:
-    spec = importlib.util.spec_from_file_location("intake_test_servers", ROOT / "tests" / "servers.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-servers = _load_servers()
-
-import yaml  # noqa: E402
-
-from intake_demo import samplemail
-from pipeline.config import load_config  # noqa: E402
-from intake_demo import samples
-from pipeline.context import Context  # noqa: E402
+from pipeline.config import load_config
+from pipeline.context import Context
 from pipeline.worker.mailpass import PassSummary, run_pass
 
-DISTRICT = "ldldlongbien@gmail.com"
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-PW_ENV = "INTAKE_BENCH_IMAP_PW"
-UBND_NAME = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"
-UBND = "cdcs.ubnd@longbien.gov.vn"
-SENDERS = [UBND, "thaimo.longbien@gmail.com", "hieutruong.aimo@gmail.com", "congdoan@maydg.com.vn"]
-UNITS_CSV = (
-    "\ufeffunit_id,name,group,emails\n"
-    f"cq001,{UBND_NAME},hcsn,CDCS.UBND@longbien.gov.vn\n"
-    "th014,Công đoàn Trường Tiểu học Ái Mộ,truong_hoc,thaimo.longbien@gmail.com;hieutruong.aimo@gmail.com\n"
-    "dn027,Công đoàn Công ty Cổ phần May Đức Giang,doanh_nghiep,congdoan@maydg.com.vn\n"
-)
-ENTRIES = [
-    ("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac"),
-    ("Phòng TN-MT", "Phân loại rác tại nguồn", "bvmt"),
-    ("Đồng chí Nguyễn Văn An", "Vận động giải phóng mặt bằng dự án đường 40m", "gpmb"),
-]
-TZ7 = timezone(timedelta(hours=7))
-BASE_DATE = datetime(2022, 2, 14, 8, 0, tzinfo=TZ7)  # inside the registration window of the 2022 plan
-
-IDLE_GOAL_RATIO = 1.5
-INGEST_GOAL_FACTOR = 5.0
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def verdict(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
-
-
-def fmt_s(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def mib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:.0f} MiB"
-
-
-def _status_kib(pid: int | str, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-class PeakRss:
-    """Peak resident memory of this process during a block.
-
-    Resets the kernel's high-water mark (``echo 5 > /proc/self/clear_refs``) and reads VmHWM after;
-    where that is not allowed, samples VmRSS every 20 ms instead.
-    """
-
-    def __enter__(self) -> "PeakRss":
-        gc.collect()
-        self.start_kib = _status_kib("self", "VmRSS") or 0
-        self.peak_kib = 0
-        self.method = "VmHWM"
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-        except OSError:
-            self.method = "sampled"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if self.method == "sampled":
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak_kib = max(self.peak_kib, _status_kib("self", "VmRSS") or 0)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        else:
-            self.peak_kib = _status_kib("self", "VmHWM") or 0
-
-    @property
-    def bytes(self) -> int:
-        return self.peak_kib * 1024
-
-    @property
-    def start_bytes(self) -> int:
-        return self.start_kib * 1024
-
-
-def reader_child_peak() -> int | None:
-    """VmHWM (bytes) of the isolated form-reading child process, if one is running."""
-    from pipeline.forms import isolation
-
-    w = isolation.reader()
-    if w.proc is None or w.proc.poll() is not None:
-        return None
-    kib = _status_kib(w.proc.pid, "VmHWM")
-    return kib * 1024 if kib is not None else None
-
-
-# ---------------------------------------------------------------------------------------------- sink
-_SINK_CHILD = r"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("intake_test_servers", sys.argv[1])
-mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)
-sink = mod.SmtpSink().start()
-print(sink.port, flush=True)
-for line in sys.stdin:
-    cmd = line.strip()
-    if cmd == "count":
-        print(len(sink._messages), flush=True)
-    elif cmd == "clear":
-        sink.clear(); print("ok", flush=True)
-    elif cmd == "quit":
-        break
-sink.stop()
-"""
-
-
-SINKS = {
-    # the test suite's SMTP server (aiosmtpd, tests/servers.py): ~0.45 ms of CPU per receipt
-    "aiosmtpd": [sys.executable, "-c", _SINK_CHILD, str(ROOT / "tests" / "servers.py")],
-}
-
-
-class SinkProcess:
-    """An SMTP server on loopback in a child Python process (``SINKS``); counts what it received."""
-
-    def __init__(self, kind: str = "aiosmtpd") -> None:
-        self.kind = kind
-
-    def __enter__(self) -> "SinkProcess":
-        self.proc = subprocess.Popen(SINKS[self.kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
-            self.proc.kill()
-            raise RuntimeError(f"SMTP sink did not start: {line!r}")
-        self.port = int(line)
-        return self
-
-    def _ask(self, cmd: str) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def count(self) -> int:
-        return int(self._ask("count"))
-
-    def clear(self) -> None:
-        self._ask("clear")
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-
-
-# ---------------------------------------------------------------------------------------------- setup
-def write_config(workdir: Path, *, imap_port: int, smtp_port: int, folder: str) -> Path:
-    """A config like tests/conftest.write_config: plain loopback IMAP/SMTP, SQLite + archive in workdir.
-
-    batch_size is left at its default (50), sending limits are set to the maxima config allows (10,000/min, 100,000/day).
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "units.csv").write_text(UNITS_CSV, encoding="utf-8")
-    cfg = {
-        "organisation": "Liên đoàn Lao động quận Long Biên",
-        "year": 2022,
-        "timezone": "Asia/Ho_Chi_Minh",
-        "mailbox": {"host": "127.0.0.1", "port": imap_port, "security": "plain", "username": "district@example.org",
-                    "password_env": PW_ENV, "folder": folder, "timeout": 60},
-        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "plain",
-                 "sender": f"LĐLĐ quận Long Biên <{DISTRICT}>", "timeout": 60,
-                 "per_minute": 10_000, "per_day": 100_000},
-        "storage": {"database": "db/intake.sqlite3", "archive": "archive"},
-        "units": "units.csv",
-        "staff": ["staff@example.org"],
-    }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def small_messages(n: int, tag: str) -> Iterator[tuple[bytes, tuple, datetime]]:
-    """n small text mails from registered units (each gets a receipt), distinct Message-IDs."""
-    for i in range(n):
-        sender = SENDERS[i % len(SENDERS)]
-        raw = samplemail.gmail_message(
-            sender, DISTRICT, f"Báo cáo nhanh số {i}", f"Kính gửi LĐLĐ quận, đơn vị gửi thông tin số {i}.",
-            message_id=f"<bench-{tag}-{i}@mail.gmail.com>", date="Mon, 14 Feb 2022 08:00:00 +0700")
-        yield raw, (), BASE_DATE + timedelta(seconds=30 * i)
-
-
-UNIT_NAMES = {UBND: UBND_NAME, "thaimo.longbien@gmail.com": "Công đoàn Trường Tiểu học Ái Mộ",
-              "hieutruong.aimo@gmail.com": "Công đoàn Trường Tiểu học Ái Mộ",
-              "congdoan@maydg.com.vn": "Công đoàn Công ty Cổ phần May Đức Giang"}
-
-
-def backlog_workbook(i: int) -> tuple[str, bytes]:
-    """Mail i's sender and its own registration workbook: the three units in turn, each workbook with its
-    unit's name and entries of its own (names and models carry i), so no two of them are the same file."""
-    sender = SENDERS[i % len(SENDERS)]
-    entries = [(f"{name} (lượt {i})", f"{model} – đợt {i // 3 + 1}", cat) for name, model, cat in ENTRIES]
-    return sender, samples.registration_xlsx(UNIT_NAMES[sender], entries)
-
-
-def xlsx_messages(workbooks: list[tuple[str, bytes]], tag: str) -> Iterator[tuple[bytes, tuple, datetime]]:
-    """One mail per (sender, workbook), distinct Message-IDs."""
-    for i, (sender, xlsx) in enumerate(workbooks):
-        raw = samplemail.gmail_message(
-            sender, DISTRICT, "Đăng ký mô hình Dân vận khéo 2022", "Kính gửi LĐLĐ quận, đơn vị gửi biểu đăng ký.",
-            [("Biểu đăng ký Dân vận khéo 2022.xlsx", xlsx, XLSX_TYPE)],
-            message_id=f"<bench-{tag}-{i}@mail.gmail.com>", date="Mon, 14 Feb 2022 08:00:00 +0700")
-        yield raw, (), BASE_DATE + timedelta(seconds=30 * i)
+LATENCY_P90_GOAL = 5.0        # seconds
+IDLE_RSS_GOAL = 200 * 2**20   # bytes, the whole tree
+IDLE_CPU_GOAL = 1.0           # % of one core
+BACKLOG_GOAL = 2.0            # pass time / naive time
+IDLEPASS_GOAL = 1.5           # large / small
+LIVE = 100                    # (4) mails recorded by a real pass; the rest through the ledger
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -299,219 +64,314 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of them at or below it."""
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
 def summary_line(s: PassSummary) -> str:
-    return (f"fetched={s.fetched} new={s.new} duplicates={s.duplicates} states={s.states} "
-            f"outbox={s.outbox} error={s.error}")
+    return f"fetched {s.fetched}, new {s.new}, states {s.states}, outbox {s.outbox}" + (f", error {s.error}" if s.error else "")
 
 
-def profiled(fn: Callable[[], Any], out: Path | None) -> Any:
-    if out is None:
-        return fn()
-    import cProfile
-
-    prof = cProfile.Profile()
-    try:
-        return prof.runcall(fn)
-    finally:
-        prof.dump_stats(str(out))
-        say(f"    cProfile written to {out}")
+def context(workdir: Path, dc: Any, sink: rig.SinkProcess, folder: str) -> Context:
+    return Context(load_config(rig.write_config(workdir, imap_port=dc.port, smtp_port=sink.port, folder=folder,
+                                                smtp_limits=rig.NO_SEND_LIMITS)))
 
 
-# ---------------------------------------------------------------------------------------------- (a)
-def bench_idle(dc: Any, sink: SinkProcess, base: Path, sizes: list[int], repeats: int,
-               profile_dir: Path | None) -> dict[int, float]:
-    say(f"(a) idle pass (nothing new) on mailboxes of {' vs '.join(f'{n:,}' for n in sizes)} recorded messages")
-    medians: dict[int, float] = {}
-    for n in sizes:
-        folder = f"Idle{n}"
-        t, count = timed(lambda: dc.append_many(small_messages(n, f"idle{n}"), folder=folder, batch=500))
-        say(f"  {n:>6,}: appended {count:,} small mails to Dovecot folder {folder} in {fmt_s(t)}")
-        cfg_path = write_config(base / f"idle{n}", imap_port=dc.port, smtp_port=sink.port, folder=folder)
-        ctx = Context(load_config(cfg_path))
-        sink.clear()
-        t, s = timed(lambda: run_pass(ctx))
-        sent = sink.count()
-        say(f"          first pass recorded them in {fmt_s(t)} ({n / t:,.0f} msg/s); {summary_line(s)}; "
-            f"sink received {sent:,}")
-        if s.new != n or s.error:
-            say(f"          WARNING: expected {n} new messages and no error")
-        run_pass(ctx)  # warm-up: caches, connection pool
-        times = []
-        for _ in range(repeats):
-            t, s = timed(lambda: run_pass(ctx))
-            if s.fetched or s.error:
-                say(f"          WARNING: idle pass was not idle: {summary_line(s)}")
-            times.append(t)
-        if profile_dir is not None:
-            profiled(lambda: [run_pass(ctx) for _ in range(repeats)], profile_dir / f"idle{n}.prof")
-        medians[n] = statistics.median(times)
-        say(f"          idle pass: median {fmt_s(medians[n])} over {repeats} "
-            f"(min {fmt_s(min(times))}, max {fmt_s(max(times))})")
-        ctx.store.engine.dispose()
-    return medians
+# ---------------------------------------------------------------------------------------------- (1) + (2)
+def worker_run(dc: Any, base: Path, n: int, spacing: tuple[float, float], grace: float,
+               idle_seconds: float | None) -> dict[str, Any]:
+    say(f"(1) receipt latency: `intake run` at its defaults (IDLE on, poll every 5 min, 20 mails/min), "
+        f"{n} mails {spacing[0]:g}–{spacing[1]:g} s apart")
+    t, workbooks = timed(lambda: [rig.unit_workbook(10_000 + i) for i in range(n)])
+    ids = [f"<bench-live-{i}-{os.getpid()}@mail.gmail.com>" for i in range(n)]
+    mails = [(mid, rig.form_mail(sender, xlsx, mid)) for mid, (sender, xlsx) in zip(ids, workbooks)]
+    say(f"  built {n} mails with distinct .xlsx forms in {fmt_s(t)}")
+    out: dict[str, Any] = {}
+    with rig.SinkProcess() as sink:
+        cfg = rig.write_config(base / "run", imap_port=dc.port, smtp_port=sink.port)
+        t0 = time.monotonic()
+        w = rig.WorkerProcess(cfg, dc.password)
+        try:
+            # ready: IDLE entered, and the schedule's first poll and the IDLE connection's pass are over
+            if not (w.wait_log("IDLE: waiting for mail", 1, 60) and w.wait_log("poll: ", 2, 60)):
+                say("  WARNING: the worker did not say it waits on IDLE; its log:\n" + "".join(w.lines[-20:]))
+            time.sleep(2)
+            say(f"  worker ready in {fmt_s(time.monotonic() - t0)} (pid {w.proc.pid})")
+            if n:
+                out["latency"] = deliver(dc, sink, mails, spacing, grace)
+            if idle_seconds:
+                time.sleep(5)  # the last receipt's pass finishes marking its mail
+                out["idle"] = sample_idle(w, idle_seconds)
+        finally:
+            rc = w.stop()
+            problems = w.problems()
+    say(f"  worker stopped (exit {rc}); warnings/errors in its log: {len(problems)}")
+    for line in problems[:5]:
+        say(f"    {line[:160]}")
+    return out
 
 
-# ---------------------------------------------------------------------------------------------- (b)
+def deliver(dc: Any, sink: rig.SinkProcess, mails: list[tuple[str, bytes]], spacing: tuple[float, float],
+            grace: float) -> dict[str, Any]:
+    rng = random.Random(10)
+    appended: dict[str, float] = {}
+    with dc.client() as c:  # one session: no login in the timing
+        for i, (mid, raw) in enumerate(mails):
+            if i:
+                time.sleep(rng.uniform(*spacing))
+            c.append("INBOX", raw)
+            appended[mid] = time.time()  # APPEND answered OK: the mail is in the mailbox
+        c.logout()
+    deadline = time.monotonic() + grace
+    while True:
+        got = sink.replies()
+        if all(mid in got for mid in appended) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    lat = sorted(got[mid] - at for mid, at in appended.items() if mid in got)
+    missing = len(appended) - len(lat)
+    every = lat + [math.inf] * missing  # a receipt that did not come counts as never
+    res = {"n": len(appended), "missing": missing, "p50": percentile(every, 0.5), "p90": percentile(every, 0.9),
+           "max": every[-1], "min": every[0]}
+    say(f"  receipts: {len(lat)} of {len(appended)} within {grace:g} s of the last APPEND; "
+        f"p50 {res['p50']:.2f} s, p90 {res['p90']:.2f} s, max {res['max']:.2f} s, min {res['min']:.2f} s")
+    return res
+
+
+def sample_idle(w: rig.WorkerProcess, seconds: float) -> dict[str, Any]:
+    say(f"(2) the idle worker: its process tree sampled every second for {seconds:g} s")
+    root = w.proc.pid
+    passes_before = w.count("poll: ")
+    cpu0 = {p: rig.cpu_seconds(p) for p in rig.process_tree(root)}
+    t0 = time.monotonic()
+    peak: dict[int, int] = {}
+    totals: list[int] = []
+    while True:
+        rss = {p: rig.status_kib(p, "VmRSS") for p in rig.process_tree(root)}
+        totals.append(sum(rss.values()))
+        for p, kib in rss.items():
+            peak[p] = max(peak.get(p, 0), kib)
+        left = seconds - (time.monotonic() - t0)
+        if left <= 0:
+            break
+        time.sleep(min(1.0, left))
+    wall = time.monotonic() - t0
+    pids = rig.process_tree(root)
+    cpu = sum((now or 0.0) - (cpu0.get(p) or 0.0) for p in pids if (now := rig.cpu_seconds(p)) is not None)
+    res = {"rss_max": max(totals) * 1024, "rss_mean": statistics.mean(totals) * 1024,
+           "pss": sum(rig.pss_kib(p) for p in pids) * 1024, "cpu_pct": 100 * cpu / wall, "cpu_s": cpu,
+           "wall": wall, "procs": {p: (rig.command_of(p), peak[p] * 1024) for p in peak},
+           "passes": w.count("poll: ") - passes_before}
+    each = ", ".join(f"{name} {b / 2**20:.0f} MiB" for name, b in res["procs"].values())
+    say(f"  VmRSS of the tree: max {res['rss_max'] / 2**20:.0f} MiB, mean {res['rss_mean'] / 2**20:.0f} MiB "
+        f"({each}; PSS at the end {res['pss'] / 2**20:.0f} MiB)")
+    say(f"  CPU: {cpu:.2f} s in {wall:.0f} s = {res['cpu_pct']:.2f}% of a core; passes in the window: {res['passes']}")
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- (3)
 def naive_loop(dc: Any, folder: str) -> tuple[int, int]:
-    """One FETCH RFC822 round trip per message, email to parse, pandas.read_excel to read each .xlsx."""
+    """A FETCH RFC822 round trip per message, `email` to parse, pandas.read_excel for each .xlsx."""
     import email
     import email.policy
 
     import pandas as pd
-    from imapclient import IMAPClient
 
     sheets = rows = 0
-    c = IMAPClient(dc.host, port=dc.port, ssl=False, timeout=60)
-    try:
-        c.login(dc.user, dc.password)
+    with dc.client(timeout=60) as c:
         c.select_folder(folder, readonly=True)
         for uid in c.search(["ALL"]):
             raw = c.fetch([uid], [b"RFC822"])[uid][b"RFC822"]
             msg = email.message_from_bytes(raw, policy=email.policy.default)
             for part in msg.iter_attachments():
                 if (part.get_filename() or "").lower().endswith(".xlsx"):
+                    # openpyxl is pandas' default for xlsx; naming it only silences the warning about calamine
                     df = pd.read_excel(io.BytesIO(part.get_content()), header=None, engine="openpyxl")
                     sheets += 1
                     rows += len(df)
         c.logout()
-    finally:
-        try:
-            c.shutdown()
-        except Exception:
-            pass
     return sheets, rows
 
 
-def bench_ingest(dc: Any, sinks: list[str], base: Path, n: int, profile_dir: Path | None) -> dict[str, Any]:
-    say(f"(b) backlog ingest: {n:,} mails, from three units, each with its own small registration .xlsx")
-    t, workbooks = timed(lambda: [backlog_workbook(i) for i in range(n)])
-    sizes = sorted(len(x) for _s, x in workbooks)
-    say(f"  built {n:,} distinct workbooks in {fmt_s(t)} ({sizes[0]:,}–{sizes[-1]:,} bytes)")
-    folders = {kind: f"Backlog-{kind}" for kind in sinks}
-    for kind, folder in folders.items():  # the same mails in one folder per run, each run from scratch
-        t, count = timed(lambda: dc.append_many(xlsx_messages(workbooks, "backlog"), folder=folder, batch=200))
-        say(f"  appended {count:,} mails to Dovecot folder {folder} in {fmt_s(t)}")
-    workbooks.clear()  # the mailbox has them now
-
-    out: dict[str, Any] = {"n": n, "full": {}, "rss_full": {}, "rss_full_start": {}}
-    for kind, folder in folders.items():
-        with SinkProcess(kind) as sink:
-            cfg_path = write_config(base / f"ingest-{kind}", imap_port=dc.port, smtp_port=sink.port, folder=folder)
-            ctx = Context(load_config(cfg_path))
-            gc.collect()
-            prof = profile_dir and profile_dir / f"ingest-{kind}.prof"
-            with PeakRss() as rss_full:
-                t_full, s = timed(lambda: profiled(lambda: run_pass(ctx), prof))
-            out["child_peak"] = reader_child_peak()
-            sent = sink.count()
-        say(f"  full pass, {kind} SMTP sink:  {fmt_s(t_full)} → {n / t_full:,.1f} msg/s; {summary_line(s)}; "
-            f"sink received {sent:,}")
+def backlog(dc: Any, base: Path, n: int, profile: bool) -> dict[str, Any]:
+    say(f"(3) backlog: {n} new mails from {len(set(rig.UNIT_NAMES.values()))} units, each with its own .xlsx form")
+    t, workbooks = timed(lambda: [rig.unit_workbook(i) for i in range(n)])
+    say(f"  built {n} distinct workbooks in {fmt_s(t)}")
+    folders = ["Backlog", "Backlog-profiled"] if profile else ["Backlog"]
+    for folder in folders:  # the same mails twice: the profiled pass starts from scratch too
+        dc.append_many(rig.form_mails(workbooks, "backlog"), folder=folder, batch=200)
+    import pandas  # noqa: F401 - imported before the timing, as pipeline is
+    out: dict[str, Any] = {"n": n}
+    with rig.SinkProcess() as sink:
+        ctx = context(base / "backlog", dc, sink, "Backlog")
+        out["pass"], s = timed(lambda: run_pass(ctx))
+        sent = sink.count()
+        ctx.store.engine.dispose()
+        say(f"  pass:       {fmt_s(out['pass'])} ({n / out['pass']:.0f} msg/s); {summary_line(s)}; sink received {sent}")
         if s.new != n or s.states.get("processed") != n or sent != n:
             say(f"  WARNING: expected {n} new, {n} processed and {n} receipts at the sink")
-        docs = ctx.store.document_records()
-        accepted = sum(1 for d in docs if d.state == "accepted")
-        say(f"              documents recorded: {len(docs):,} ({accepted:,} accepted)")
-        ctx.store.engine.dispose()
-        out["full"][kind], out["rss_full"][kind], out["rss_full_start"][kind] = t_full, rss_full.bytes, rss_full.start_bytes
-        out["rss_method"] = rss_full.method
-
-    with PeakRss() as rss_naive:
-        t_naive, (sheets, rows) = timed(lambda: naive_loop(dc, next(iter(folders.values()))))
-    say(f"  naive loop: {fmt_s(t_naive)} → {n / t_naive:,.1f} msg/s ({sheets:,} sheets read, {rows:,} rows)")
-    out.update(naive=t_naive, rss_naive=rss_naive.bytes, rss_naive_start=rss_naive.start_bytes)
+        out["naive"], (sheets, rows) = timed(lambda: naive_loop(dc, "Backlog"))
+        say(f"  naive loop: {fmt_s(out['naive'])} ({n / out['naive']:.0f} msg/s); {sheets} sheets read, {rows} rows")
+        if profile:
+            sink.clear()
+            ctx = context(base / "backlog-profiled", dc, sink, "Backlog-profiled")
+            prof = cProfile.Profile()
+            t, s = timed(lambda: prof.runcall(run_pass, ctx))
+            ctx.store.engine.dispose()
+            say(f"  where the time goes (cProfile of a second pass on a fresh copy: {fmt_s(t)}, {s.new} new, "
+                f"sink received {sink.count()}):")
+            out["profile"] = passprofile.report(pstats.Stats(prof))
+            for line in out["profile"]:
+                say(line)
     return out
 
 
+# ---------------------------------------------------------------------------------------------- (4)
+def idle_passes(dc: Any, base: Path, sizes: list[int], repeats: int) -> dict[int, float]:
+    say(f"(4) idle pass (nothing new) on {' vs '.join(f'{n:,}' for n in sizes)} recorded mails, median of {repeats}")
+    contexts: dict[int, Context] = {}
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    with rig.SinkProcess() as sink:
+        for n in sizes:
+            folder = f"Idle{n}"
+            mails = list(rig.small_mails(n, f"idle{n}"))
+            t, _ = timed(lambda: dc.append_many(mails, folder=folder, batch=500))
+            sink.clear()
+            ctx = contexts[n] = context(base / f"idle{n}", dc, sink, folder)
+            # all but the last LIVE through the ledger (fast), the last LIVE through a real pass
+            bulk = mails[:max(0, n - LIVE)]
+            t_fill, filled = timed(lambda: ledgerfill.record_answered(ctx, dc, folder, bulk) if bulk else 0)
+            t_rec, s = timed(lambda: run_pass(ctx))
+            say(f"  {n:>6,}: appended in {fmt_s(t)}; {filled:,} recorded through the ledger in {fmt_s(t_fill)}, "
+                f"{s.new} by a pass in {fmt_s(t_rec)} ({s.states}, {sink.count()} receipts)")
+            if filled + s.new != n or s.error:
+                say(f"          WARNING: expected {n:,} recorded and no error: {summary_line(s)}")
+            run_pass(ctx)  # warm-up, as a long-running worker is
+        # the sizes take turns, so that the machine's changing load falls on both alike
+        selects: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(repeats):
+            for n, ctx in contexts.items():
+                t, s = timed(lambda: run_pass(ctx))
+                if s.fetched or s.error:
+                    say(f"          WARNING: the idle pass was not idle: {summary_line(s)}")
+                times[n].append(t)
+                with dc.client() as c:  # the server's share: the first SELECT of a session, as in a pass
+                    selects[n].append(timed(lambda: c.select_folder(f"Idle{n}", readonly=True))[0])
+                    c.logout()
+    for n, ctx in contexts.items():
+        ctx.store.engine.dispose()
+        say(f"  {n:>6,}: idle pass median {fmt_s(statistics.median(times[n]))} "
+            f"(min {fmt_s(min(times[n]))}, max {fmt_s(max(times[n]))}); of which Dovecot's SELECT ≈ "
+            f"{fmt_s(statistics.median(selects[n]))}")
+    return {"median": {n: statistics.median(ts) for n, ts in times.items()},
+            "select": {n: statistics.median(ts) for n, ts in selects.items()}}
+
 # ---------------------------------------------------------------------------------------------- main
-def git_describe() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
-                                "--", "pipeline", "rules", "templates"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    return f"commit {head or '?'}" + (" + uncommitted changes under pipeline/, rules/ or templates/" if dirty else "")
+def _overstayed(_signum: int, _frame: Any) -> None:
+    raise TimeoutError("the bench overstayed --time-limit")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (100/1,000 and 200): a smoke run")
-    ap.add_argument("--idle-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
-                    help="comma-separated mailbox sizes for (a) (default 100,10000; quick 100,1000)")
-    ap.add_argument("--ingest", type=int, default=None, help="backlog size for (b) (default 2000; quick 200)")
-    ap.add_argument("--repeats", type=int, default=None, help="idle passes timed per size (default 9; quick 5)")
-    ap.add_argument("--only", choices=("idle", "ingest"), default=None, help="run only one part")
-    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                    help="also write cProfile stats of the measured passes into DIR (slows them down)")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory (database, archive)")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    ap.add_argument("--only", choices=("latency", "idle", "backlog", "idlepass", "lines"), default=None)
+    ap.add_argument("--mails", type=int, default=None, help="(1) mails delivered to the worker (default 30; quick 6)")
+    ap.add_argument("--spacing", default="3,4", help="(1) seconds between two mails, min,max (default 3,4: ≤ 20 a "
+                                                      "minute, the default smtp.per_minute)")
+    ap.add_argument("--idle-seconds", type=float, default=None, help="(2) sampling window (default 60; quick 10)")
+    ap.add_argument("--backlog", type=int, default=None, help="(3) backlog size (default 600; quick 60)")
+    ap.add_argument("--no-profile", action="store_true", help="(3) skip the profiled second pass")
+    ap.add_argument("--idle-sizes", default=None, help="(4) recorded mails, small,large (default 100,10000; quick 100,1000)")
+    ap.add_argument("--repeats", type=int, default=None, help="(4) idle passes timed per size, taking turns (default 21; quick 7)")
+    ap.add_argument("--time-limit", type=float, default=None, help="minutes before the run is stopped (default 45; quick 10)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (databases, archives)")
     args = ap.parse_args(argv)
+    q = args.quick
+    spacing = tuple(float(x) for x in args.spacing.split(","))
+    assert len(spacing) == 2, "--spacing min,max"
+    sizes = [int(x) for x in (args.idle_sizes or ("100,1000" if q else "100,10000")).split(",")]
+    want = {args.only} if args.only else {"latency", "idle", "backlog", "idlepass", "lines"}
+    signal.signal(signal.SIGALRM, _overstayed)
+    signal.alarm(int(60 * (args.time_limit or (10 if q else 45))))
 
-    idle_sizes = args.idle_sizes or ([100, 1000] if args.quick else [100, 10_000])
-    ingest_n = args.ingest or (200 if args.quick else 2000)
-    repeats = args.repeats or (5 if args.quick else 9)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
-    say(f"intake bench, {datetime.now().astimezone():%Y-%m-%d %H:%M %z}; {'quick' if args.quick else 'full'} run")
-    say(f"machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.platform()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    say(f"code: {git_describe()}")
-    if not servers.dovecot_available():
-        say(servers.INSTALL_HINT)
-        return 2
-    base = Path(tempfile.mkdtemp(prefix="intake-bench-"))
-    results: dict[str, Any] = {}
-    try:
-        with servers.Dovecot() as dc:
-            os.environ[PW_ENV] = dc.password
-            say(f"Dovecot on 127.0.0.1:{dc.port} (Maildir under {dc.root}), work dir {base}")
-            say()
-            # (b) first: its peak RSS is then not inflated by what (a) left in this process.
-            if args.only in (None, "ingest"):
-                results["ingest"] = bench_ingest(dc, list(SINKS), base, ingest_n, args.profile)
-                say()
-            if args.only in (None, "idle"):
-                with SinkProcess("aiosmtpd") as sink:
-                    results["idle"] = bench_idle(dc, sink, base, idle_sizes, repeats, args.profile)
-                say()
-    finally:
-        if args.keep:
-            say(f"work dir kept: {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-
-    say("=" * 100)
-    say("FIGURES")
-    if "idle" in results:
-        med = results["idle"]
-        for n in sorted(med):
-            say(f"  idle pass, {n:>6,} recorded messages: {fmt_s(med[n])} (median)")
-        small, large = min(med), max(med)
-        if small != large:
-            ratio = med[large] / med[small]
-            say(f"  ratio {large:,} / {small:,}: {ratio:.2f}x   goal ≤ {IDLE_GOAL_RATIO}x   "
-                f"→ {verdict(ratio <= IDLE_GOAL_RATIO)}")
-    if "ingest" in results:
-        r = results["ingest"]
-        naive = r["n"] / r["naive"]
-        say(f"  backlog ingest, {r['n']:,} mails with .xlsx: naive loop {naive:,.1f} msg/s")
-        for kind, t_full in r["full"].items():
-            full = r["n"] / t_full
-            factor = full / naive
-            say(f"  full pass, receipts to the {kind} SMTP sink: {full:,.1f} msg/s; full / naive: {factor:.2f}x   "
-                f"goal ≥ {INGEST_GOAL_FACTOR:g}x   → {verdict(factor >= INGEST_GOAL_FACTOR)}")
-        child = f"; form-reading child process peak {mib(r['child_peak'])}" if r.get("child_peak") else ""
-        fulls = ", ".join(f"{mib(r['rss_full'][k])} ({k}, from {mib(r['rss_full_start'][k])})" for k in r["full"])
-        say(f"  peak RSS of this process ({r['rss_method']}): full pass {fulls}{child}; "
-            f"naive loop {mib(r['rss_naive'])} (from {mib(r['rss_naive_start'])} before it)")
-    say(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-        f"(other work on the machine skews every figure)")
-    say(f"  bench process lifetime max RSS: {mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
+    say(f"intake bench, {datetime.now().astimezone():%Y-%m-%d %H:%M %z}; {'quick' if q else 'full'} run")
+    say(f"machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"load average {rig.load()} (other sessions' work on this machine moves every figure)")
+    say(f"code: {codesize.git_describe()}")
+    res: dict[str, Any] = {}
+    if "lines" in want:
+        say(f"(5) lines of *.py, at {codesize.BEFORE} (before issue 10) → now (working tree)")
+        res["lines"] = codesize.lines(("pipeline", "tests", "bench", "intake_demo"))
+        for d, (before, now) in res["lines"].items():
+            say(f"  {d + '/':<13} {before:>6,} → {now:>6,}  ({now - before:+,})")
+        say()
+    if want - {"lines"}:
+        if not servers.dovecot_available():
+            say(servers.INSTALL_HINT)
+            return 2
+        base = Path(tempfile.mkdtemp(prefix="intake-bench-"))
+        try:
+            with servers.Dovecot() as dc:
+                os.environ[rig.PW_ENV] = dc.password
+                say(f"Dovecot on 127.0.0.1:{dc.port}, work dir {base}")
+                if want & {"latency", "idle"}:
+                    n = args.mails if args.mails is not None else (6 if q else 30)
+                    # (2) alone still sends the worker 3 mails first: an idle worker has read forms before
+                    res.update(worker_run(dc, base, n if "latency" in want else 3, spacing, 30 if q else 60,
+                                          (args.idle_seconds or (10 if q else 60)) if "idle" in want else None))
+                    if "latency" not in want:
+                        res.pop("latency", None)
+                    say(f"  load average now {rig.load()}")
+                    say()
+                if "backlog" in want:
+                    res["backlog"] = backlog(dc, base, args.backlog or (60 if q else 600), not args.no_profile)
+                    say(f"  load average now {rig.load()}")
+                    say()
+                if "idlepass" in want:
+                    res["idlepass"] = idle_passes(dc, base, sizes, args.repeats or (7 if q else 21))
+                    say(f"  load average now {rig.load()}")
+                    say()
+        finally:
+            signal.alarm(0)
+            if args.keep:
+                say(f"work dir kept: {base}")
+            else:
+                shutil.rmtree(base, ignore_errors=True)
+    print_figures(res)
     return 0
 
 
+def print_figures(res: dict[str, Any]) -> None:
+    say("=" * 100)
+    say("FIGURES")
+    if "latency" in res:
+        r = res["latency"]
+        unanswered = f" ({r['missing']} unanswered)" if r["missing"] else ""
+        say(f"  (1) receipt latency, {r['n']} mails: p50 {r['p50']:.2f} s, p90 {r['p90']:.2f} s, max {r['max']:.2f} s"
+            f"{unanswered}   goal p90 ≤ {LATENCY_P90_GOAL:g} s → {verdict(r['p90'] <= LATENCY_P90_GOAL)}")
+    if "idle" in res:
+        r = res["idle"]
+        say(f"  (2) idle worker over {r['wall']:.0f} s: RSS of the tree max {r['rss_max'] / 2**20:.0f} MiB   goal ≤ "
+            f"{IDLE_RSS_GOAL / 2**20:.0f} MiB → {verdict(r['rss_max'] <= IDLE_RSS_GOAL)}; CPU {r['cpu_pct']:.2f}% of a core"
+            f"   goal ≤ {IDLE_CPU_GOAL:g}% → {verdict(r['cpu_pct'] <= IDLE_CPU_GOAL)}")
+    if "backlog" in res:
+        r = res["backlog"]
+        ratio = r["pass"] / r["naive"]
+        say(f"  (3) backlog of {r['n']}: pass {fmt_s(r['pass'])}, naive loop {fmt_s(r['naive'])}: {ratio:.2f}x"
+            f"   goal ≤ {BACKLOG_GOAL:g}x → {verdict(ratio <= BACKLOG_GOAL)}")
+    if "idlepass" in res:
+        med, sel = res["idlepass"]["median"], res["idlepass"]["select"]
+        small, large = min(med), max(med)
+        ratio = med[large] / med[small]
+        say(f"  (4) idle pass: {fmt_s(med[small])} at {small:,} recorded, {fmt_s(med[large])} at {large:,}: "
+            f"{ratio:.2f}x   goal ≤ {IDLEPASS_GOAL:g}x → {verdict(ratio <= IDLEPASS_GOAL)}")
+        say(f"      without Dovecot's SELECT (it reads the Maildir of the folder): "
+            f"{(med[large] - sel[large]) / (med[small] - sel[small]):.2f}x")
+    if "lines" in res:
+        say("  (5) lines of *.py, before → now: " + "; ".join(f"{d}/ {b:,} → {n:,}" for d, (b, n) in res["lines"].items()))
+    say(f"  load average at the end: {rig.load()}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

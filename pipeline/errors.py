@@ -42,7 +42,7 @@ class MailboxUnavailable(TemporaryError):
 
 
 class SmtpUnavailable(TemporaryError):
-    """Raised by notify.py when the SMTP server cannot be reached or answers 4xx."""
+    """Raised by outbox/smtp.py when the SMTP server cannot be reached or answers 4xx."""
 
 
 class OAuthUnavailable(TemporaryError):
@@ -50,7 +50,7 @@ class OAuthUnavailable(TemporaryError):
 
 
 class StoreBusy(TemporaryError):
-    """Raised by store.py when the database is locked or unreachable."""
+    """Raised by the ledger when the database is locked or unreachable."""
 
 
 class PermanentError(IntakeError):
@@ -70,7 +70,7 @@ class MailboxAccessRefused(MailboxUnavailable, AccessRefused):
 
 
 class SmtpAccessRefused(SmtpUnavailable, AccessRefused):
-    """Raised by notify.py when the SMTP login is refused; outbox items wait rather than fail."""
+    """Raised by outbox/smtp.py when the SMTP login is refused; outbox items wait rather than fail."""
 
 
 class MessageParseError(PermanentError):
@@ -78,7 +78,7 @@ class MessageParseError(PermanentError):
 
 
 class SmtpRejected(PermanentError):
-    """Raised by notify.py when the SMTP server refuses a message permanently (5xx)."""
+    """Raised by outbox/smtp.py when the SMTP server refuses a message permanently (5xx)."""
 
 
 class AnotherWorkerRunning(PermanentError):

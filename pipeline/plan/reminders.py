@@ -1,6 +1,6 @@
 """Reminders to units that still owe a form or report: who, which stage, and sending them once.
 
-deadlines.py decides (pure); this module reads the ledger, renders each reminder, and records the
+reminder_rules.py decides (pure); this module reads the ledger, renders each reminder, and records the
 stage together with its mail in ONE transaction (``Store.record_reminder``): the unique
 (unit, obligation, stage) row is what makes "each stage at most once, ever" hold across crashes,
 restarts and repeated runs. Stages passed over by a later one are recorded without a mail.

@@ -1,6 +1,6 @@
 """The consolidated report for district staff, from the ledger: workbook on disk, email via the outbox.
 
-reports.py builds the workbook and the email text (pure); this module reads the store, writes the
+reports.py (figures, the email text) and workbook.py build the report (pure); this module reads the store, writes the
 file and enqueues the mail under a key per occasion (``report:weekly:2022-W08``,
 ``report:deadline:registration``, ``report:manual:2022-02-23``), so an occasion is mailed once
 however often the job runs or the worker restarts.

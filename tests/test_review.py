@@ -119,9 +119,10 @@ def test_assign_survives_a_crash_between_the_decision_and_the_processing(intake:
     intake.poll()
     [item] = queue(intake.ctx)
     # what assign() commits before processing, as if the desk died right after it
-    with intake.ctx.store.tx() as c:
-        c.execute(messages.update().where(messages.c.id == item.message_pk).values(
-            state="received", assigned_unit_id="cq001", generation=messages.c.generation + 1))
+    action_id = intake.ctx.store.assign_message(item.message_pk, "cq001", add_address=False, actor="hoa",
+                                                now=intake.now())
+    with pytest.raises(actions.ReviewError, match="đang được xử lý; thử lại"):
+        actionlog.undo(intake.ctx, action_id, actor="lan")
     intake.reopen()
     intake.poll()
     [m] = intake.export()["messages"]
@@ -129,6 +130,31 @@ def test_assign_survives_a_crash_between_the_decision_and_the_processing(intake:
     assert len(_receipts_to(intake, STRANGER)) == 1
     with intake.ctx.store.tx() as c:
         assert c.execute(sa.select(messages.c.assigned_unit_id)).scalar() == "cq001"
+
+
+def test_the_ledger_checks_the_state_as_it_writes_and_the_desk_says_why_it_refused(intake: Harness) -> None:
+    """Each action is a compare-and-set in the ledger; a refusal reaches staff in the desk's words."""
+    from pipeline.ledger.review import StateChanged
+
+    intake.deliver(samplemail.gmail_message(STRANGER, DISTRICT, "Biểu đăng ký", "x",
+                                            [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<cas@x>"))
+    intake.poll()
+    [item] = queue(intake.ctx)
+    with pytest.raises(actions.ReviewError, match="không có thư #999"):
+        actions.ignore(intake.ctx, "message", 999, actor="hoa")
+    res = actions.ignore(intake.ctx, "message", item.message_pk, actor="hoa", reason="thư thử")
+    assert res.message == f"Thư #{item.message_pk} đã được bỏ qua."
+    with pytest.raises(StateChanged) as refused:  # the ledger writes nothing twice
+        intake.ctx.store.ignore_item("message", item.message_pk, reason="", note="", actor="lan", now=intake.now())
+    assert (refused.value.table, refused.value.state) == ("messages", "ignored")
+    with pytest.raises(actions.ReviewError, match=r"Thư #\d+ đã được xử lý \(trạng thái hiện tại: ignored\)"):
+        actions.assign(intake.ctx, item.message_pk, "cq001", actor="lan")
+    intake.ctx.store.reset_for_reprocess(item.message_pk, intake.now())  # `intake reprocess`: the mail is 'received' again
+    with pytest.raises(actions.ReviewError, match=r"thư #\d+ đã thay đổi \(trạng thái received\); không hoàn tác"):
+        actionlog.undo(intake.ctx, res.action_id, actor="lan")
+    assert actionlog.history(intake.ctx)[0].undone_by is None
+    with pytest.raises(actions.ReviewError, match="không có thao tác #999"):
+        actionlog.undo(intake.ctx, 999, actor="lan")
 
 
 def test_release_a_suspected_spoof(intake: Harness) -> None:
@@ -222,7 +248,7 @@ def test_reject_sends_the_reason_and_a_blank_form_and_ignore_takes_items_off(int
     sent_before = len(intake.smtp.messages)
     actions.ignore(intake.ctx, "document", other.target_id, actor="hoa", reason="ảnh trùng")
     actions.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
-    with pytest.raises(actions.ReviewError):
+    with pytest.raises(actions.ReviewError, match=r"Thư báo lỗi #\d+ đã được xử lý \(trạng thái hiện tại: đã xem\)"):
         actions.ignore(intake.ctx, "bounce", bounce.target_id, actor="hoa")
     assert queue(intake.ctx) == []
     assert len(intake.smtp.messages) == sent_before  # ignoring tells nobody

@@ -1,7 +1,8 @@
 """The record of staff actions (``review_actions``): reading it back, and undoing an entry.
 
-Undo puts back what the action changed, from the "before" the action recorded; mail still waiting in
-the outbox is cancelled, mail already sent cannot be called back and the result says so.
+Undo puts back what the action changed, from the "before" the action recorded, in one transaction of
+the ledger (pipeline.ledger.review); mail still waiting in the outbox is cancelled, mail already sent
+cannot be called back and the result says so.
 """
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from pipeline.desk.actions import (STAFF_REJECT_CODE, ActionResult, ReviewError, action_time, document_or_fail,
-                                   message_or_fail)
+from pipeline.desk.actions import ActionResult, ReviewError, action_time
 from pipeline.model import KIND_LABELS, period_label
-from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, iso, messages, outbox,
-                                    review_actions)
+from pipeline.ledger.review import UNDOABLE, RowMissing, StateChanged
+from pipeline.ledger.schema import bounces, documents, from_iso, messages, review_actions
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.context import Context
@@ -44,84 +43,50 @@ def undo(ctx: Context, action_id: int, *, actor: str, now: datetime | None = Non
     from pipeline.desk.unitsadmin import remove_address, restore_backup
 
     now = action_time(now)
-    with ctx.store.tx() as c:
-        a = c.execute(sa.select(review_actions).where(review_actions.c.id == action_id)).first()
-        if a is None:
-            raise ReviewError(f"không có thao tác #{action_id}")
-        if a.undone_at is not None:
-            raise ReviewError(f"thao tác #{action_id} đã được hoàn tác lúc "
-                              f"{from_iso(a.undone_at).astimezone(ctx.cfg.tz):%H:%M %d/%m/%Y} bởi {a.undone_by}")
-        before, params = json.loads(a.before), json.loads(a.params)
-        sent_note = ""
-        if a.action in ("assign", "release"):
-            row = message_or_fail(c, a.target_id)
-            if row.state == "received":
-                raise ReviewError(f"thư #{a.target_id} đang được xử lý; thử lại sau ít phút")
-            ctx.store.forget_documents(c, a.target_id)
-            c.execute(messages.update().where(messages.c.id == a.target_id).values(
-                state=before["state"], reason=before["reason"], assigned_unit_id=before.get("assigned_unit_id"),
-                released=bool(before.get("released")), unit_id=before.get("unit_id"),
-                generation=messages.c.generation + 1, updated_at=iso(now)))
-            sent_note = " Biên nhận đã gửi (nếu có) không thu hồi được."
-            what = f"Thư #{a.target_id} trở lại trạng thái {before['state']}."
-        elif a.action in ("accept", "reject"):
-            d = document_or_fail(c, a.target_id)
-            expected = "accepted" if a.action == "accept" else "rejected"
-            if d.state != expected:
-                raise ReviewError(f"tài liệu #{a.target_id} đã thay đổi (trạng thái {d.state}); không hoàn tác được")
-            c.execute(documents.update().where(documents.c.id == d.id).values(
-                state=before["state"], kind=before["kind"], period=before["period"], on_time=before["on_time"],
-                reviewed_by=before["reviewed_by"], superseded_by=None))
-            c.execute(findings.delete().where(findings.c.document_id == d.id, findings.c.code == STAFF_REJECT_CODE))
-            c.execute(entries.delete().where(entries.c.document_id == d.id))
-            if before["entries"]:
-                c.execute(entries.insert(), [dict(document_id=d.id, **e) for e in before["entries"]])
-            c.execute(documents.update().where(documents.c.superseded_by == d.id).values(superseded_by=None))
-            ctx.store._resupersede(c, d.unit_id, d.kind, d.period)
-            ctx.store._resupersede(c, d.unit_id, before["kind"], before["period"])
-            sent_note = " Thư báo đã gửi cho đơn vị không thu hồi được."
-            what = f"Tệp “{d.filename}” trở lại trạng thái chờ xem xét."
-        elif a.action == "ignore":
-            if a.target == "message":
-                row = message_or_fail(c, a.target_id)
-                if row.state != "ignored":
-                    raise ReviewError(f"thư #{a.target_id} đã thay đổi (trạng thái {row.state}); không hoàn tác được")
-                c.execute(messages.update().where(messages.c.id == a.target_id).values(
-                    state=before["state"], reason=before["reason"], updated_at=iso(now)))
-            elif a.target == "document":
-                d = document_or_fail(c, a.target_id)
-                if d.state != "ignored":
-                    raise ReviewError(f"tài liệu #{a.target_id} đã thay đổi (trạng thái {d.state}); không hoàn tác được")
-                c.execute(documents.update().where(documents.c.id == a.target_id).values(state=before["state"],
-                                                                                          reviewed_by=None))
-            what = "Mục đã bỏ qua trở lại danh sách cần xử lý."
-        elif a.action == "units_replace":
-            what = "Danh sách đơn vị trước lần tải lên đã được khôi phục."
-        else:
-            raise ReviewError(f"thao tác {a.action!r} không hoàn tác được")
-        cancelled = _cancel_unsent(c, a, params)
-        if cancelled:
-            sent_note = f" {cancelled} thư chưa kịp gửi đã được huỷ."
-        c.execute(review_actions.update().where(review_actions.c.id == action_id).values(
-            undone_by=actor, undone_at=iso(now)))
-    if a.action == "units_replace":
+    a = ctx.store.review_action(action_id)
+    if a is not None and a.undone_at is None and a.action not in UNDOABLE:
+        raise ReviewError(f"thao tác {a.action!r} không hoàn tác được")
+    try:
+        u = ctx.store.undo_action(action_id, actor=actor, now=now)
+    except RowMissing as exc:
+        raise ReviewError(_MISSING[exc.table].format(exc.row_id)) from None
+    except StateChanged as exc:
+        raise _refused(ctx, exc, a.action if a is not None else "") from None
+    before, params, sent_note = u.before, u.params, ""
+    if u.action.action in ("assign", "release"):
+        sent_note = " Biên nhận đã gửi (nếu có) không thu hồi được."
+        what = f"Thư #{u.action.target_id} trở lại trạng thái {before['state']}."
+    elif u.action.action in ("accept", "reject"):
+        sent_note = " Thư báo đã gửi cho đơn vị không thu hồi được."
+        what = f"Tệp “{u.filename}” trở lại trạng thái chờ xem xét."
+    elif u.action.action == "ignore":
+        what = "Mục đã bỏ qua trở lại danh sách cần xử lý."
+    else:
+        what = "Danh sách đơn vị trước lần tải lên đã được khôi phục."
+    if u.cancelled:
+        sent_note = f" {u.cancelled} thư chưa kịp gửi đã được huỷ."
+    if u.action.action == "units_replace":
         restore_backup(ctx, before["backup"], now)
-    if a.action == "assign" and params.get("address_added") and params.get("address"):
+    if u.action.action == "assign" and params.get("address_added") and params.get("address"):
         if remove_address(ctx, params["unit_id"], params["address"], now):
             what += f" Địa chỉ {params['address']} đã được gỡ khỏi đơn vị {params['unit_id']}."
     return ActionResult(action_id, what + sent_note)
 
 
-def _cancel_unsent(c: Connection, a: Any, params: dict[str, Any]) -> int:
-    """Mail an undone action queued but did not send yet never leaves (receipts of an assignment, notices)."""
-    if a.action in ("assign", "release"):
-        cond = outbox.c.key.like(f"receipt:{a.target_id}:%")
-    elif a.action in ("accept", "reject"):
-        cond = outbox.c.key == f"review:{a.id}"
-    else:
-        return 0
-    return int(c.execute(outbox.update().where(cond, outbox.c.state == "pending")
-                         .values(state="cancelled", last_error="huỷ vì thao tác của cán bộ đã được hoàn tác")).rowcount)
+_MISSING = {"review_actions": "không có thao tác #{}", "messages": "không có thư #{}",
+            "documents": "không có tài liệu #{}"}
+
+
+def _refused(ctx: Context, exc: StateChanged, action: str) -> ReviewError:
+    """Why the ledger would not undo: undone already, or the thing changed since the action."""
+    if exc.table == "review_actions":
+        a = exc.row
+        return ReviewError(f"thao tác #{a.id} đã được hoàn tác lúc "
+                           f"{from_iso(a.undone_at).astimezone(ctx.cfg.tz):%H:%M %d/%m/%Y} bởi {a.undone_by}")
+    if exc.table == "messages" and action in ("assign", "release"):
+        return ReviewError(f"thư #{exc.row_id} đang được xử lý; thử lại sau ít phút")
+    what = "thư" if exc.table == "messages" else "tài liệu"
+    return ReviewError(f"{what} #{exc.row_id} đã thay đổi (trạng thái {exc.state}); không hoàn tác được")
 
 
 # ------------------------------------------------------------------------------------------ history

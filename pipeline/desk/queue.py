@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from pipeline.mail import mime
 from pipeline.ledger.schema import bounces, documents, findings, from_iso, messages, outbox
-from pipeline.ledger.store import bounces_set_aside
+from pipeline.ledger.review import bounces_set_aside
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.context import Context

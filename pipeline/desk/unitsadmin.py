@@ -7,7 +7,6 @@ re-reads the file when it changes). Each replacement is recorded in review_actio
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 from pipeline.mail.archive import write_atomically
 from pipeline.errors import IntakeError
 from pipeline.model import Unit
-from pipeline.ledger.schema import iso, review_actions
+from pipeline.ledger.schema import review_actions
 from pipeline.plan.units import _ADDR, UnitDirectory, check_units, units_csv, units_xlsx
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,15 +102,6 @@ def _backup(ctx: Context, now: datetime) -> Path:
     return dest
 
 
-def _record(ctx: Context, action: str, params: dict[str, Any], before: dict[str, Any], actor: str,
-            now: datetime) -> int:
-    with ctx.store.tx() as c:
-        return int(c.execute(review_actions.insert().values(
-            action=action, target="units", target_id=0, params=json.dumps(params, ensure_ascii=False),
-            before=json.dumps(before, ensure_ascii=False), actor=actor, created_at=iso(now),
-        )).inserted_primary_key[0])
-
-
 def replace_units(ctx: Context, data: bytes, filename: str, *, actor: str,
                   now: datetime | None = None) -> UnitsCheck:
     """Replace the units file with an upload when (and only when) it passes every check."""
@@ -121,9 +111,9 @@ def replace_units(ctx: Context, data: bytes, filename: str, *, actor: str,
         if not check.ok or check.units is None:
             return check
         backup = _rewrite(ctx, check.units.units, now)
-        _record(ctx, "units_replace", {"filename": filename, "added": list(check.added),
-                                       "removed": list(check.removed), "changed": list(check.changed)},
-                {"backup": str(backup)}, actor, now)
+        ctx.store.record_action("units_replace", "units", 0, {
+            "filename": filename, "added": list(check.added), "removed": list(check.removed),
+            "changed": list(check.changed)}, {"backup": str(backup)}, actor, now)
     return check
 
 

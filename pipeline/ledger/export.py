@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
-from pipeline.ledger.store import Store, bounces_set_aside
+from pipeline.ledger.review import bounces_set_aside
+from pipeline.ledger.store import Store
 from pipeline.plan.units import UnitDirectory
 
 

@@ -1,7 +1,8 @@
-"""The ledger: messages, documents, entries, findings, outbox, poll state, reminders, locks, sessions.
+"""The ledger: messages, documents, entries, findings, outbox, poll state, reminders, locks, sessions,
+staff actions.
 
 ``Store`` is the one object callers hold (``ctx.store``); its methods come from one module per
-group of tables (messages, outcomes, outbox, reminders, liveness, sessions), all on one engine and
+group of tables (messages, outcomes, outbox, reminders, liveness, sessions, review), all on one engine and
 ``tx()`` (db.py), over the tables of schema.py. Writes are idempotent: the dedup keys are unique
 constraints, so a replay after a crash finds what was already done instead of doing it again.
 Here: reading everything back (export, deadlines).
@@ -12,19 +13,20 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from pipeline.ledger.liveness import LivenessMixin
 from pipeline.ledger.messages import MessagesMixin
 from pipeline.ledger.outbox import OutboxMixin
 from pipeline.ledger.outcomes import OutcomesMixin
 from pipeline.ledger.reminders import RemindersMixin
-from pipeline.ledger.schema import bounces, documents, entries, findings, from_iso, messages, outbox, review_actions
+from pipeline.ledger.review import ReviewMixin
+from pipeline.ledger.schema import bounces, documents, entries, findings, from_iso, messages, outbox
 from pipeline.ledger.sessions import DeskSessionsMixin
 from pipeline.model import DocumentRecord, Finding
 
 
-class Store(MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMixin, LivenessMixin, DeskSessionsMixin):
+class Store(ReviewMixin, MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMixin, LivenessMixin,
+            DeskSessionsMixin):
     def document_records(self) -> list[DocumentRecord]:
         """Every document of a known unit, as the deadline logic sees them."""
         with self.tx() as c:
@@ -56,12 +58,6 @@ class Store(MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMixin, LivenessM
                                            outbox.c.created_at, outbox.c.sent_at).order_by(outbox.c.id)))
         return {"messages": msgs, "documents": docs, "entries": ents, "findings": fnds, "bounces": bnc,
                 "outbox": obx}
-
-
-def bounces_set_aside(c: Connection) -> set[int]:
-    """Ids of bounces staff have set aside (an ignore on the desk or `intake review`, not undone)."""
-    return set(c.execute(sa.select(review_actions.c.target_id).where(
-        review_actions.c.target == "bounce", review_actions.c.undone_at.is_(None))).scalars())
 
 
 def _group(rows: Any, key: str) -> dict[Any, list[Any]]:

@@ -2,8 +2,8 @@
 """The figures of issue 10, each beside its goal: what a unit feels (receipt latency), what the machine
 pays for a waiting worker, how a backlog and an idle pass compare, and how big the code is.
 
-    .venv/bin/python bench/bench_intake.py            # full run (about 10 minutes)
-    .venv/bin/python bench/bench_intake.py --quick    # smoke run, small sizes (about 2 minutes)
+    .venv/bin/python bench/bench_intake.py            # full run (about 6 minutes)
+    .venv/bin/python bench/bench_intake.py --quick    # smoke run, small sizes (1–2 minutes)
     .venv/bin/python bench/bench_intake.py --only latency|idle|backlog|idlepass|lines
 
 (1) latency   `intake run` at its defaults against a private Dovecot and the tests' aiosmtpd sink; once it

@@ -58,12 +58,14 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
     now = datetime(2022, 2, 10, 3, 0, tzinfo=timezone.utc)
     sched = schedule.build_scheduler(cfg, path, now=now, scheduler_cls=schedule.background_cls())
     by_id = {j.id: j for j in sched.get_jobs()}
-    assert set(by_id) == {"poll", "remind", "digest", "report-after:registration", "report-after:report-q1",
+    assert set(by_id) == {"poll", "outbox", "remind", "digest", "report-after:registration", "report-after:report-q1",
                          "report-after:report-h1", "report-after:report-q3", "report-after:report-year"}
     poll = by_id["poll"]
     assert isinstance(poll.trigger, IntervalTrigger) and poll.trigger.interval == timedelta(minutes=7)
     assert poll.next_run_time == now  # a poll at start
     assert poll.func_ref == "pipeline.worker.jobs:job_poll" and poll.args == (str(path.resolve()),)
+    outbox = by_id["outbox"]
+    assert isinstance(outbox.trigger, IntervalTrigger) and outbox.trigger.interval == timedelta(minutes=1)
     remind = by_id["remind"]
     assert isinstance(remind.trigger, CronTrigger) and str(remind.trigger.timezone) == "Asia/Ho_Chi_Minh"
     fields = {f.name: str(f) for f in remind.trigger.fields}
@@ -228,6 +230,28 @@ def test_quiet_mailbox_before_a_deadline_alerts_once(intake: Harness) -> None:
     jobs.run_job("poll", path, datetime(2022, 2, 18, 4, 0, tzinfo=timezone.utc))
     mails = staff_mail(intake)
     assert len(mails) == 2 and "thư mới trở lại" in mails[1]["Subject"]
+
+
+def test_a_receipt_held_by_the_sending_limit_leaves_with_the_next_minutes_outbox_job(intake: Harness) -> None:
+    """At smtp.per_minute 1, two mails: one receipt goes with the pass, the other with the outbox job a
+    minute later, not at the next poll (minutes away); the job sends nothing twice."""
+    data = yaml.safe_load(intake.cfg_path.read_text(encoding="utf-8"))
+    data["smtp"]["per_minute"] = 1
+    intake.cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    intake.deliver(reg_mail("<limit-1@mail.gmail.com>"))
+    intake.deliver(reg_mail("<limit-2@mail.gmail.com>"))
+    t0 = datetime.now(timezone.utc)
+    assert "new 2" in jobs.run_job("poll", intake.cfg_path, clock=lambda: t0)
+    assert len(intake.smtp.messages) == 1
+    assert jobs.run_job("outbox", intake.cfg_path, clock=lambda: t0 + timedelta(seconds=10)) != "nothing waiting"
+    assert len(intake.smtp.messages) == 1  # still inside the minute: it waits
+    later = t0 + timedelta(seconds=61)
+    jobs.run_job("outbox", intake.cfg_path, clock=lambda: later)
+    assert len(intake.smtp.messages) == 2
+    replied = sorted(email.message_from_bytes(m.raw, policy=policy.default)["In-Reply-To"] for m in intake.smtp.messages)
+    assert replied == ["<limit-1@mail.gmail.com>", "<limit-2@mail.gmail.com>"]
+    assert jobs.run_job("outbox", intake.cfg_path, clock=lambda: later + timedelta(minutes=5)) == "nothing waiting"
+    assert len(intake.smtp.messages) == 2
 
 
 def test_jobs_remind_digest_and_deadline_report_send_once(intake: Harness) -> None:

@@ -2,7 +2,9 @@
 
 ``poll`` runs a pass (mailpass.py) and records whether the mailbox could be read (liveness.py);
 ``remind`` sends the day's reminders; ``digest`` mails the weekly report to staff;
-``report-after`` mails the report for one obligation on the day after its due date. Every job is
+``report-after`` mails the report for one obligation on the day after its due date; ``outbox`` sends,
+every minute, mail that waited for the sending limit's window (a receipt held back by ``smtp.per_minute``
+leaves within a minute, not at the next poll). Every job is
 idempotent by itself (reminder stages and report occasions are unique keys), so a job run twice
 sends nothing twice.
 
@@ -64,6 +66,10 @@ def job_digest(cfg_path: str) -> None:
     run_job("digest", cfg_path)
 
 
+def job_outbox(cfg_path: str) -> None:
+    run_job("outbox", cfg_path)
+
+
 def job_report_after(cfg_path: str, obligation_id: str) -> None:
     run_job("report-after", cfg_path, obligation_id=obligation_id)
 
@@ -80,7 +86,17 @@ def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obl
     mail is stamped and sent with ``clock``, the real one by default.
     """
     with _ONE_JOB:
+        if name == "outbox":  # every minute: quiet unless something was waiting
+            return _flush_waiting(context_for(cfg_path), now or clock(), clock)
         return _run_job(name, cfg_path, now, obligation_id, clock)
+
+
+def _flush_waiting(ctx: Any, now: datetime, clock: Callable[[], datetime]) -> str:
+    if not ctx.store.due_outbox(now, limit=1):
+        return "nothing waiting"
+    got = flush_outbox(ctx.store, ctx.cfg.smtp, clock())
+    log.info("outbox: %s", got)
+    return f"{got}"
 
 
 def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_id: str | None,

@@ -30,7 +30,7 @@ from pipeline.worker import jobs
 log = logging.getLogger(__name__)
 
 JOBS_TABLE = "apscheduler_jobs"
-GRACE = {"poll": 120, "remind": 12 * 3600, "digest": 24 * 3600, "report-after": 3 * 24 * 3600}
+GRACE = {"poll": 120, "outbox": 60, "remind": 12 * 3600, "digest": 24 * 3600, "report-after": 3 * 24 * 3600}
 
 
 def _ref(func: Callable[..., Any]) -> str:
@@ -61,6 +61,7 @@ def desired_jobs(cfg: Config, cfg_path: str | Path, obligations: Any, now: datet
     grace_poll = poll_seconds if poll_seconds else max(GRACE["poll"], cfg.poll_minutes * 60)
     specs = [
         JobSpec("poll", _ref(jobs.job_poll), interval, (path,), grace_poll, run_now=True),
+        JobSpec("outbox", _ref(jobs.job_outbox), IntervalTrigger(minutes=1, timezone=tz), (path,), GRACE["outbox"]),
         JobSpec("remind", _ref(jobs.job_remind),
                 CronTrigger(hour=cfg.reminder_hour, minute=0, timezone=tz), (path,), GRACE["remind"]),
         JobSpec("digest", _ref(jobs.job_digest),

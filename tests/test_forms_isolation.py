@@ -104,3 +104,17 @@ def test_in_process_reading_gives_the_same_readings_without_the_child() -> None:
     assert inline == isolated
     assert reader.proc is None and reader.starts == starts
     assert [r.state for r in inline] == ["accepted", "accepted", "rejected", "rejected", "needs_review"]
+
+
+def test_a_service_stop_sigterm_does_not_kill_the_reader_mid_document() -> None:
+    """systemd's stop sends SIGTERM to every process of the service: the reader finishes the document in
+    hand (a unit's good file must not come back as 'too large'); it leaves when the worker closes its pipe."""
+    reader = isolation.reader()
+    assert read_document("dk.xlsx", SMALL).state == "accepted"
+    proc = reader.proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGTERM)
+    assert read_document("dk.xlsx", SMALL).state == "accepted"
+    assert reader.proc is proc and proc.poll() is None
+    reader.stop()
+    assert proc.wait(timeout=10) is not None

@@ -170,3 +170,19 @@ def test_an_item_claimed_by_another_sender_is_left_to_it(store, monkeypatch):
     assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 2
     assert t.sent == [("u0@example.vn",), ("u2@example.vn",)]
     assert [s for _, s, _a in _states(store)] == ["sent", "sending", "sent"]
+
+
+def test_a_server_that_cannot_be_reached_ends_the_flush_and_the_rest_waits_unclaimed(store):
+    """Each item would otherwise pay the connection timeout in turn (minutes per flush with the worker's
+    one-job lock held) and gain a retry delay for a fault that is the server's."""
+    _enqueue(store, 4)
+
+    def unreachable(i, to):
+        raise SmtpUnavailable("không kết nối được máy chủ SMTP")
+
+    got = flush_outbox(store, _cfg(), NOW, transport_factory=FakeTransport(unreachable))
+    assert got == {"sent": 0, "retry": 1, "failed": 0, "waiting": 3}
+    rows = {r.key: r for r in store.outbox_rows()}
+    assert (rows["k0"].state, rows["k0"].attempts) == ("pending", 1)
+    assert [(rows[k].state, rows[k].attempts, rows[k].last_error) for k in ("k1", "k2", "k3")] == \
+        [("pending", 0, None)] * 3

@@ -82,6 +82,9 @@ def child_main() -> None:
     import resource
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
+    # systemd's stop sends SIGTERM to every process of the service: the document in hand is finished and the
+    # child leaves when the parent closes its stdin, instead of the unit's file being reported as too large.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     limit = int(sys.argv[1])
     try:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

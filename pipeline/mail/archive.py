@@ -55,11 +55,12 @@ class Archive:
         """Store raw bytes durably; return (sha256, path). Idempotent: same bytes, same file."""
         digest = hashlib.sha256(raw).hexdigest()
         target = self.path_for(digest)
-        if not _holds(target, raw, digest):
-            created = not target.parent.exists()
-            write_atomically(target, raw)
-            if created:  # a new directory's own entry must reach the disk too
-                _fsync_path(target.parent.parent)
+        if _holds(target, raw, digest):
+            # Left by a pass that died before recording it, maybe before its rename reached the disk.
+            _fsync_path(target.parent)
+        else:
+            write_atomically(target, raw)  # file and its directory
+        _fsync_path(self.root)  # the shard directory's own entry (made now, or by a pass that died)
         return digest, target
 
     def put_many(self, raws: Sequence[bytes]) -> list[tuple[str, Path]]:

@@ -40,6 +40,7 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                 continue
             if not store.claim_outbox(row.id, now):
                 continue  # another sender claimed it first
+            fresh = transport is None  # this item opens the connection
             try:
                 if transport is None:
                     transport = transport_factory(cfg)
@@ -55,6 +56,11 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                 if transport is not None:
                     transport.close()
                     transport = None
+                if fresh:
+                    # The server could not be reached at all: the rest waits for the next flush instead of
+                    # each item paying the connection timeout (and a retry delay) in turn.
+                    counts["waiting"] += len(due) - due.index(row) - 1
+                    break
             else:
                 store.finish_outbox(row.id, "sent", now)
                 counts["sent"] += 1

@@ -78,7 +78,8 @@ class IdleWatcher:
             mailbox.examine(cfg.folder)
             mailbox.idle_start()
             log.info("IDLE: waiting for mail in %s (renewed every %g min)", cfg.folder, self._renew_seconds / 60)
-            self._pass("connected")  # before the IDLE started nobody watched
+            if not self._stop.is_set():  # a SIGTERM while connecting: no new pass
+                self._pass("connected")  # before the IDLE started nobody watched
             renew_at = time.monotonic() + self._renew_seconds
             while not self._stop.is_set():
                 arrived = mailbox.idle_wait(max(0.0, min(CHECK_SECONDS, renew_at - time.monotonic())))

@@ -306,6 +306,7 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
             summary.add_outbox(flush_outbox(ctx.store, ctx.cfg.smtp, clock(), **kwargs))
         except TemporaryError as exc:
             log.error("outbox not flushed: %s", exc)
+            summary.outbox.pop("waiting", None)  # unknown now: an earlier batch's figure would mislead
             summary.add_outbox({"error": 1})
 
     recover(ctx, now, summary)

@@ -76,6 +76,7 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
     sched = None
     desk = None
     idle = None
+    start_over = threading.Event()  # the main thread has started the schedule and it ended, or never will
     try:
         sched = build_scheduler(cfg, cfg_path, poll_seconds=poll_seconds)
 
@@ -88,9 +89,13 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
                 idle.stop()
 
             def _shutdown() -> None:
+                # A signal between the main thread's last look at ``stop`` and the scheduler's start would
+                # otherwise be lost (shutdown() refuses a scheduler that is not running yet).
+                while not sched.running and not start_over.wait(0.05):
+                    pass
                 try:
                     sched.shutdown(wait=True)
-                except Exception as exc:  # not running yet / already stopped
+                except Exception as exc:  # never started, or already stopped
                     log.debug("shutdown: %s", exc)
 
             t = threading.Thread(target=_shutdown, name="shutdown", daemon=False)
@@ -120,9 +125,12 @@ def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
         for job in sched.get_jobs():
             log.info("job %s: %s", job.id, job.trigger)
         log.info("worker started (time zone %s)", cfg.timezone)
-        if not stop.is_set():
-            idle = start_idle(cfg, cfg_path, poll_seconds)
-            sched.start()
+        try:
+            if not stop.is_set():
+                idle = start_idle(cfg, cfg_path, poll_seconds)
+                sched.start()
+        finally:
+            start_over.set()
         for t in stoppers:
             t.join()
         stop.set()

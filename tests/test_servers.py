@@ -1,7 +1,6 @@
 """The loopback mail servers of tests/servers.py do what the other tests rely on."""
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 import sys

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -216,38 +215,19 @@ class WorkerProcess:
             [*command, "--config", str(cfg_path), "run"],
             env={**os.environ, PW_ENV: password, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cfg_path.parent)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+        self.output = servers.LineLog(self.proc.stderr, lambda: self.proc.poll() is None)
+        self.lines = self.output.lines
 
     def count(self, needle: str) -> int:
-        with self._changed:
-            return sum(needle in line for line in self.lines)
+        return self.output.count(needle)
 
     def wait_log(self, needle: str, count: int = 1, timeout: float = 60.0) -> bool:
         """True once ``needle`` is in ``count`` log lines; False after ``timeout`` or when the worker exited."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while sum(needle in line for line in self.lines) < count:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return False
-                self._changed.wait(min(left, 0.5))
-        return True
+        return self.output.wait(needle, count, timeout)
 
     def problems(self) -> list[str]:
-        with self._changed:
-            return [ln.rstrip() for ln in self.lines if " ERROR " in ln or " WARNING " in ln or "Traceback" in ln]
+        return [ln.rstrip() for ln in self.output.text.splitlines() if " ERROR " in ln or " WARNING " in ln
+                or "Traceback" in ln]
 
     def stop(self) -> int | None:
         """SIGTERM (the job in hand finishes), then SIGKILL after 30 s; the exit status."""

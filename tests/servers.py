@@ -39,6 +39,7 @@ __all__ = [
     "dovecot_available",
     "OAuthProvider",
     "RefusingImap",
+    "LineLog",
 ]
 
 INSTALL_HINT = (
@@ -1299,3 +1300,45 @@ class RefusingImap:
             with contextlib.suppress(OSError):
                 f.close()
                 conn.close()
+
+
+class LineLog:
+    """The lines a child process writes to a pipe (an `intake run`'s log), collected by a thread as they come."""
+
+    def __init__(self, stream, alive) -> None:
+        self.lines: list[str] = []
+        self._alive = alive  # () -> bool: is the writer still running?
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def count(self, needle: str) -> int:
+        with self._changed:
+            return sum(needle in line for line in self.lines)
+
+    def wait(self, needle: str, count: int = 1, timeout: float = 30.0) -> bool:
+        """True once ``needle`` is in ``count`` lines; False after ``timeout`` or once the writer is gone."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(needle in line for line in self.lines) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self._alive() and not self._reader.is_alive()):
+                    return False
+                self._changed.wait(min(left, 0.5))
+        return True
+
+    def join(self, timeout: float) -> None:
+        self._reader.join(timeout)

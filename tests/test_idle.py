@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import DISTRICT, Harness, write_config
+from servers import LineLog
 from intake_demo import samplemail
 from pipeline.worker import lock
 from pipeline.config import load_config
@@ -56,34 +56,16 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(cfg_path), "run", *args],
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+        self.output = LineLog(self.proc.stderr, lambda: self.proc.poll() is None)
 
     @property
     def log(self) -> str:
-        with self._changed:
-            return "".join(self.lines)
+        return self.output.text
 
     def wait_log(self, needle: str, count: int = 1, timeout: float = 30.0) -> None:
         """Until ``needle`` has appeared in ``count`` log lines."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while sum(needle in line for line in self.lines) < count:
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"{needle!r} ×{count} not logged; log:\n{''.join(self.lines)}")
-                self._changed.wait(min(left, 0.5))
+        if not self.output.wait(needle, count, timeout):
+            raise AssertionError(f"{needle!r} ×{count} not logged; log:\n{self.log}")
 
     def sigterm(self) -> float:
         """SIGTERM; the worker must exit 0 within a few seconds. Returns how long it took."""
@@ -91,7 +73,7 @@ class Worker:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=30)
         took = time.monotonic() - started
-        self._reader.join(timeout=5)
+        self.output.join(timeout=5)
         assert rc == 0, self.log
         assert "worker stopped cleanly" in self.log
         assert took < 5, f"SIGTERM took {took:.1f} s"

@@ -59,8 +59,9 @@ def number_in(lo: float, hi: float) -> Any:
     return Annotated[float, Strict(), AfterValidator(_within(lo, hi))]
 
 
-def read_mapping(path: Path) -> dict[str, Any]:
-    """The top-level mapping of the YAML file at ``path``; unreadable, invalid or not a mapping is a ConfigError."""
+def read_mapping(path: Path, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The top-level mapping of the YAML file at ``path``; unreadable, invalid or not a mapping is a ConfigError.
+    ``empty_ok``: a file with no document (empty, or comments only) is an empty mapping."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -69,6 +70,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML không hợp lệ / invalid YAML: {exc}") from exc
+    if data is None and empty_ok:
+        return {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: phải là một nhóm khoá (mapping) ở cấp cao nhất / the top level must be a mapping")
     return dict(data)

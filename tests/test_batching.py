@@ -246,10 +246,8 @@ def test_record_outcomes_in_one_transaction_gives_what_one_at_a_time_gave(tmp_pa
                 st.record_outcomes(recs[start:start + 7], T0)
             assert st.record_outcomes(recs[:3], T0) == [[], [], []]  # finished ones are left alone
         else:
-            for r in recs:
-                st.record_outcome(r.pk, state=r.state, reason=r.reason, sender=r.sender, from_name=r.from_name,
-                                  subject=r.subject, unit_id=r.unit_id, outcomes=r.outcomes, outbox_items=(),
-                                  bounce=None, now=T0)
+            for r in recs:  # one transaction per message
+                st.record_outcomes([r], T0)
         snap = st.snapshot()
         return sorted((d.message_pk, d.filename, d.state, d.superseded_by) for ds in snap["documents"].values()
                       for d in ds)

@@ -102,11 +102,4 @@ def summarise(reading: DocumentReading) -> dict[str, dict[str, int]]:
     return out
 
 
-def warm_up(rules: Rules | None = None) -> None:
-    """Start the reading process now, so the first mail does not wait for it (optional)."""
-    from pipeline.forms.rules import default_rules
-
-    read_isolated(Request("unsupported", "", b"", "", None, 2022), rules or default_rules())
-
-
-__all__ = ["read_document", "summarise", "warm_up"]
+__all__ = ["read_document", "summarise"]

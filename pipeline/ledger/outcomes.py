@@ -31,7 +31,7 @@ class DocumentOutcome:
 
 @dataclass(frozen=True)
 class OutcomeRecord:
-    """One message's outcome, as ``record_outcome`` takes it."""
+    """One message's outcome: its final state, documents, receipts and bounce, written together."""
     pk: int
     state: str
     reason: str | None
@@ -66,22 +66,11 @@ class OutcomesMixin(Database):
         for d in rows:
             self._resupersede(c, d.unit_id, d.kind, d.period)
 
-    def record_outcome(self, pk: int, *, state: str, reason: str | None, sender: str | None,
-                       from_name: str | None, subject: str, unit_id: str | None,
-                       outcomes: Sequence[DocumentOutcome], outbox_items: Sequence[OutboxItem],
-                       bounce: tuple[tuple[str, ...], str | None] | None, now: datetime) -> list[int]:
-        """Write a message's final state, its documents and its receipt in one transaction."""
-        [ids] = self.record_outcomes([OutcomeRecord(
-            pk=pk, state=state, reason=reason, sender=sender, from_name=from_name, subject=subject, unit_id=unit_id,
-            outcomes=tuple(outcomes), outbox_items=tuple(outbox_items), bounce=bounce)], now)
-        return ids
-
     def record_outcomes(self, records: Sequence[OutcomeRecord], now: datetime) -> list[list[int]]:
         """Write the outcomes of several messages (states, documents, receipts) in ONE transaction.
 
-        Each record is what ``record_outcome`` takes, with the same rule: only a message still 'received'
-        is written (one finished by an earlier run is left alone and gets ``[]``). Supersession is
-        recomputed once per (unit, kind, period) group touched, at the end: the result is the same as
+        Only a message still 'received' is written (one finished by an earlier run is left alone and gets
+        ``[]``). Supersession is recomputed once per (unit, kind, period) group touched, at the end: the same as
         recomputing it after each document, since it depends only on the set of accepted documents.
         """
         if not records:

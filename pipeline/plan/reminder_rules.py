@@ -19,7 +19,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, field_validator
 
 from pipeline.model import Unit
@@ -81,23 +80,14 @@ class ReminderDue:
     superseded: bool = False
 
 
-def _blank(path: Path) -> bool:
-    # A reminders.yaml holding only comments means "all defaults"; read_mapping refuses an empty document.
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8-sig")) is None
-    except (OSError, yaml.YAMLError):
-        return False  # read_mapping says what is wrong
-
-
 def load_reminder_policy(path: Path) -> ReminderPolicy:
     """Read rules/reminders.yaml; missing keys take the defaults of ReminderPolicy.
 
     Errors are ConfigErrors naming the file and the key (``before_days[1]``); unknown keys are refused.
     """
     path = Path(path)
-    if _blank(path):
-        return ReminderPolicy()
-    return validate(ReminderPolicy, read_mapping(path), path)
+    # A reminders.yaml holding only comments means "all defaults".
+    return validate(ReminderPolicy, read_mapping(path, empty_ok=True), path)
 
 
 def reminder_schedule(obligation: Obligation, policy: ReminderPolicy) -> tuple[tuple[str, date], ...]:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.errors import ConfigError, IntakeError
+from pipeline.errors import ConfigError, IntakeError, SchemaOutdated
+from pipeline.ledger.dbcli import add_db_parser
 
 log = logging.getLogger("pipeline")
 
@@ -46,8 +47,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.ledger.export import export
 
-    ctx = _context(args)
-    data = export(ctx.store, ctx.cfg.tz)
+    ctx = _context(args).for_year(args.year)
+    data = export(ctx.store, ctx.cfg.tz, None if args.all_years else ctx.year)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
@@ -60,8 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.ledger.export import status_text
 
-    ctx = _context(args)
-    print(status_text(ctx.store, ctx.units, ctx.cfg.tz))
+    ctx = _context(args).for_year(args.year)
+    print(status_text(ctx.store, ctx.units, ctx.cfg.tz, ctx.year))
     return 0
 
 
@@ -110,7 +111,7 @@ def _day(text: str):  # type: ignore[no-untyped-def]
 def cmd_remind(args: argparse.Namespace) -> int:
     from pipeline.plan.reminders import run_reminders
 
-    ctx = _context(args)
+    ctx = _context(args).for_year(args.year)
     summary = run_reminders(ctx, today=args.today, dry_run=args.dry_run)
     print(summary.text())
     return 0
@@ -119,7 +120,7 @@ def cmd_remind(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.plan.staffreport import run_report
 
-    ctx = _context(args)
+    ctx = _context(args).for_year(args.year)
     summary = run_report(ctx, today=args.today, out_dir=Path(args.out) if args.out else None, send=args.send)
     print(summary.text())
     return 0
@@ -267,6 +268,10 @@ def cmd_desk(args: argparse.Namespace) -> int:
     return desk_cli.cmd_serve(args)
 
 
+def _year_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--year", type=int, help="the campaign (plan year) to show; default: year in config.yaml")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="intake", description="Email intake for LĐLĐ quận Long Biên")
     p.add_argument("--config", default="config.yaml", help="path to config.yaml (default: ./config.yaml)")
@@ -276,8 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="everything recorded, as JSON")
     e.add_argument("--format", choices=["json"], default="json")
     e.add_argument("--out", help="write to this file instead of stdout")
+    _year_option(e)
+    e.add_argument("--all-years", action="store_true", help="every campaign, not only one")
     e.set_defaults(func=cmd_export)
-    sub.add_parser("status", help="readable summary, what needs a person first").set_defaults(func=cmd_status)
+    st = sub.add_parser("status", help="readable summary, what needs a person first")
+    _year_option(st)
+    st.set_defaults(func=cmd_status)
     r = sub.add_parser("reprocess", help="replay recorded mail from its archived copy")
     r.add_argument("ids", type=int, nargs="+")
     r.set_defaults(func=cmd_reprocess)
@@ -288,11 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("remind", help="send the reminders due today to units that still owe a document")
     rm.add_argument("--today", type=_day, help="decide as if today were YYYY-MM-DD (default: today)")
     rm.add_argument("--dry-run", action="store_true", help="list who would be reminded; record and send nothing")
+    _year_option(rm)
     rm.set_defaults(func=cmd_remind)
     rp = sub.add_parser("report", help="write the consolidated workbook; --send mails it to staff")
     rp.add_argument("--today", type=_day, help="figures as of YYYY-MM-DD (default: today)")
     rp.add_argument("--out", help="folder for the .xlsx (default: reports/ beside the config file)")
     rp.add_argument("--send", action="store_true", help="also email it to staff (once per day and occasion)")
+    _year_option(rp)
     rp.set_defaults(func=cmd_report)
     rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule (one per database)")
     rn.add_argument("--poll-seconds", type=int, default=None, help=argparse.SUPPRESS)  # tests only
@@ -354,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="embedded IMAP+SMTP, sample mail from several units, one full pass")
     d.add_argument("--out", default="demo-output", help="where to write the demo's results")
     d.set_defaults(func=cmd_demo)
+    add_db_parser(sub)
     return p
 
 
@@ -364,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"Cấu hình không hợp lệ / invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except SchemaOutdated as exc:  # like a bad config: found at start, a person must act
+        print(f"LỖI: {exc}", file=sys.stderr)
         return 2
     except IntakeError as exc:
         print(f"LỖI: {exc}", file=sys.stderr)

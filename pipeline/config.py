@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -85,6 +86,7 @@ class MailboxConfig(ServerConfig):
     processed_keyword: str | None = None
     processed_folder: str | None = None
     trusted_authserv_ids: tuple[str, ...] = ()
+    since: date | None = None  # first contact: mail received before this day is not asked for nor counted
 
 
 @dataclass(frozen=True)

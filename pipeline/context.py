@@ -1,8 +1,14 @@
 """What every command works with, built once from config: the ledger, the archive, the units, the
-templates, the rules and the plan's obligations."""
+templates, the rules and the campaigns (the plan of each year).
+
+A Context *looks at* one campaign: ``ctx.year`` (config.yaml's ``year`` unless a command or the desk asks
+for another with ``ctx.for_year(y)``); ``ctx.obligations`` and ``ctx.documents()`` are that campaign's.
+The pass itself works across campaigns: each mail and document finds its own (mailpass.py)."""
 from __future__ import annotations
 
+import copy
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 import jinja2
@@ -12,7 +18,11 @@ from pipeline.forms.rules import load_rules
 from pipeline.ledger.store import Store
 from pipeline.mail.archive import Archive
 from pipeline.outbox.compose import template_env
-from pipeline.plan.obligations import load_obligations
+from pipeline.errors import ConfigError
+from pipeline.ledger.schema import from_iso, iso
+from pipeline.model import DocumentRecord
+from pipeline.plan.campaigns import Campaign, Campaigns, load_campaigns
+from pipeline.plan.reminder_rules import ReminderPolicy, load_reminder_policy
 from pipeline.plan.units import UnitDirectory, load_units
 
 log = logging.getLogger(__name__)
@@ -31,7 +41,85 @@ class Context:
         self.units  # load (and check) now: a bad units file fails at start, not mid-pass
         self.env: jinja2.Environment = template_env(cfg.templates_dir)
         self.rules = load_rules(cfg.rules_dir)
-        self.obligations = obligations_of(cfg)
+        self.campaigns = campaigns_of(cfg, form_ids=frozenset(self.rules.forms) if hasattr(self.rules, "forms") else None)
+        self.year = cfg.year
+        self._horizon: datetime | None = None
+
+    # -- the campaign in view ----------------------------------------------------------------------------
+
+    @property
+    def campaign(self) -> Campaign:
+        return self.campaigns[self.year]
+
+    @property
+    def obligations(self) -> tuple[Any, ...]:
+        return self.campaign.obligations
+
+    def for_year(self, year: int | None) -> Context:
+        """This context looking at another campaign (same ledger, units and rules)."""
+        if year is None or year == self.year:
+            return self
+        if self.campaigns.get(year) is None:
+            raise ConfigError(f"năm {year}: không có kế hoạch nào cho năm này (kế hoạch đầu tiên: năm "
+                              f"{self.campaigns.first_year}) / no campaign for that year")
+        other = copy.copy(self)
+        other.year = year
+        return other
+
+    def documents(self) -> list[DocumentRecord]:
+        """The documents of the campaign in view, as the deadline logic sees them."""
+        return self.store.document_records(campaign=self.year)
+
+    def years(self) -> list[int]:
+        """The campaigns one can look at: the first one up to the latest of the configured year and the
+        years the ledger holds documents for."""
+        upto = max([self.cfg.year, *self.store.campaign_years()])
+        return self.campaigns.years(upto)
+
+    def reminded_years(self) -> list[int]:
+        """The campaigns whose reminders run: the configured one, and the one before while the pipeline was
+        collecting when it opened (its late documents are reminded up to the cut-off; a fresh install never
+        reminds units of a year it did not collect)."""
+        years = [self.cfg.year]
+        before = self.campaigns.get(self.cfg.year - 1)
+        if before is not None and before.opens_at >= self.horizon():
+            years.insert(0, before.year)
+        return years
+
+    # -- first contact with a mailbox ---------------------------------------------------------------------
+
+    def horizon(self, now: datetime | None = None) -> datetime:
+        """Mail received before this instant is neither answered nor counted.
+
+        ``mailbox.since`` when set; else what the first pass fixed (the opening of the campaign current
+        then), so that changing ``year`` later does not hide last year's late mail.
+        """
+        if self._horizon is not None:
+            return self._horizon
+        since = self.cfg.mailbox.since
+        if since is not None:
+            start = datetime.combine(since, datetime.min.time(), tzinfo=self.cfg.tz)
+        else:
+            fixed = self.store.get_kv("mailbox.horizon")
+            if fixed:
+                start = from_iso(fixed)
+            else:
+                start = self.campaigns[self.cfg.year].opens_at
+                self.store.set_kv("mailbox.horizon", iso(start), now or datetime.now(timezone.utc))
+        self._horizon = start
+        return start
+
+    def arrival_campaign(self, received_at: datetime) -> Campaign | None:
+        """The campaign a mail received then belongs to; None when before the horizon or any campaign."""
+        if received_at < self.horizon():
+            return None
+        return self.campaigns.open_at(received_at, upto=self.cfg.year)
+
+    def too_early(self, received_at: datetime) -> str:
+        """Why a mail received then is neither answered nor counted (shown to staff)."""
+        start = max(self.horizon(), self.campaigns[self.campaigns.first_year].opens_at)
+        return (f"thư nhận ngày {received_at.astimezone(self.cfg.tz):%d/%m/%Y}, trước khi bắt đầu thu nhận "
+                f"({start.astimezone(self.cfg.tz):%d/%m/%Y}): không trả lời, không tính")
 
     @property
     def units(self) -> UnitDirectory:
@@ -55,8 +143,18 @@ class Context:
         return self._units
 
 
-def obligations_of(cfg: Config) -> tuple[Any, ...]:
-    path = cfg.rules_dir / "deadlines.yaml"
-    return load_obligations(path, cfg.year, cfg.timezone) if path.is_file() else ()
+def reminder_policy_of(cfg: Config) -> ReminderPolicy:
+    path = cfg.rules_dir / "reminders.yaml"
+    return load_reminder_policy(path) if path.is_file() else ReminderPolicy()
+
+
+def campaigns_of(cfg: Config, *, form_ids: frozenset[str] | None = None) -> Campaigns:
+    """The campaigns of rules/campaigns/, checked up to the configured year (a mistake stops the start)."""
+    campaigns = load_campaigns(cfg.rules_dir, cfg.timezone, policy=reminder_policy_of(cfg), form_ids=form_ids)
+    if campaigns.get(cfg.year) is None:
+        raise ConfigError(f"config.yaml: year: {cfg.year}: chưa có kế hoạch cho năm này; kế hoạch đầu tiên trong "
+                          f"{cfg.rules_dir / 'campaigns'} là năm {campaigns.first_year} / no campaign covers this year")
+    campaigns.check(cfg.year)
+    return campaigns
 
 

@@ -2,6 +2,7 @@
 
     IntakeError                      base; never escapes the CLI as a traceback
     ├── ConfigError                  config.yaml, units file or rules/*.yaml is invalid (names file and key)
+    ├── SchemaOutdated               the database's schema is not this version's: `intake db upgrade` it
     ├── TemporaryError               worth retrying on the next pass
     │   ├── MailboxUnavailable       IMAP connect/login/network failure or timeout
     │   │   └── MailboxAccessRefused   (also AccessRefused) Gmail refused the login: wrong app password,
@@ -31,6 +32,11 @@ class IntakeError(Exception):
 
 class ConfigError(IntakeError):
     """Raised at start when configuration is invalid; the message names the file and dotted key."""
+
+
+class SchemaOutdated(IntakeError):
+    """Raised on opening a database made by another version (older: `intake db upgrade`; or newer); like
+    ConfigError it is found at start and a person must act, so the CLI prints it plainly (exit code 2)."""
 
 
 class TemporaryError(IntakeError):

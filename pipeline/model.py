@@ -86,6 +86,9 @@ class Entry:
     note: str | None = None
     row: int | None = None
     location: str | None = None
+    # The values of the form's other columns (those its definition in rules/forms/ adds), as
+    # (column key, text as written), in the form's column order.
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class DocumentReading:
     unit_line: str | None = None  # the text after "ĐƠN VỊ:" in the file
     format: str | None = None  # "xlsx", "xls", "docx", "pdf", ...
     title: str | None = None  # the title text the kind was read from
+    campaign: int | None = None  # the year of the campaign the document belongs to (None: none known)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class DocumentRecord:
     superseded: bool = False
     first_attempt_at: datetime | None = None  # earliest received_at of this unit/kind/period
     findings: tuple[Finding, ...] = field(default=())
+    campaign: int | None = None  # the campaign (year) the document counts for
 
 
 # Labels shown to people (Vietnamese, as the plan prints them).

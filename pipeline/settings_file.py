@@ -8,6 +8,7 @@ OAuth setup command, before the refresh token exists) skips the checks on the re
 from __future__ import annotations
 
 import os
+from datetime import date, datetime
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -175,6 +176,20 @@ class ServerSection(Section):
         return self
 
 
+def _day(value: Any) -> Any:
+    # YAML reads 2022-01-26 as a date already; the office writes 26/01/2022.
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*", value)
+        if m:
+            try:
+                return date(int(m[3]), int(m[2]), int(m[1]))
+            except ValueError as exc:
+                raise ValueError(f"ngày không hợp lệ: {value!r} / not a date") from exc
+    if isinstance(value, datetime):
+        return value.date()
+    return value
+
+
 class MailboxSection(ServerSection):
     DEFAULT_PORTS: ClassVar[dict[str, int]] = {"ssl": 993, "starttls": 143, "plain": 143}
     folder: Text = "INBOX"
@@ -182,6 +197,9 @@ class MailboxSection(ServerSection):
     processed_keyword: Text | None = None
     processed_folder: Text | None = None
     trusted_authserv_ids: StrList = ()
+    # First contact: only mail received since this day is asked for, answered and counted
+    # (default: the day the current campaign opened).
+    since: Annotated[date | None, BeforeValidator(_day)] = None
 
     @field_validator("processed_keyword")
     @classmethod

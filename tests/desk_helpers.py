@@ -303,3 +303,35 @@ def ingest(ctx: Context, raw: bytes, when: datetime) -> int:
                                         received_at=when, now=now)
     process_message(ctx, pk, raw, when, now)
     return pk
+
+
+def record_document(ctx: Context, *, sender: str, unit_id: str | None, when: datetime, mid: str,
+                    campaign: int | None, mail_campaign: int | None = None, kind: str = "registration",
+                    period: str | None = None, state: str = "accepted", on_time: bool | None = None,
+                    filename: str = "Biểu đăng ký.xlsx", subject: str = "Gửi biểu đăng ký",
+                    entries: tuple[Any, ...] = ()) -> tuple[int, int]:
+    """Record a processed mail with one document of ``campaign`` straight through the Store (as a pass
+    records its outcome), without reading a form: (message id, document id). ``mail_campaign`` is the
+    campaign open when the mail arrived (default: the document's)."""
+    import hashlib
+
+    from pipeline.ledger.outcomes import DocumentOutcome, OutcomeRecord
+    from pipeline.mail.mime import header_message_id
+    from pipeline.model import DocumentReading
+
+    data = f"{mid} {filename}".encode()  # the file's bytes do not matter: nothing reads it again
+    raw = samplemail.gmail_message(sender, DISTRICT, subject, "Kính gửi LĐLĐ quận Long Biên.",
+                                   [(filename, data, XLSX)], message_id=mid)
+    now = datetime.now(timezone.utc)
+    digest, _ = ctx.archive.put(raw)
+    pk, _created = ctx.store.record_raw(message_id=header_message_id(raw), sha256=digest, gm_msgid=None,
+                                        folder="INBOX", uidvalidity=1, uid=next(_UIDS), size=len(raw),
+                                        received_at=when, now=now)
+    reading = DocumentReading(kind=kind, period=period, state=state, entries=tuple(entries), format="xlsx",
+                              campaign=campaign)
+    outcome = DocumentOutcome(part="2", filename=filename, content_type=XLSX, sha256=hashlib.sha256(data).hexdigest(),
+                              size=len(data), reading=reading, on_time=on_time)
+    [[doc_id]] = ctx.store.record_outcomes([OutcomeRecord(
+        pk=pk, state="processed", reason=None, sender=sender, from_name=None, subject=subject, unit_id=unit_id,
+        outcomes=(outcome,), campaign=mail_campaign if mail_campaign is not None else campaign)], now)
+    return pk, doc_id

@@ -8,7 +8,7 @@ import jinja2
 import pytest
 
 from pipeline.plan.deadlines import ObligationState, document_on_time, is_on_time, obligation_for, unit_states
-from pipeline.plan.obligations import load_obligations
+from pipeline.plan.campaigns import load_campaigns
 from pipeline.plan.reminder_rules import ReminderPolicy, load_reminder_policy, reminder_schedule, reminders_due
 from pipeline.plan.reminder_text import render_reminder
 from pipeline.errors import ConfigError
@@ -23,9 +23,17 @@ def local(y: int, m: int, d: int, hh: int = 9, mm: int = 0, ss: int = 0) -> date
     return datetime(y, m, d, hh, mm, ss, tzinfo=HCM)
 
 
+CAMPAIGN_HEAD = "year: 2022\ntitle: T\nopens: '26/01'\nforms: [registration, summary, commendation, report]\n"
+
+
+def load_obligations(path: Path, year: int, tz: str):
+    """The obligations of ``year`` from the campaign file at ``path`` (rules/campaigns/<year>.yaml)."""
+    return load_campaigns(path.parent.parent, tz)[year].obligations
+
+
 @pytest.fixture(scope="module")
 def obligations():
-    return load_obligations(ROOT / "rules" / "deadlines.yaml", 2022, "Asia/Ho_Chi_Minh")
+    return load_campaigns(ROOT / "rules", "Asia/Ho_Chi_Minh")[2022].obligations
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,10 @@ def doc(doc_id, unit_id, kind, received, state="accepted", period=None, supersed
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "deadlines.yaml"
-    path.write_text(text, encoding="utf-8")
+    """A campaign file of 2022 holding ``text`` (its obligations) under the usual head."""
+    path = tmp_path / "rules" / "campaigns" / "2022.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(CAMPAIGN_HEAD + text, encoding="utf-8")
     return path
 
 
@@ -77,7 +87,7 @@ def test_default_file_loads_the_plans_dates(obligations):
 
 
 def test_year_is_a_parameter(tmp_path):
-    obs = load_obligations(ROOT / "rules" / "deadlines.yaml", 2023, "Asia/Ho_Chi_Minh")
+    obs = load_campaigns(ROOT / "rules", "Asia/Ho_Chi_Minh")[2023].obligations
     assert by_id(obs, "report-h1").period == "2023-H1"
     assert by_id(obs, "report-h1").due_date == date(2023, 6, 15)
 
@@ -150,8 +160,10 @@ obligations:
          ["obligation 'q1' (obligations[1])", "duplicate id"]),
         ("  - {id: Q 1, title: Q, kinds: [commendation]}",
          ["obligations[0].id", "'Q 1'"]),
-        ("  - {id: q1, title: Q, kinds: [commendation]}\nreminders: weekly",
-         ["reminders", "unknown key"]),
+        ("  - {id: q1, title: Q, kinds: [commendation]}\ncolour: red",
+         ["colour", "unknown key"]),
+        ("  - {id: q1, title: Q, kinds: [commendation]}\nreminders: {before_days: [7, -2]}",
+         ["reminders.before_days"]),
     ],
 )
 def test_config_errors_name_file_and_obligation(tmp_path, body, fragments):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
@@ -346,3 +347,72 @@ def test_requests_without_csrf_token_or_session_are_refused_and_sessions_expire(
     assert "Phiên làm việc đã hết hạn" in by_css(driver, "#expired").text
     login(driver, live_desk.url)
     assert "/review" in driver.current_url  # back where the expired session left off
+
+
+# --------------------------------------------------------------------------- the year in view
+
+
+@pytest.fixture
+def desk_in_2023(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The desk of a config in 2023 over a ledger with registrations of 2022 and 2023 (no mail server: the
+    documents are recorded through the Store as a pass records them)."""
+    from conftest import write_config
+    from desk_helpers import desk_section, record_document, utc
+    from pipeline.config import load_config
+    from pipeline.context import Context
+    from pipeline.desk import DeskServer, create_app
+
+    monkeypatch.setenv("INTAKE_TEST_IMAP_PW", "unused")
+    ctx = Context(load_config(write_config(tmp_path, imap_port=1, smtp_port=1,
+                                           extra={"year": 2023, "desk": desk_section()})))
+    for mid, unit_id, sender, when, year in (
+            ("<a22@x>", "cq001", "cdcs.ubnd@longbien.gov.vn", local(2022, 2, 16), 2022),
+            ("<b22@x>", "th014", "hieutruong.aimo@gmail.com", local(2022, 2, 18), 2022),
+            ("<a23@x>", "cq001", "cdcs.ubnd@longbien.gov.vn", local(2023, 2, 10), 2023)):
+        record_document(ctx, sender=sender, unit_id=unit_id, when=when, mid=mid, campaign=year, on_time=True)
+    app = create_app(ctx, clock=lambda: utc(local(2023, 3, 10)), login_delay=0.05)
+    server = DeskServer(app, "127.0.0.1", 0).start()
+    try:
+        yield server.url.rstrip("/")
+    finally:
+        server.stop()
+
+
+def test_the_year_switch_changes_the_figures_and_navigation_keeps_it(desk_in_2023: str, browser: Any,
+                                                                      downloads: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, base = browser, desk_in_2023
+    driver.get(base + "/")
+    login(driver, base, "hoa")
+
+    def on_time(obligation_id: str = "registration") -> str:
+        return by_css(driver, f"#ob-{obligation_id} td.s-on_time").text
+
+    def switch_to(year: int) -> None:
+        driver.execute_script("window.__intakeOldPage = true")
+        by_css(driver, f"#year-switch a[data-year='{year}']").click()
+        wait_until(lambda: driver.execute_script("return window.__intakeOldPage === undefined "
+                                                 "&& document.readyState === 'complete'"), what=f"the {year} page")
+
+    assert by_css(driver, "h1").text == "Tổng quan" and on_time() == "1"
+    assert by_css(driver, "#year-switch b").text == "2023" and not all_css(driver, "#other-year")
+    switch_to(2022)
+    assert on_time() == "2" and "year=2022" in driver.current_url
+    assert by_css(driver, "#other-year").text.startswith("Đang xem số liệu năm 2022 (năm hiện tại: 2023).")
+    assert "năm 2022" in by_css(driver, "#campaign-title").text
+    # moving around keeps 2022: the units list, then the reports page and its workbook
+    driver.find_element(By.LINK_TEXT, "Đơn vị").click()
+    wait_until(lambda: by_css(driver, "h1").text == "Đơn vị", what="the units page")
+    assert "year=2022" in driver.current_url
+    assert by_css(driver, "#unit-th014 td[data-obligation='registration']").text == "Đúng hạn"
+    driver.find_element(By.LINK_TEXT, "Báo cáo").click()
+    wait_until(lambda: by_css(driver, "h1").text == "Báo cáo", what="the reports page")
+    submit(by_css(driver, "#workbook-form"), navigates=False)
+    book = wait_for_file(downloads, ".xlsx")
+    assert book.name == "bao-cao-tong-hop-2022-ngay-2023-03-10.xlsx"
+    driver.find_element(By.LINK_TEXT, "Đơn vị").click()
+    wait_until(lambda: by_css(driver, "h1").text == "Đơn vị", what="the units page")
+    switch_to(2023)
+    assert "year=" not in driver.current_url and not all_css(driver, "#other-year")
+    assert by_css(driver, "#unit-th014 td[data-obligation='registration']").text == "Chưa nộp"

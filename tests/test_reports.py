@@ -13,7 +13,7 @@ import openpyxl
 import pytest
 
 from pipeline.plan.deadlines import unit_states
-from pipeline.plan.obligations import load_obligations
+from pipeline.plan.campaigns import load_campaigns
 from pipeline.model import CATEGORIES, DocumentRecord, Entry, Unit
 from pipeline.plan.reports import (
     build_report_data,
@@ -77,7 +77,7 @@ ENTRIES = {
 
 @pytest.fixture(scope="module")
 def data():
-    obligations = load_obligations(ROOT / "rules" / "deadlines.yaml", 2022, "Asia/Ho_Chi_Minh")
+    obligations = load_campaigns(ROOT / "rules", "Asia/Ho_Chi_Minh")[2022].obligations
     states = unit_states(obligations, UNITS, DOCUMENTS)
     return build_report_data(
         organisation=ORG, year=2022, today=date(2022, 3, 10), units=UNITS, obligations=obligations,

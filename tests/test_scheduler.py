@@ -27,7 +27,7 @@ from pipeline.worker import jobs, liveness, lock, schedule
 from pipeline.config import load_config
 from intake_demo import samples
 from pipeline.ledger.store import Store
-from pipeline.context import obligations_of
+from pipeline.context import campaigns_of
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -80,7 +80,7 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
     assert by_id["remind"].misfire_grace_time == 12 * 3600
     assert str(sched.timezone) == "Asia/Ho_Chi_Minh"
     # The commendation list has no date: no report job. Long-past deadlines get none either.
-    later = schedule.desired_jobs(cfg, path, obligations_of(cfg), datetime(2022, 7, 1, tzinfo=timezone.utc))
+    later = schedule.desired_jobs(cfg, path, campaigns_of(cfg)[cfg.year].obligations, datetime(2022, 7, 1, tzinfo=timezone.utc))
     assert [j.id for j in later if j.id.startswith("report-after")] == ["report-after:report-q3",
                                                                         "report-after:report-year"]
 
@@ -265,7 +265,7 @@ def test_jobs_remind_digest_and_deadline_report_send_once(intake: Harness) -> No
     jobs.run_job("report-after", path, now, obligation_id="registration")
     jobs.run_job("report-after", path, now + timedelta(hours=3), obligation_id="registration")
     reports = intake.ctx.store.outbox_rows("report")
-    assert [r.key for r in reports] == ["report:weekly:2022-W08", "report:deadline:registration"]
+    assert [r.key for r in reports] == ["report:weekly:2022-W08", "report:deadline:2022:registration"]
     assert all(r.state == "sent" for r in reports)
     [mail] = [m for m in staff_mail(intake) if "Tổng hợp" in m["Subject"]][:1]
     [att] = list(mail.iter_attachments())

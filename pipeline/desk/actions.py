@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ACCEPT_KINDS = ("registration", "summary", "commendation", "report")
 REPORT_PARTS = ("Q1", "H1", "Q3", "Y")
 
 
@@ -58,6 +57,25 @@ def action_time(now: datetime | None) -> datetime:
 def period_choices(year: int) -> tuple[tuple[str, str], ...]:
     """(value, label) of every report period of the plan's year, for a select box."""
     return tuple((f"{year}-{p}", period_label(f"{year}-{p}") or p) for p in REPORT_PARTS)
+
+
+@dataclass(frozen=True)
+class AcceptChoices:
+    """What a needs_review document may be accepted as: the forms and report periods of its campaign."""
+
+    year: int
+    kinds: tuple[tuple[str, str], ...]  # (form id, label) in the campaign file's order
+    periods: tuple[tuple[str, str], ...]  # (period, label) of the campaign's year
+    period_kinds: frozenset[str]  # the forms an obligation asks for per period (reports): they need one
+
+
+def accept_choices(ctx: Context, campaign: int | None) -> AcceptChoices:
+    """The choices for a document of ``campaign`` (the configured campaign's when it has none, or none the
+    rules describe)."""
+    plan = (ctx.campaigns.get(campaign) if campaign is not None else None) or ctx.campaigns[ctx.cfg.year]
+    return AcceptChoices(year=plan.year, kinds=tuple((k, KIND_LABELS.get(k, k)) for k in plan.forms),
+                         periods=period_choices(plan.year),
+                         period_kinds=frozenset(k for ob in plan.obligations if ob.period for k in ob.kinds))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -190,8 +208,8 @@ def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, reason: str = ""
     if unit is None or not to:
         return None
     attachments = []
-    if action == "reject":
-        form = form_attachment(d.kind, year=ctx.cfg.year, unit_name=unit.name)
+    if action == "reject":  # the blank form of the document's own campaign
+        form = form_attachment(d.kind, year=d.campaign or ctx.cfg.year, unit_name=unit.name)
         if form:
             attachments.append(form)
     received = from_iso(d.received_at).astimezone(ctx.cfg.tz)
@@ -209,32 +227,38 @@ def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, reason: str = ""
                       smtp_message_id=mid, raw=raw, message_pk=msg_row.id, unit_id=unit.unit_id)
 
 
-def _check_kind_period(ctx: Context, kind: str, period: str | None) -> str | None:
-    if kind not in ACCEPT_KINDS:
-        raise ReviewError(f"loại văn bản {kind!r} không hợp lệ (chọn: {', '.join(ACCEPT_KINDS)})")
-    if kind == "report":
-        allowed = [v for v, _ in period_choices(ctx.cfg.year)]
-        if period not in allowed:
-            raise ReviewError(f"báo cáo cần chọn kỳ: {', '.join(allowed)}")
+def _check_kind_period(choices: AcceptChoices, kind: str, period: str | None) -> str | None:
+    """The period to record (None for a form that has none), or why the choice does not fit the campaign."""
+    kinds = dict(choices.kinds)
+    if kind not in kinds:
+        raise ReviewError(f"loại văn bản {kind!r} không có trong kế hoạch năm {choices.year} "
+                          f"(chọn: {', '.join(kinds)})")
+    if kind in choices.period_kinds:
+        if period not in dict(choices.periods):
+            raise ReviewError(f"{kinds[kind]} cần chọn kỳ báo cáo của năm {choices.year} "
+                              f"({', '.join(label for _, label in choices.periods)})")
         return period
     return None
 
 
 def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, actor: str,
            now: datetime | None = None) -> ActionResult:
-    """Count a needs_review document (a scanned report, a photo of a signed form) as the given kind and period."""
+    """Count a needs_review document (a scanned report, a photo of a signed form) as one of the forms of its
+    campaign, with a period of that campaign's year when the form is a periodic report."""
     from pipeline.worker.mailpass import on_time_for
 
     now = action_time(now)
-    period = _check_kind_period(ctx, kind, period or None)
     d, msg_row = _reviewable(ctx, document_id)
-    on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), unit_id=d.unit_id)
+    choices = accept_choices(ctx, d.campaign)
+    period = _check_kind_period(choices, kind, period or None)
+    campaign = int(period[:4]) if period else choices.year  # as the ledger records it
+    on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), campaign=campaign, unit_id=d.unit_id)
     item = _notice(ctx, "accept", d, msg_row, on_time=on_time, due=due)
     with _refusals():
         action_id = ctx.store.accept_document(document_id, kind=kind, period=period, on_time=on_time, actor=actor,
                                               now=now, notice=item)
     _flush(ctx, now)
-    label = KIND_LABELS[kind] + (f" ({period_label(period)})" if period else "")
+    label = KIND_LABELS.get(kind, kind) + (f" ({period_label(period)})" if period else "")
     timing = "" if on_time is None else (", đúng hạn" if on_time else ", nộp muộn")
     return ActionResult(action_id, f"Tệp “{d.filename}” đã được ghi nhận là {label}{timing}; đơn vị được báo.",
                         _outbox_ids(ctx, review_key(action_id)))

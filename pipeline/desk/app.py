@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, g, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from pipeline.config import load_config
@@ -23,7 +23,7 @@ from pipeline.desk import security  # noqa: F401 - attaches the log-in and the c
 from pipeline.desk.pages import overview, reports, review, units  # noqa: F401 - attach their views to bp
 from pipeline.desk.auth import CSRF_FIELD, DeskSession, Flashes, LoginThrottle, Sessions
 from pipeline.desk.queue import queue
-from pipeline.desk.web import MAX_UPLOAD, Desk, bp, desk
+from pipeline.desk.web import MAX_UPLOAD, YEAR_PAGES, Desk, bp, desk, shown_year, view_ctx
 from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
 
@@ -122,10 +122,16 @@ def _common() -> dict[str, Any]:
     d = desk()
     sess: DeskSession | None = g.get("session")
     out: dict[str, Any] = {
-        "organisation": d.ctx.cfg.organisation, "year": d.ctx.cfg.year, "account": g.get("account"),
+        "organisation": d.ctx.cfg.organisation, "account": g.get("account"),
         "csrf_field": CSRF_FIELD, "csrf_token": sess.csrf if sess else "", "flashes": [], "health": None,
         "now": d.now(), "nav": request.endpoint or "", "queue_count": 0,
     }
+    try:
+        out.update(_campaign_in_view(d))
+    except Exception:  # the page (an error page, too) still renders when the database is busy
+        log.exception("campaign in view")
+        out.update(year=d.ctx.cfg.year, current_year=d.ctx.cfg.year, year_param=None, year_links=[],
+                   campaign_title=d.ctx.campaigns[d.ctx.cfg.year].title)
     if sess is not None:
         out["flashes"] = d.flashes.take(sess.token_hash)
         try:
@@ -137,6 +143,22 @@ def _common() -> dict[str, Any]:
         except Exception:
             log.exception("queue count")
     return out
+
+
+def _campaign_in_view(d: Desk) -> dict[str, Any]:
+    """The header's campaign: its title, the year in view, and on pages with figures the year switch
+    (links to the same page in every year the desk can show)."""
+    other = shown_year()  # None on a request whose year was refused: its error page shows the default year
+    ctx = view_ctx() if other is not None else d.ctx
+    links: list[tuple[int, str, bool]] = []
+    if g.get("account") is not None and request.endpoint in YEAR_PAGES:
+        args = {k: v for k, v in request.args.items() if k != "year"}
+        for y in ctx.years():
+            url = url_for(request.endpoint, **(request.view_args or {}), **args,
+                          year=None if y == ctx.cfg.year else y)
+            links.append((y, url, y == ctx.year))
+    return {"year": ctx.year, "current_year": ctx.cfg.year, "year_param": other,
+            "campaign_title": ctx.campaign.title, "year_links": links}
 
 
 # --------------------------------------------------------------------------- errors

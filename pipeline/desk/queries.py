@@ -115,8 +115,8 @@ class ObligationView:
 
 
 def states(ctx: Context, docs: list[DocumentRecord] | None = None) -> dict[tuple[str, str], ObligationState]:
-    return deadlines.unit_states(ctx.obligations, ctx.units.units,
-                                 docs if docs is not None else ctx.store.document_records(),
+    """Every unit's state on every obligation of the campaign ``ctx`` looks at (its documents only)."""
+    return deadlines.unit_states(ctx.obligations, ctx.units.units, docs if docs is not None else ctx.documents(),
                                  keep_first_attempt_date=ctx.cfg.keep_first_attempt_date)
 
 
@@ -213,6 +213,7 @@ def _outbox_cols() -> list[Any]:
 
 
 def unit_history(ctx: Context, unit: Unit) -> UnitHistory:
+    """Everything about a unit, whatever the campaign (each document and reminder row carries its own)."""
     addrs = [e.lower() for e in unit.emails]
     with ctx.store.tx() as c:
         cond = sa.or_(messages.c.unit_id == unit.unit_id, messages.c.assigned_unit_id == unit.unit_id,
@@ -230,8 +231,8 @@ def unit_history(ctx: Context, unit: Unit) -> UnitHistory:
             .group_by(entries.c.document_id))} if doc_ids else {}
         obx = list(c.execute(sa.select(*_outbox_cols()).where(
             sa.or_(outbox.c.unit_id == unit.unit_id, outbox.c.message_pk.in_(pks))).order_by(outbox.c.id.desc())))
-        rem = list(c.execute(sa.select(reminders.c.id, reminders.c.obligation_id, reminders.c.stage,
-                                       reminders.c.created_at, reminders.c.outbox_id,
+        rem = list(c.execute(sa.select(reminders.c.id, reminders.c.campaign, reminders.c.obligation_id,
+                                       reminders.c.stage, reminders.c.created_at, reminders.c.outbox_id,
                                        outbox.c.state.label("outbox_state"), outbox.c.sent_at)
                              .select_from(reminders.outerjoin(outbox, outbox.c.id == reminders.c.outbox_id))
                              .where(reminders.c.unit_id == unit.unit_id).order_by(reminders.c.id.desc())))

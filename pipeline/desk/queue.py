@@ -41,6 +41,9 @@ class QueueItem:
     actions: tuple[str, ...] = ()
     suggested_unit_id: str | None = None  # for quarantined mail: the unit its forms or name point to
     suggested_why: str | None = None
+    # The campaign (year) the item is about when known: a document's own, a mail's (the one open when it
+    # arrived), a bounced mail's; the queue itself is one for every year.
+    campaign: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def queue(ctx: Context) -> list[QueueItem]:
         bnc = list(c.execute(
             sa.select(bounces, messages.c.received_at, messages.c.sender, messages.c.from_name, messages.c.subject)
             .join(messages, messages.c.id == bounces.c.message_pk)))
-        subjects = {r.id: r.subject for r in c.execute(sa.select(outbox.c.id, outbox.c.subject).where(
+        bounced = {r.id: r for r in c.execute(sa.select(outbox.c.id, outbox.c.subject, outbox.c.campaign).where(
             outbox.c.id.in_([b.outbox_id for b in bnc if b.outbox_id])))} if bnc else {}
     items: list[QueueItem] = []
     for m in msgs:
@@ -156,25 +159,27 @@ def queue(ctx: Context) -> list[QueueItem]:
         items.append(QueueItem(kind=kind, target="message", target_id=m.id, message_pk=m.id,
                                received_at=from_iso(m.received_at), sender=m.sender, from_name=m.from_name,
                                subject=m.subject or "", unit_id=m.unit_id, reason=m.reason or "", actions=actions,
-                               suggested_unit_id=look.suggested, suggested_why=look.why))
+                               suggested_unit_id=look.suggested, suggested_why=look.why, campaign=m.campaign))
     for d in docs:
         items.append(QueueItem(kind="needs_review", target="document", target_id=d.id, message_pk=d.message_pk,
                                received_at=from_iso(d.received_at), sender=d.sender, from_name=d.from_name,
                                subject=d.subject or "", unit_id=d.unit_id, reason=_doc_reason(ctx, d.id),
                                filename=d.filename, doc_kind=d.kind, period=d.period,
-                               actions=("accept", "reject", "ignore")))
+                               actions=("accept", "reject", "ignore"), campaign=d.campaign))
     for b in bnc:
         if b.id in done_bounces:
             continue
         recips = ", ".join(json.loads(b.recipients)) or "(không rõ người nhận)"
-        what = f" (thư “{subjects[b.outbox_id]}”)" if b.outbox_id in subjects else ""
+        sent = bounced.get(b.outbox_id)
+        what = f" (thư “{sent.subject}”)" if sent is not None else ""
         unit = ctx.units.by_id(b.unit_id) if b.unit_id else None
         reason = f"Thư gửi tới {recips}{what} không đến được"
         if unit:
             reason += f"; đơn vị {unit.name} có thể chưa nhận được nhắc nhở — kiểm tra lại địa chỉ email"
         items.append(QueueItem(kind="bounce", target="bounce", target_id=b.id, message_pk=b.message_pk,
                                received_at=from_iso(b.received_at), sender=b.sender, from_name=b.from_name,
-                               subject=b.subject or "", unit_id=b.unit_id, reason=reason, actions=("ignore",)))
+                               subject=b.subject or "", unit_id=b.unit_id, reason=reason, actions=("ignore",),
+                               campaign=sent.campaign if sent is not None else None))
     items.sort(key=lambda i: (i.received_at, i.target_id))
     return items
 

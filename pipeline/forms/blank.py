@@ -1,28 +1,28 @@
-"""Blank, fillable .xlsx versions of the plan's three forms, made to read back with no finding.
+"""Blank, fillable .xlsx versions of the table forms, built from their definitions (rules/forms/<id>.yaml,
+``blank``), made to read back with no finding.
 
-    FORMS                                   ("registration", "summary", "commendation")
-    blank_form(kind, *, year, unit_name, rows) -> bytes      one form as .xlsx
-    form_filename(kind, *, year, unit_name) -> str           its Vietnamese filename
-    write_forms(out_dir, *, year, unit_name) -> list[Path]   all three into a folder
-    read_marker(data) -> dict | None                         the hidden marker of a workbook we made
+    FORMS                                   the shipped definitions' table forms ("registration", ...)
+    blank_form(kind, *, year, unit_name, rows, rules) -> bytes      one form as .xlsx
+    form_filename(kind, *, year, unit_name, rules) -> str           its Vietnamese filename
+    write_forms(out_dir, *, year, unit_name, forms, rules) -> list[Path]   the forms into a folder
+    read_marker(data, rules) -> dict | None                         the hidden marker of a workbook we made
 
 Layout follows the forms at the end of the 2022 plan (``ke-hoach-2022.md``): the ``ĐƠN VỊ`` line
-(the unit's name goes in the cell right of the label, pre-filled when given), the date line, "Mẫu M2"
-on the summary, the two title rows, a two-row header with ``PHÂN LOẠI MÔ HÌNH`` merged over the
-category columns (seven on the registration form, with "Lĩnh vực khác"; six on M2 and the
-commendation list), ``Ghi chú`` or ``KẾT QUẢ THỰC HIỆN`` last, the ``I TẬP THỂ`` / ``II CÁ NHÂN``
-section rows on M2 and the commendation list with empty rows under each, the "Lưu ý" line and the
-signature block. The header uses the corrected spellings ("Chỉnh trang đô thị", "VHXH"), not the
-plan's typos.
+(the unit's name goes in the cell right of the label, pre-filled when given), the date line, the
+definition's form number ("Mẫu M2") above it, the title rows, a two-row header with the ``group`` label
+(``PHÂN LOẠI MÔ HÌNH``) merged over the printed category columns, the other columns in the definition's
+order, the ``I TẬP THỂ`` / ``II CÁ NHÂN`` section rows when the definition has sections, with empty rows
+under each, the note line ("Lưu ý") and the signature block. The header prints the definition's labels
+(the corrected spellings "Chỉnh trang đô thị", "VHXH", not the plan's typos).
 
 What makes the form hard to fill wrongly:
-- category cells accept only the whole number 1 (or nothing): data validation with a Vietnamese
-  message, in Excel and LibreOffice alike;
+- category cells accept only the whole number 1 (or nothing), integer columns only a whole number within
+  the definition's bounds: data validation with a Vietnamese message, in Excel and LibreOffice alike;
 - the sheet is protected WITHOUT a password (a guard against accidental edits, not a lock: Review →
   Unprotect Sheet removes it). Title, header, section rows, note and signature block are locked;
-  the unit cell, the date line, TT, name, model, categories and note/result cells are not. Rows may
-  be inserted and deleted, and rows and columns resized, while protected;
-- the ``ĐƠN VỊ`` row, the date row and the "Mẫu M2" row hold nothing else, so an unfilled unit cell
+  the unit cell, the date line and the entry cells are not. Rows may be inserted and deleted, and rows
+  and columns resized, while protected;
+- the ``ĐƠN VỊ`` row, the date row and the form-number row hold nothing else, so an unfilled unit cell
   reads as "no unit" and never as some other text of the row.
 
 The marker: hidden workbook-level defined names ``_intake_form``, ``_intake_version``,
@@ -31,75 +31,40 @@ data), also repeated in the document properties (keywords ``intake:<kind>:v<vers
 """
 from __future__ import annotations
 
-import functools
-
 import io
 import re
 import unicodedata
 from pathlib import Path
 from typing import Any
 
-from pipeline.model import CATEGORIES, CATEGORY_LABELS
+from pipeline.forms.definitions import Column, FormDef
+from pipeline.forms.rules import Rules, default_rules
 
-FORMS = ("registration", "summary", "commendation")
 FORM_VERSION = 1
 MAX_ROWS = 500
 FONT = "Times New Roman"
-NOTE = "Lưu ý: Đánh số (1) vào ô tương ứng trong mục phân loại mô hình"
 DATE_LINE = "….. ngày …tháng …năm {year}"
 MARKER_NAMES = ("_intake_form", "_intake_version", "_intake_year", "_intake_unit")
+_CATEGORY_WIDTH, _COLUMN_WIDTH = 9, 16
+# The shipped definitions' blank forms. Code that has the configured rules (a Context) asks them instead:
+# ``rules.blank_forms(campaign.forms)``.
+FORMS = default_rules().blank_forms()
 
 
-def _spec(kind: str, year: int) -> dict[str, Any]:
-    """Everything that differs between the three forms."""
-    if kind == "registration":
-        return {
-            "sheet": "Biểu đăng ký",
-            "title": ("BIỂU ĐĂNG KÝ", f'Mô hình "Dân vận khéo" năm {year}'),
-            "mau": None,
-            "cats": CATEGORIES,  # seven, with "Lĩnh vực khác"
-            "last": "Ghi chú",
-            "sections": False,
-            "signer": ("ĐẠI DIỆN TẬP THỂ/CÁ NHÂN ĐĂNG KÝ MÔ HÌNH", "(Ký, ghi rõ họ tên)"),
-            "filename": f"Biểu đăng ký mô hình Dân vận khéo năm {year}",
-            "description": f'Biểu đăng ký mô hình "Dân vận khéo" năm {year}',
-        }
-    if kind == "summary":
-        return {
-            "sheet": "Mẫu M2",
-            "title": ("BIỂU TỔNG HỢP",
-                      f'Đăng ký mô hình thực hiện phong trào thi đua "Dân vận khéo" năm {year}'),
-            "mau": "Mẫu M2",
-            "cats": CATEGORIES[:6],
-            "last": "Ghi chú",
-            "sections": True,
-            "signer": ("THỦ TRƯỞNG ĐƠN VỊ", "(Ký, đóng dấu)"),
-            "filename": f"Mẫu M2 - Biểu tổng hợp đăng ký mô hình Dân vận khéo năm {year}",
-            "description": f'Mẫu M2 - Biểu tổng hợp đăng ký mô hình "Dân vận khéo" năm {year}',
-        }
-    if kind == "commendation":
-        return {
-            "sheet": "Danh sách đề xuất khen thưởng",
-            "title": ("DANH SÁCH",
-                      f'Đề xuất khen thưởng phong trào thi đua "Dân vận khéo" năm {year}'),
-            "mau": None,
-            "cats": CATEGORIES[:6],
-            "last": "KẾT QUẢ THỰC HIỆN",
-            "sections": True,
-            "signer": ("THỦ TRƯỞNG ĐƠN VỊ", "(Ký, đóng dấu)"),
-            "filename": f"Danh sách đề xuất khen thưởng Dân vận khéo năm {year}",
-            "description": f'Danh sách đề xuất khen thưởng phong trào thi đua "Dân vận khéo" năm {year}',
-        }
-    raise ValueError(f"unknown form {kind!r}; one of {', '.join(FORMS)}")
+def _form(kind: str, rules: Rules) -> FormDef:
+    form = rules.forms.get(kind)
+    if form is None or form.blank is None:
+        raise ValueError(f"unknown form {kind!r}; one of {', '.join(rules.blank_forms())}")
+    return form
 
 
-def _check(kind: str, year: int, rows: int) -> None:
-    if kind not in FORMS:
-        raise ValueError(f"unknown form {kind!r}; one of {', '.join(FORMS)}")
+def _check(kind: str, year: int, rows: int | None, rules: Rules) -> FormDef:
+    form = _form(kind, rules)
     if not isinstance(year, int) or isinstance(year, bool) or not 2000 <= year <= 2100:
         raise ValueError(f"year must be a year such as 2022, not {year!r}")
-    if not isinstance(rows, int) or isinstance(rows, bool) or not 1 <= rows <= MAX_ROWS:
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or not 1 <= rows <= MAX_ROWS):
         raise ValueError(f"rows must be between 1 and {MAX_ROWS}, not {rows!r}")
+    return form
 
 
 def _clean_unit(unit_name: str | None) -> str | None:
@@ -110,14 +75,19 @@ def _clean_unit(unit_name: str | None) -> str | None:
     return name or None
 
 
-def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, rows: int = 20) -> bytes:
-    """One of the plan's forms as a blank, protected, fillable .xlsx.
+def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, rows: int | None = None,
+               rules: Rules | None = None) -> bytes:
+    """One table form as a blank, protected, fillable .xlsx, from its definition in ``rules``.
 
-    ``rows``: empty entry rows (on M2 and the commendation list: under EACH of I TẬP THỂ and
-    II CÁ NHÂN). ``unit_name`` pre-fills the cell after ``ĐƠN VỊ:`` (the unit can still edit it).
-    Raises ValueError for an unknown kind, an implausible year or a row count outside 1..500.
+    ``rows``: empty entry rows (with sections: under EACH of I TẬP THỂ and II CÁ NHÂN; default: the
+    definition's). ``unit_name`` pre-fills the cell after ``ĐƠN VỊ:`` (the unit can still edit it).
+    Raises ValueError for a form without a blank (a report), an implausible year or a row count outside 1..500.
     """
-    _check(kind, year, rows)
+    rules = rules or default_rules()
+    form = _check(kind, year, rows, rules)
+    spec = form.blank
+    assert spec is not None
+    rows = rows or spec.rows
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, Protection, Side
     from openpyxl.utils import get_column_letter
@@ -125,17 +95,26 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     from openpyxl.worksheet.datavalidation import DataValidation
     from openpyxl.worksheet.properties import PageSetupProperties
 
-    spec = _spec(kind, year)
     unit = _clean_unit(unit_name)
-    cats = spec["cats"]
-    ncols = 3 + len(cats) + 1
-    last_col = ncols
-    cat_first, cat_last = 4, 3 + len(cats)
+    cats = [c for c in form.categories if c.printed]
+    # Printed columns, left to right: (Column, None) for one column, (group Column, category) under the group.
+    layout: list[tuple[Column, Any]] = []
+    for col in form.columns:
+        if not col.printed:
+            continue
+        if col.key == "group":
+            layout.extend((col, cat) for cat in cats)
+        else:
+            layout.append((col, None))
+    ncols = last_col = len(layout)
+    cat_cols = [i + 1 for i, (_, cat) in enumerate(layout) if cat is not None]
+    cat_first, cat_last = (cat_cols[0], cat_cols[-1]) if cat_cols else (0, 0)
+    key_col = {col.key: i + 1 for i, (col, cat) in enumerate(layout) if cat is None}
     L = get_column_letter
 
     wb = Workbook()
     ws = wb.active
-    ws.title = spec["sheet"]
+    ws.title = spec.sheet
 
     thin = Side(style="thin")
     box = Border(left=thin, right=thin, top=thin, bottom=thin)
@@ -158,16 +137,14 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
         if c2 > c1 or (r2 is not None and r2 > r):
             ws.merge_cells(start_row=r, start_column=c1, end_row=r2 or r, end_column=c2)
 
-    # Every cell of the form area in the form's font, so typed text is Times New Roman too.
-    right_from = max(cat_first, last_col - 4)  # the right-hand block: date line, "Mẫu M2", signature
+    # The right-hand block: date line, form number, signature.
+    right_from = max(cat_first or 2, last_col - 4)
 
     r = 1
-    if spec["mau"]:
-        put(r, right_from, spec["mau"], font=font(12, bold=True),
-            alignment=Alignment(horizontal="right"))
+    if spec.form_number:
+        put(r, right_from, spec.form_number, font=font(12, bold=True), alignment=Alignment(horizontal="right"))
         merge(r, right_from, last_col)
         r += 1
-    if kind == "summary":
         # The plan prints M2 as: Mẫu M2 / date / ĐƠN VỊ.
         date_row, unit_row = r, r + 1
     else:
@@ -183,44 +160,43 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     r = max(unit_row, date_row) + 2
 
     # Title
-    for i, text in enumerate(spec["title"]):
-        put(r, 1, text, font=font(14 if i == 0 else 13, bold=True),
+    for i, text in enumerate(spec.title):
+        put(r, 1, text.format(year=year), font=font(14 if i == 0 else 13, bold=True),
             alignment=Alignment(horizontal="center", vertical="center", wrap_text=True))
         merge(r, 1, last_col)
         r += 1
     r += 1
 
-    # Two-row header
+    # Two-row header: one column's label over both rows; the group's label over its category columns.
     top = r
-    heads = {1: "TT", 2: "Tên tập thể, cá nhân", 3: "Tên mô hình", cat_first: "PHÂN LOẠI MÔ HÌNH",
-             last_col: spec["last"]}
-    for c in range(1, ncols + 1):
-        put(top, c, heads.get(c), font=font(12, bold=True), border=box,
-            alignment=Alignment(horizontal="center", vertical="center", wrap_text=True))
-        label = CATEGORY_LABELS[cats[c - cat_first]] if cat_first <= c <= cat_last else None
-        put(top + 1, c, label, font=font(12, bold=True), border=box,
-            alignment=Alignment(horizontal="center", vertical="center", wrap_text=True))
-    for c in (1, 2, 3, last_col):
-        merge(top, c, c, top + 1)
-    merge(top, cat_first, cat_last)
+    bold_centre = {"font": font(12, bold=True), "border": box,
+                   "alignment": Alignment(horizontal="center", vertical="center", wrap_text=True)}
+    for c, (col, cat) in enumerate(layout, start=1):
+        put(top, c, col.label if cat is None or c == cat_first else None, **bold_centre)
+        put(top + 1, c, cat.label if cat is not None else None, **bold_centre)
+        if cat is None:
+            merge(top, c, c, top + 1)
+    if cat_cols:
+        merge(top, cat_first, cat_last)
     ws.row_dimensions[top].height = 22
     ws.row_dimensions[top + 1].height = 34
     r = top + 2
 
-    # Body: entry rows (unlocked), under section rows on M2 and the commendation list.
+    # Body: entry rows (unlocked), under the section rows when the form has them.
     entry_ranges: list[tuple[int, int]] = []
+    centred = {c for c, (col, cat) in enumerate(layout, start=1)
+               if cat is not None or col.key == "tt" or col.type != "text"}
 
     def entry_rows(first: int) -> int:
         for rr in range(first, first + rows):
             for c in range(1, ncols + 1):
-                centred = c == 1 or cat_first <= c <= cat_last
                 put(rr, c, None, border=box, protection=unlocked,
-                    alignment=Alignment(horizontal="center" if centred else "left", vertical="center",
-                                        wrap_text=not centred))
+                    alignment=Alignment(horizontal="center" if c in centred else "left", vertical="center",
+                                        wrap_text=c not in centred))
         entry_ranges.append((first, first + rows - 1))
         return first + rows
 
-    if spec["sections"]:
+    if form.sections:
         for roman, label in (("I", "TẬP THỂ"), ("II", "CÁ NHÂN")):
             for c in range(1, ncols + 1):
                 put(r, c, None, font=font(12, bold=True), border=box,
@@ -231,42 +207,49 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     else:
         r = entry_rows(r)
 
-    # Note and signature block (the reader stops at "Lưu ý").
+    # Note and signature block (the reader stops at "Lưu ý" and at the signature's title).
     r += 1
-    put(r, 1, NOTE, font=font(12, italic=True), alignment=Alignment(horizontal="left"))
-    merge(r, 1, last_col)
+    if spec.note:
+        put(r, 1, spec.note, font=font(12, italic=True), alignment=Alignment(horizontal="left"))
+        merge(r, 1, last_col)
     r += 2
-    signer, sign_note = spec["signer"]
-    put(r, right_from, signer, font=font(12, bold=True),
+    put(r, right_from, spec.signer, font=font(12, bold=True),
         alignment=Alignment(horizontal="center", vertical="center", wrap_text=True))
     merge(r, right_from, last_col)
     ws.row_dimensions[r].height = 32
-    put(r + 1, right_from, sign_note, font=font(12, italic=True), alignment=Alignment(horizontal="center"))
+    put(r + 1, right_from, spec.signer_note, font=font(12, italic=True), alignment=Alignment(horizontal="center"))
     merge(r + 1, right_from, last_col)
     put(r + 5, right_from, None, protection=unlocked, alignment=Alignment(horizontal="center"))
     merge(r + 5, right_from, last_col)  # the signer's name, typed under the signature
     end_row = r + 5
 
+    def cells(first: int, last: int) -> str:
+        return " ".join(f"{L(first)}{a}:{L(last)}{b}" for a, b in entry_ranges)
+
     # Category cells: the whole number 1, or nothing.
-    dv = DataValidation(
-        type="whole", operator="equal", formula1="1", allow_blank=True,
-        showErrorMessage=True, errorStyle="stop",
-        errorTitle="Chỉ điền số 1",
-        error="Ô phân loại mô hình chỉ nhận số 1 (hoặc để trống). "
-              "Đánh số (1) vào một ô tương ứng với lĩnh vực của mô hình.",
-        showInputMessage=True, promptTitle="Phân loại mô hình",
-        prompt="Gõ số 1 nếu mô hình thuộc lĩnh vực này; để trống nếu không.",
-    )
-    dv.sqref = " ".join(f"{L(cat_first)}{a}:{L(cat_last)}{b}" for a, b in entry_ranges)  # type: ignore[assignment]
-    ws.add_data_validation(dv)
+    if cat_cols:
+        dv = DataValidation(
+            type="whole", operator="equal", formula1="1", allow_blank=True,
+            showErrorMessage=True, errorStyle="stop",
+            errorTitle="Chỉ điền số 1",
+            error="Ô phân loại mô hình chỉ nhận số 1 (hoặc để trống). "
+                  "Đánh số (1) vào một ô tương ứng với lĩnh vực của mô hình.",
+            showInputMessage=True, promptTitle="Phân loại mô hình",
+            prompt="Gõ số 1 nếu mô hình thuộc lĩnh vực này; để trống nếu không.",
+        )
+        dv.sqref = cells(cat_first, cat_last)  # type: ignore[assignment]
+        ws.add_data_validation(dv)
+    # Integer columns: a whole number within the definition's bounds.
+    for col in form.columns:
+        if col.type == "integer" and col.key in key_col:
+            dv = _integer_validation(col, DataValidation)
+            dv.sqref = cells(key_col[col.key], key_col[col.key])  # type: ignore[assignment]
+            ws.add_data_validation(dv)
 
     # Columns, print setup, protection.
-    widths = {1: 5, 2: 30, 3: 38}
-    for c in range(cat_first, cat_last + 1):
-        widths[c] = 11 if cats[c - cat_first] in ("chinh_trang_do_thi", "khac") else 9
-    widths[last_col] = 36 if kind == "commendation" else 20
-    for c, w in widths.items():
-        ws.column_dimensions[L(c)].width = w
+    for c, (col, cat) in enumerate(layout, start=1):
+        width = (cat.width or _CATEGORY_WIDTH) if cat is not None else (col.width or _COLUMN_WIDTH)
+        ws.column_dimensions[L(c)].width = width
 
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
@@ -287,8 +270,9 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     p.formatRows = False
     p.insertRows = False
     p.deleteRows = False
-    ws.sheet_view.selection[0].activeCell = f"B{entry_ranges[0][0]}"
-    ws.sheet_view.selection[0].sqref = f"B{entry_ranges[0][0]}"
+    first_cell = f"{L(key_col.get('name', 1))}{entry_ranges[0][0]}"
+    ws.sheet_view.selection[0].activeCell = first_cell
+    ws.sheet_view.selection[0].sqref = first_cell
 
     # The hidden marker.
     values = {"_intake_form": kind, "_intake_version": str(FORM_VERSION), "_intake_year": str(year),
@@ -296,8 +280,9 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     for name, value in values.items():
         wb.defined_names[name] = DefinedName(name, attr_text='"' + value.replace('"', '""') + '"', hidden=True)
     props = wb.properties
-    props.title = spec["description"]
-    props.subject = spec["description"] + (f" - {unit}" if unit else "")
+    description = spec.description.format(year=year)
+    props.title = description
+    props.subject = description + (f" - {unit}" if unit else "")
     props.creator = "LĐLĐ quận Long Biên"
     props.keywords = f"intake:{kind}:v{FORM_VERSION}:{year}"
     props.description = "Biểu mẫu điền sẵn của LĐLĐ quận Long Biên; giữ nguyên dòng tiêu đề các cột."
@@ -307,13 +292,32 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     return buf.getvalue()
 
 
+def _integer_validation(col: Column, DataValidation: Any) -> Any:
+    """Excel's whole-number check for an integer column, with the bounds and a Vietnamese message."""
+    if col.min is not None and col.max is not None:
+        operator, f1, f2, words = "between", col.min, col.max, f"từ {col.min} đến {col.max}"
+    elif col.min is not None:
+        operator, f1, f2, words = "greaterThanOrEqual", col.min, None, f"từ {col.min} trở lên"
+    elif col.max is not None:
+        operator, f1, f2, words = "lessThanOrEqual", col.max, None, f"không quá {col.max}"
+    else:
+        operator, f1, f2, words = "between", -2147483648, 2147483647, ""
+    return DataValidation(
+        type="whole", operator=operator, formula1=str(f1), formula2=None if f2 is None else str(f2),
+        allow_blank=not col.required, showErrorMessage=True, errorStyle="stop",
+        errorTitle="Chỉ điền số nguyên", error=f"Ô «{col.label}» chỉ nhận số nguyên {words}".rstrip() + ".",
+        showInputMessage=True, promptTitle=col.label[:32], prompt=f"Gõ một số nguyên {words}".rstrip() + ".",
+    )
+
+
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 
 
-def form_filename(kind: str, *, year: int = 2022, unit_name: str | None = None) -> str:
+def form_filename(kind: str, *, year: int = 2022, unit_name: str | None = None, rules: Rules | None = None) -> str:
     """"Biểu đăng ký mô hình Dân vận khéo năm 2022[ - <unit>].xlsx" and its siblings (NFC)."""
-    _check(kind, year, 1)
-    stem = _spec(kind, year)["filename"]
+    form = _check(kind, year, 1, rules or default_rules())
+    assert form.blank is not None
+    stem = form.blank.file_name.format(year=year)
     unit = _clean_unit(unit_name)
     if unit:
         safe = " ".join(_UNSAFE.sub(" ", unit).split()).strip(" .")[:80].strip(" .")
@@ -322,14 +326,17 @@ def form_filename(kind: str, *, year: int = 2022, unit_name: str | None = None) 
     return unicodedata.normalize("NFC", stem + ".xlsx")
 
 
-def write_forms(out_dir: Path, *, year: int, unit_name: str | None = None) -> list[Path]:
-    """Write the three blank forms into ``out_dir`` (created if needed); return their paths."""
+def write_forms(out_dir: Path, *, year: int, unit_name: str | None = None, forms: tuple[str, ...] | None = None,
+                rules: Rules | None = None) -> list[Path]:
+    """Write the blank forms of ``forms`` (default: every form with a blank) into ``out_dir`` (created if
+    needed); return their paths."""
+    rules = rules or default_rules()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for kind in FORMS:
-        path = out / form_filename(kind, year=year, unit_name=unit_name)
-        data = blank_form(kind, year=year, unit_name=unit_name)
+    for kind in rules.blank_forms(forms):
+        path = out / form_filename(kind, year=year, unit_name=unit_name, rules=rules)
+        data = blank_form(kind, year=year, unit_name=unit_name, rules=rules)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
@@ -337,9 +344,9 @@ def write_forms(out_dir: Path, *, year: int, unit_name: str | None = None) -> li
     return paths
 
 
-def read_marker(data: bytes) -> dict[str, str] | None:
+def read_marker(data: bytes, rules: Rules | None = None) -> dict[str, str] | None:
     """{"form", "version", "year", "unit"} from a workbook made here (also after a unit saved it),
-    or None when the marker is absent or the bytes are no workbook."""
+    or None when the marker is absent, names no form of ``rules`` or the bytes are no workbook."""
     try:
         from openpyxl import load_workbook
 
@@ -358,21 +365,32 @@ def read_marker(data: bytes) -> dict[str, str] | None:
             if len(text) >= 2 and text[0] == text[-1] == '"':
                 text = text[1:-1].replace('""', '"')
             found[name.removeprefix("_intake_")] = text
-        return found if found.get("form") in FORMS else None
+        return found if found.get("form") in (rules or default_rules()).blank_forms() else None
     finally:
         wb.close()
 
 
-__all__ = ["FORMS", "FORM_VERSION", "blank_form", "form_filename", "write_forms", "read_marker"]
-
-
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_ATTACHMENTS: dict[tuple[str, str, int, str | None], tuple[str, bytes, str]] = {}
 
 
-@functools.lru_cache(maxsize=64)  # building a form takes ~80 ms; a pass may reject many files of one unit
-def form_attachment(kind: str, *, year: int, unit_name: str | None = None) -> tuple[str, bytes, str] | None:
-    """The blank form a reminder or a rejection should carry, as (filename, bytes, MIME type); None for reports."""
-    if kind not in FORMS:
+def form_attachment(kind: str, *, year: int, unit_name: str | None = None,
+                    rules: Rules | None = None) -> tuple[str, bytes, str] | None:
+    """The blank form a reminder or a rejection should carry, as (filename, bytes, MIME type); None for a
+    form without a blank (a report)."""
+    rules = rules or default_rules()
+    form = rules.forms.get(kind)
+    if form is None or form.blank is None:
         return None
-    return (form_filename(kind, year=year, unit_name=unit_name), blank_form(kind, year=year, unit_name=unit_name),
-            XLSX_MIME)
+    # Building a form takes ~80 ms; a pass may reject many files of one unit.
+    key = (rules.digest, kind, year, unit_name)
+    got = _ATTACHMENTS.get(key)
+    if got is None:
+        if len(_ATTACHMENTS) >= 64:
+            _ATTACHMENTS.clear()
+        got = _ATTACHMENTS[key] = (form_filename(kind, year=year, unit_name=unit_name, rules=rules),
+                                   blank_form(kind, year=year, unit_name=unit_name, rules=rules), XLSX_MIME)
+    return got
+
+
+__all__ = ["FORMS", "FORM_VERSION", "blank_form", "form_filename", "write_forms", "read_marker", "form_attachment"]

@@ -1,4 +1,5 @@
-"""What a document is, and which period a report covers, from its title, filename or subject."""
+"""What a document is, which period a report covers and which year it names, from its title, filename or
+subject."""
 from __future__ import annotations
 
 import re
@@ -21,15 +22,31 @@ def _prep(text: str) -> str:
     return " ".join(_SEP.sub(" ", fold(text)).split())
 
 
-def detect_kind(text: str, rules: Rules) -> str | None:
+def detect_kind(text: str, rules: Rules, forms: tuple[str, ...] | frozenset[str] | None = None) -> str | None:
+    """The first form (in recognition order) among ``forms`` (all when None) whose phrase occurs in ``text``."""
     if not text:
         return None
     compact = fold_compact(text)
-    for kind, phrases in rules.kinds:
+    for kind, phrases in rules.recognition(forms):
         for phrase in phrases:
             if phrase in compact:
                 return kind
     return None
+
+
+# "ngày 15 tháng 02 năm 2022", "….. ngày …tháng …năm 2022", "15/02/2022": when a text was signed, not the
+# year it is about.
+_DATE_WORDS = re.compile(r"\bngay\b[\s\d.…_/-]*\bthang\b[\s\d.…_/-]*\bnam\s*\d{4}")
+_DATE_DIGITS = re.compile(r"(?<!\d)\d{1,2}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{4}(?!\d)")
+
+
+def named_year(text: str | None) -> int | None:
+    """The first year (20xx) a text names, leaving out dates ("ngày … tháng … năm 2022", "15/02/2022")."""
+    if not text:
+        return None
+    t = _DATE_DIGITS.sub(" ", _DATE_WORDS.sub(" ", fold(text)))
+    m = _YEAR.search(t)
+    return int(m.group(1)) if m else None
 
 
 def detect_period(text: str) -> tuple[str | None, int | None]:

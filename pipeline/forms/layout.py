@@ -1,9 +1,9 @@
-"""Layout: find a form's header, sections and marks in any reader's grid, the way a person does.
+"""Layout: find a form's header in any reader's grid, the way a person does.
 
-The header is found by its words (folded, with the synonyms and misspellings of
-rules/synonyms.yaml), anywhere in the first rows, over one or two rows, columns in any order.
-Below it: section rows (I TẬP THỂ / II CÁ NHÂN) set the section, blank rows, totals rows and the
-column-numbering row are skipped, and the note / signature block ends the table.
+The header is found by its words (folded, with the synonyms and misspellings of rules/synonyms.yaml and
+the candidate forms' definitions), anywhere in the first rows, over one or two rows, columns in any order.
+Which form the table is decides how its body is read (body.py); the header is found before that is known,
+with the words of every form the document may be.
 """
 from __future__ import annotations
 
@@ -11,27 +11,17 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Iterable, Iterator
 
+from pipeline.forms.definitions import FormDef
 from pipeline.forms.readers import Grid
-from pipeline.model import CATEGORIES, CATEGORY_LABELS, Entry, Finding
-from pipeline.forms.rules import Rules
+from pipeline.forms.rules import Vocabulary
+from pipeline.model import Entry, Finding
 from pipeline.textnorm import fold, fold_compact, nfc
 
 HEADER_SCAN_ROWS = 40
-REQUIRED_CATEGORIES = CATEGORIES[:6]  # "Lĩnh vực khác" is missing from M2 and the commendation list
-_NUMBERING = re.compile(r"^\(?[0-9]{1,2}\)?$|^\([a-z]\)$")
 _UNIT_LABEL = re.compile(r"^\s*(?:tên\s+)?(?:đơn\s*vị|don\s*vi)\s*[:.…\-–]*\s*", re.IGNORECASE)
 _DOTS = re.compile(r"^[\s.…_:\-–]*$")
-
-# How each column is named in a Vietnamese message when it is missing.
-COLUMN_LABELS = {
-    "name": "Tên tập thể, cá nhân",
-    "model": "Tên mô hình",
-    **CATEGORY_LABELS,
-    "result": "KẾT QUẢ THỰC HIỆN",
-    "note": "Ghi chú",
-}
 
 
 _TEXTS: dict[str, str] = {}  # cell text → shown text: headers, titles and notes repeat across forms
@@ -66,24 +56,24 @@ def text_of(value: Any) -> str:
 _MATCH_CACHE: dict[tuple[str, str], str | None] = {}
 
 
-def match_column(cell: str, rules: Rules) -> str | None:
+def match_column(cell: str, vocab: Vocabulary) -> str | None:
     """The column key a header cell names, or None. Cached: forms repeat the same header words."""
-    ck = (rules.digest, cell)
+    ck = (vocab.key, cell)
     if ck in _MATCH_CACHE:
         return _MATCH_CACHE[ck]
     if len(_MATCH_CACHE) > 20_000:
         _MATCH_CACHE.clear()
-    found = _match_column(cell, rules)
+    found = _match_column(cell, vocab)
     _MATCH_CACHE[ck] = found
     return found
 
 
-def _match_column(cell: str, rules: Rules) -> str | None:
+def _match_column(cell: str, vocab: Vocabulary) -> str | None:
     key = fold_compact(cell)
     if not key:
         return None
     best: tuple[int, str] | None = None
-    for col, synonyms in rules.columns.items():
+    for col, synonyms in vocab.columns.items():
         if key in synonyms:
             return col
         for syn in synonyms:
@@ -103,9 +93,12 @@ class Header:
 
 @dataclass
 class TableReading:
-    grid_name: str
+    """One grid: its header (found by every candidate form's words), the lines above it, and once a form is
+    chosen (body.read_body) its entries and findings."""
+
+    grid: Grid
     header: Header | None
-    missing: list[str] = field(default_factory=list)  # keys missing from the best header candidate
+    seen: set[str] = field(default_factory=set)  # keys of the header, or of the best candidate row
     score: int = 0
     title_lines: list[str] = field(default_factory=list)
     unit_line: str | None = None
@@ -113,9 +106,28 @@ class TableReading:
     entries: list[Entry] = field(default_factory=list)
     findings: list[Finding | None] = field(default_factory=list)
     sections_seen: bool = False
+    pending: list[tuple[int, list[Any]]] = field(default_factory=list)  # rows read past the header
+    rest: Iterable[tuple[int, list[Any]]] = ()  # the rows below
+
+    @property
+    def grid_name(self) -> str:
+        return self.grid.name
+
+    def missing(self, form: FormDef) -> list[str]:
+        """The form's required columns and categories this header (or best candidate) lacks, in order."""
+        return [k for k in (*form.required_columns, *form.required_categories) if k not in self.seen]
+
+    def body(self) -> Iterator[tuple[int, list[Any]]]:
+        yield from self.pending
+        yield from self.rest
+
+    def keep_rows(self) -> None:
+        """Hold the rows below the header in a list, so that the body can be read more than once."""
+        if not isinstance(self.rest, list):
+            self.rest = list(self.rest)
 
 
-def _row_keys(cells: list[Any], rules: Rules) -> dict[str, tuple[int, str]]:
+def _row_keys(cells: list[Any], vocab: Vocabulary) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for i, v in enumerate(cells):
         if v is None or v == "":
@@ -123,14 +135,14 @@ def _row_keys(cells: list[Any], rules: Rules) -> dict[str, tuple[int, str]]:
         t = text_of(v)
         if not t or len(t) > 80:
             continue
-        key = match_column(t, rules)
+        key = match_column(t, vocab)
         if key and key not in found:
             found[key] = (i, t)
     return found
 
 
-def _score(keys: dict[str, Any]) -> int:
-    return sum(1 for k in keys if k in ("name", "model") or k in CATEGORIES)
+def _score(keys: dict[str, Any], vocab: Vocabulary) -> int:
+    return sum(1 for k in keys if k in vocab.scored)
 
 
 def unit_from_cells(texts: list[str]) -> tuple[bool, str | None]:
@@ -149,21 +161,25 @@ def unit_from_cells(texts: list[str]) -> tuple[bool, str | None]:
     return False, None
 
 
-def read_grid(grid: Grid, rules: Rules, default_section: str = "collective") -> TableReading:
-    out = TableReading(grid.name, None)
+def find_header(grid: Grid, vocab: Vocabulary) -> TableReading:
+    """The header row(s) of ``grid`` and the lines above it; the rows below are left for body.read_body.
+
+    A row is the header when it holds every required column of one of the candidate forms (name and model),
+    or four of their required and category columns."""
+    out = TableReading(grid, None)
     buffered: list[tuple[int, list[Any]]] = []
     rows = grid.rows
     header: Header | None = None
-    best_missing: list[str] = []
+    best_keys: set[str] = set()
     best_score = -1
     for rno, cells in rows:
         buffered.append((rno, cells))
-        keys = _row_keys(cells, rules)
-        sc = _score(keys)
+        keys = _row_keys(cells, vocab)
+        sc = _score(keys, vocab)
         if sc > best_score:
             best_score = sc
-            best_missing = _missing(keys)
-        if ("name" in keys and "model" in keys) or sc >= 4:
+            best_keys = set(keys)
+        if any(n <= keys.keys() for n in vocab.needed) or sc >= 4:
             header = Header(rno, {k: c for k, (c, _) in keys.items()}, {k: t for k, (_, t) in keys.items()})
             break
         if len(buffered) >= HEADER_SCAN_ROWS:
@@ -176,166 +192,23 @@ def read_grid(grid: Grid, rules: Rules, default_section: str = "collective") -> 
                 out.unit_seen, out.unit_line = unit_from_cells(texts)
     out.score = max(best_score, 0)
     if header is None:
-        out.missing = best_missing
+        out.seen = best_keys
         return out
 
     # A second header row: the category words under "PHÂN LOẠI MÔ HÌNH".
-    pending: list[tuple[int, list[Any]]] = []
     nxt = next(rows, None)
     if nxt is not None:
-        keys2 = _row_keys(nxt[1], rules)
+        keys2 = _row_keys(nxt[1], vocab)
         new = {k: v for k, v in keys2.items() if k not in header.columns}
         filled = sum(1 for v in nxt[1] if v is not None and v != "" and text_of(v))
-        if new and 2 * len(keys2) >= filled and (not {"name", "model"} & set(new) or _score(new) >= 2):
+        if new and 2 * len(keys2) >= filled and (not vocab.identity & set(new) or _score(new, vocab) >= 2):
             for k, (c, t) in new.items():
                 header.columns[k] = c
                 header.printed[k] = t
             header.row = nxt[0]
         else:
-            pending.append(nxt)
+            out.pending.append(nxt)
     out.header = header
-    out.missing = _missing({k: None for k in header.columns})
-    _read_body(grid, rules, header, pending, out, default_section)
+    out.seen = set(header.columns)
+    out.rest = rows
     return out
-
-
-def _missing(keys: dict[str, Any]) -> list[str]:
-    return [k for k in ("name", "model", *REQUIRED_CATEGORIES) if k not in keys]
-
-
-def _chain(first: list[tuple[int, list[Any]]], rest: Any) -> Any:
-    yield from first
-    yield from rest
-
-
-def _read_body(
-    grid: Grid, rules: Rules, header: Header, pending: list[tuple[int, list[Any]]], out: TableReading, section: str
-) -> None:
-    cols = header.columns
-    cat_cols = [(c, cols[c]) for c in CATEGORIES if c in cols]
-    name_c, model_c = cols.get("name"), cols.get("model")
-    result_c, note_c = cols.get("result"), cols.get("note")
-    marks = rules.marks
-    limit = rules.limits["max_rows"]
-    seen: dict[tuple[str, str, str], int] = {}
-    fills: dict[int, tuple[Any, int]] = {}  # column → (value, last row) of an open vertical merge
-    starts_by_row: dict[int, list[tuple[int, int]]] = {}
-    for (r, c), last in grid.vmerges.items():
-        starts_by_row.setdefault(r, []).append((c, last))
-    findings = out.findings
-    mark_cache: dict[str, bool] = {}
-    empty = ("", None)
-
-    def cell(cells: list[Any], c: int | None) -> Any:
-        if c is None or c >= len(cells):
-            return None
-        return cells[c]
-
-    for count, (rno, cells) in enumerate(_chain(pending, grid.rows)):
-        if count > limit:
-            break
-        if starts_by_row or fills:
-            for c, last in starts_by_row.get(rno, ()):
-                if c < len(cells):
-                    fills[c] = (cells[c], last)
-            for c, (v, last) in list(fills.items()):
-                if rno > last:
-                    del fills[c]
-                elif c < len(cells) and cells[c] in empty:
-                    cells[c] = v
-        if all(v in empty for v in cells):
-            continue
-        name = text_of(cell(cells, name_c))
-        model = text_of(cell(cells, model_c))
-        if not model:
-            nonempty = [t for t in (text_of(v) for v in cells) if t]
-            if not nonempty:
-                continue
-            joined = fold_compact("".join(nonempty))
-            if joined in rules.sections.get("collective", ()):
-                section, out.sections_seen = "collective", True
-                continue
-            if joined in rules.sections.get("individual", ()):
-                section, out.sections_seen = "individual", True
-                continue
-            first = fold_compact(nonempty[0])
-            if any(first.startswith(s) for s in rules.stops):
-                break
-            if any(first.startswith(s) for s in rules.totals):
-                continue
-        elif len(name) <= 4 and len(model) <= 4 and _NUMBERING.match(name) and _NUMBERING.match(model):
-            continue  # the "(1) (2) (3)" row under the header
-        elif len(name) <= 12 and fold_compact(name) in rules.totals:
-            continue
-        # Marks
-        found_cats: list[str] = []
-        bad: list[tuple[int, str, str]] = []
-        for code, c in cat_cols:
-            v = cell(cells, c)
-            if v is None or v == "":
-                continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if v == 1:
-                    found_cats.append(code)
-                else:
-                    bad.append((c, code, text_of(v)))
-                continue
-            if v is True:
-                found_cats.append(code)
-                continue
-            if not isinstance(v, str):
-                bad.append((c, code, text_of(v)))
-                continue
-            ok = mark_cache.get(v)
-            if ok is None:
-                t = fold(v)
-                ok = mark_cache[v] = (t in marks) if t else None  # type: ignore[assignment]
-            if ok is None and not v.strip():
-                continue
-            if ok:
-                found_cats.append(code)
-            else:
-                bad.append((c, code, text_of(v)))
-        if not name and not model and not found_cats and not bad:
-            continue  # a numbered blank line of the template, a date, a stray signature name
-        loc = grid.locate
-        row_loc = loc(rno, name_c if name_c is not None else 0)
-        if not name:
-            findings.append(rules.finding("empty-name", location=loc(rno, name_c or 0), row=rno,
-                                          column=header.printed.get("name"), model=model))
-        if not model:
-            findings.append(rules.finding("empty-model", location=loc(rno, model_c or 0), row=rno,
-                                          column=header.printed.get("model"), name=name))
-        for c, code, value in bad:
-            findings.append(rules.finding("bad-mark", location=loc(rno, c), row=rno,
-                                          column=header.printed.get(code), value=value, name=name, model=model))
-        if not found_cats and not bad and cat_cols:
-            c0 = cat_cols[0][1]
-            findings.append(rules.finding("no-category", location=loc(rno, c0), row=rno,
-                                          column=header.printed.get("group") or header.printed.get(cat_cols[0][0]),
-                                          name=name, model=model))
-        elif len(found_cats) > 1:
-            c0 = cols[found_cats[1]]
-            findings.append(rules.finding("multiple-categories", location=loc(rno, c0), row=rno,
-                                          column=header.printed.get(found_cats[1]), name=name, model=model,
-                                          found=", ".join(header.printed.get(k, k) for k in found_cats)))
-        key = (section, name.casefold(), model.casefold())
-        if name or model:
-            if key in seen:
-                findings.append(rules.finding("duplicate-entry", location=row_loc, row=rno,
-                                              column=header.printed.get("name"), first_row=seen[key],
-                                              name=name, model=model))
-            else:
-                seen[key] = rno
-        out.entries.append(
-            Entry(
-                section=section,
-                name=name,
-                model=model,
-                categories=tuple(found_cats),
-                result=text_of(cell(cells, result_c)) or None,
-                note=text_of(cell(cells, note_c)) or None,
-                row=rno,
-                location=row_loc,
-            )
-        )

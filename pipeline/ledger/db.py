@@ -1,4 +1,4 @@
-"""The connection to the ledger: engine options, the tables made on open, one transaction at a time.
+"""The connection to the ledger: engine options, the schema checked on open, one transaction at a time.
 
 SQLAlchemy Core; SQLite by default, any SQLAlchemy URL works. The table groups of ``Store`` (in the
 other modules of this package) build on ``Database`` and write only through ``tx()``.
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from pipeline.errors import StoreBusy
-from pipeline.ledger.schema import create_all
+from pipeline.ledger.migrate import ensure_schema
 
 
 def engine_options(url: str) -> dict[str, Any]:
@@ -24,6 +24,8 @@ def engine_options(url: str) -> dict[str, Any]:
 
 class Database:
     def __init__(self, url: str) -> None:
+        """A new database gets its tables; one at the newest schema revision opens; any other raises
+        SchemaOutdated (``intake db upgrade`` changes it through an engine of its own, migrate.py)."""
         self.url = url
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -36,8 +38,7 @@ class Database:
                 cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
-        with self.tx():
-            create_all(self.engine)
+        ensure_schema(self)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

@@ -1,4 +1,7 @@
-"""Reading the ledger back: the JSON export and the readable status summary."""
+"""Reading the ledger back: the JSON export and the readable status summary, of one campaign or all.
+
+A message belongs to a campaign when it arrived while that campaign was open or carries a document that
+counts for it (a 2022 report sent in January 2023 shows under both 2022 and 2023)."""
 from __future__ import annotations
 
 import json
@@ -16,10 +19,19 @@ def _local(text: str | None, tz: ZoneInfo) -> str | None:
     return from_iso(text).astimezone(tz).isoformat(timespec="seconds") if text else None
 
 
-def export(store: Store, tz: ZoneInfo) -> dict[str, Any]:
+def _in_campaign(snap: dict[str, Any], campaign: int | None) -> list[Any]:
+    if campaign is None:
+        return list(snap["messages"])
+    return [m for m in snap["messages"]
+            if m.campaign == campaign or any(d.campaign == campaign for d in snap["documents"].get(m.id, []))]
+
+
+def export(store: Store, tz: ZoneInfo, campaign: int | None = None) -> dict[str, Any]:
+    """Everything recorded (of ``campaign`` when given), as plain data."""
     snap = store.snapshot()
     out = []
-    for m in snap["messages"]:
+    msgs = _in_campaign(snap, campaign)
+    for m in msgs:
         docs = []
         for d in snap["documents"].get(m.id, []):
             docs.append({
@@ -28,6 +40,7 @@ def export(store: Store, tz: ZoneInfo) -> dict[str, Any]:
                 "sha256": d.sha256,
                 "kind": d.kind,
                 "period": d.period,
+                "campaign": d.campaign,
                 "state": d.state,
                 "on_time": d.on_time,
                 "superseded": d.superseded_by is not None,
@@ -35,7 +48,8 @@ def export(store: Store, tz: ZoneInfo) -> dict[str, Any]:
                 "issues": [{"code": f.code, "severity": f.severity, "row": f.row, "column": f.column,
                             "location": f.location, "message": f.message} for f in snap["findings"].get(d.id, [])],
                 "entries": [{"section": e.section, "name": e.name, "model": e.model,
-                             "categories": json.loads(e.categories), "result": e.result}
+                             "categories": json.loads(e.categories), "result": e.result,
+                             **({"extra": json.loads(e.extra)} if e.extra else {})}
                             for e in snap["entries"].get(d.id, [])],
             })
         out.append({
@@ -45,27 +59,31 @@ def export(store: Store, tz: ZoneInfo) -> dict[str, Any]:
             "unit_id": m.unit_id,
             "subject": m.subject,
             "received_at": _local(m.received_at, tz),
+            "campaign": m.campaign,
             "state": m.state,
             "reason": m.reason,
             "documents": docs,
         })
     receipts = [{"id": o.id, "purpose": o.purpose, "message": o.message_pk, "unit_id": o.unit_id,
                  "to": json.loads(o.recipients), "subject": o.subject, "state": o.state,
-                 "sent_at": _local(o.sent_at, tz)} for o in snap["outbox"]]
-    return {"messages": out, "outbox": receipts}
+                 "sent_at": _local(o.sent_at, tz), "campaign": o.campaign} for o in snap["outbox"]
+                if campaign is None or o.campaign == campaign]
+    return {"campaign": campaign, "messages": out, "outbox": receipts}
 
 
 def _when(text: str, tz: ZoneInfo) -> str:
     return from_iso(text).astimezone(tz).strftime("%d/%m/%Y %H:%M")
 
 
-def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
-    """A readable summary: what needs a person first, then per unit what arrived and its state."""
+def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int | None = None) -> str:
+    """A readable summary: what needs a person first (whatever the campaign), then per unit what arrived
+    for ``campaign`` (every campaign when None) and its state."""
     snap = store.snapshot()
-    msgs = snap["messages"]
-    lines: list[str] = []
-    attention = [m for m in msgs if m.state in ("quarantined", "error", "received")]
-    review_docs = [(m, d) for m in msgs for d in snap["documents"].get(m.id, [])
+    every = snap["messages"]
+    msgs = _in_campaign(snap, campaign)
+    lines: list[str] = [f"== KẾ HOẠCH NĂM {campaign} ==" if campaign is not None else "== MỌI NĂM =="]
+    attention = [m for m in every if m.state in ("quarantined", "error", "received")]
+    review_docs = [(m, d) for m in every for d in snap["documents"].get(m.id, [])
                    if d.state == "needs_review" and d.superseded_by is None]
     lines.append("== CẦN XỬ LÝ (needs a person) ==")
     if not attention and not review_docs:
@@ -104,6 +122,8 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
                 extra = []
                 if d.period:
                     extra.append(period_label(d.period) or d.period)
+                elif d.campaign is not None and d.campaign != campaign:
+                    extra.append(f"tính cho năm {d.campaign}")
                 if d.on_time is not None:
                     extra.append("đúng hạn" if d.on_time else "muộn")
                 if d.superseded_by is not None:
@@ -120,7 +140,7 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo) -> str:
     for m in msgs:
         counts[m.state] = counts.get(m.state, 0) + 1
     ob: dict[str, int] = {}
-    for o in snap["outbox"]:
+    for o in snap["outbox"]:  # the outbox is one queue, whatever the campaign
         ob[o.state] = ob.get(o.state, 0) + 1
     lines.append("")
     lines.append("Tổng: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +

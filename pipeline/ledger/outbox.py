@@ -26,12 +26,13 @@ class OutboxItem:
     raw: bytes
     message_pk: int | None = None
     unit_id: str | None = None
+    campaign: int | None = None  # the campaign a receipt or reminder is about
 
 
 def outbox_row(item: OutboxItem, now: datetime) -> dict[str, Any]:
     """The row of a newly enqueued item: pending, due now."""
     return dict(
-        key=item.key, purpose=item.purpose, message_pk=item.message_pk, unit_id=item.unit_id,
+        key=item.key, purpose=item.purpose, message_pk=item.message_pk, unit_id=item.unit_id, campaign=item.campaign,
         recipients=json.dumps(list(item.recipients)), subject=item.subject,
         smtp_message_id=item.smtp_message_id, raw=item.raw, state="pending", attempts=0,
         created_at=iso(now), next_attempt_at=iso(now))

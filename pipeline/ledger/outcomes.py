@@ -42,6 +42,7 @@ class OutcomeRecord:
     outcomes: tuple[DocumentOutcome, ...] = ()
     outbox_items: tuple[OutboxItem, ...] = ()
     bounce: tuple[tuple[str, ...], str | None] | None = None
+    campaign: int | None = None  # the campaign open when the mail arrived (None: before any)
 
 
 class OutcomesMixin(Database):
@@ -55,8 +56,8 @@ class OutcomesMixin(Database):
 
     def forget_documents(self, c: Connection, pk: int) -> None:
         """Delete a message's documents with their entries and findings; re-mark what they superseded."""
-        rows = list(c.execute(sa.select(documents.c.id, documents.c.unit_id, documents.c.kind, documents.c.period)
-                              .where(documents.c.message_pk == pk)))
+        rows = list(c.execute(sa.select(documents.c.id, documents.c.unit_id, documents.c.campaign, documents.c.kind,
+                                        documents.c.period).where(documents.c.message_pk == pk)))
         ids = [d.id for d in rows]
         if ids:
             c.execute(entries.delete().where(entries.c.document_id.in_(ids)))
@@ -64,13 +65,13 @@ class OutcomesMixin(Database):
             c.execute(documents.update().where(documents.c.superseded_by.in_(ids)).values(superseded_by=None))
             c.execute(documents.delete().where(documents.c.id.in_(ids)))
         for d in rows:
-            self._resupersede(c, d.unit_id, d.kind, d.period)
+            self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
 
     def record_outcomes(self, records: Sequence[OutcomeRecord], now: datetime) -> list[list[int]]:
         """Write the outcomes of several messages (states, documents, receipts) in ONE transaction.
 
         Only a message still 'received' is written (one finished by an earlier run is left alone and gets
-        ``[]``). Supersession is recomputed once per (unit, kind, period) group touched, at the end: the same as
+        ``[]``). Supersession is recomputed once per (unit, campaign, kind, period) group touched, at the end: the same as
         recomputing it after each document, since it depends only on the set of accepted documents.
         """
         if not records:
@@ -82,7 +83,7 @@ class OutcomesMixin(Database):
                 for row in c.execute(sa.select(messages.c.id, messages.c.state, messages.c.received_at)
                                      .where(messages.c.id.in_(pks[start:start + 500]))):
                     known[row.id] = row
-            groups: dict[tuple[str, str, str | None], None] = {}
+            groups: dict[tuple[str, int | None, str, str | None], None] = {}
             todo: list[tuple[OutcomeRecord, str]] = []
             slots: list[int | None] = []  # per record: its index in todo, or None (nothing written)
             for rec in records:
@@ -94,12 +95,12 @@ class OutcomesMixin(Database):
                 todo.append((rec, row.received_at))
                 known[rec.pk] = None  # a second record for the same message in this batch is a no-op
             doc_ids = self._write_outcomes(c, todo, now, groups) if todo else []
-            for unit_id, kind, period in groups:
-                self._resupersede(c, unit_id, kind, period)
+            for unit_id, campaign, kind, period in groups:
+                self._resupersede(c, unit_id, campaign, kind, period)
             return [doc_ids[i] if i is not None else [] for i in slots]
 
     def _write_outcomes(self, c: Connection, todo: Sequence[tuple[OutcomeRecord, str]], now: datetime,
-                        groups: dict[tuple[str, str, str | None], None]) -> list[list[int]]:
+                        groups: dict[tuple[str, int | None, str, str | None], None]) -> list[list[int]]:
         """Documents, entries, findings, outbox items, bounces and message states of several messages,
         a few statements for all of them. Returns the new document ids per message."""
         doc_rows: list[dict[str, Any]] = []
@@ -112,9 +113,9 @@ class OutcomesMixin(Database):
                     message_pk=rec.pk, unit_id=rec.unit_id, part=o.part, filename=o.filename,
                     content_type=o.content_type, sha256=o.sha256, size=o.size, kind=r.kind, period=r.period,
                     state=r.state, format=r.format, title=r.title, unit_line=r.unit_line, on_time=o.on_time,
-                    received_at=received_at))
+                    received_at=received_at, campaign=r.campaign if r.campaign is not None else rec.campaign))
                 if r.state == "accepted" and rec.unit_id:
-                    groups[(rec.unit_id, r.kind, r.period)] = None
+                    groups[(rec.unit_id, doc_rows[-1]["campaign"], r.kind, r.period)] = None
         out: list[list[int]] = [[] for _ in todo]
         if doc_rows:
             ids = [int(x) for x in c.execute(
@@ -126,7 +127,9 @@ class OutcomesMixin(Database):
                 entry_rows += [dict(
                     document_id=doc_id, section=e.section, name=e.name, model=e.model,
                     categories=json.dumps(list(e.categories)), result=e.result, note=e.note,
-                    row=e.row, location=e.location) for e in o.reading.entries]
+                    row=e.row, location=e.location,
+                    extra=json.dumps(dict(e.extra), ensure_ascii=False) if e.extra else None)
+                    for e in o.reading.entries]
                 finding_rows += [dict(
                     document_id=doc_id, code=f.code, severity=f.severity, message=f.message,
                     location=f.location, row=f.row, column=f.column) for f in o.reading.findings]
@@ -161,25 +164,31 @@ class OutcomesMixin(Database):
         c.execute(messages.update().where(messages.c.id == sa.bindparam("b_pk")).values(
             state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), sender=sa.bindparam("b_sender"),
             from_name=sa.bindparam("b_from_name"), subject=sa.bindparam("b_subject"),
-            unit_id=sa.bindparam("b_unit_id"), attempts=messages.c.attempts + 1, updated_at=iso(now),
+            unit_id=sa.bindparam("b_unit_id"), campaign=sa.bindparam("b_campaign"), attempts=messages.c.attempts + 1,
+            updated_at=iso(now),
         ), [dict(b_pk=rec.pk, b_state=rec.state, b_reason=rec.reason, b_sender=rec.sender,
-                 b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id) for rec, _ in todo])
+                 b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id, b_campaign=rec.campaign)
+            for rec, _ in todo])
         return out
 
-    def first_received_at(self, unit_id: str, kind: str, period: str | None) -> datetime | None:
-        """When the unit's first recorded document of this kind and period arrived (any state)."""
+    def first_received_at(self, unit_id: str, kind: str, period: str | None, campaign: int) -> datetime | None:
+        """When the unit's first recorded document of this kind and period in ``campaign`` arrived (any state)."""
         period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
         with self.tx() as c:
             value = c.execute(sa.select(sa.func.min(documents.c.received_at)).where(
-                documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond)).scalar()
+                documents.c.unit_id == unit_id, documents.c.campaign == campaign, documents.c.kind == kind,
+                period_cond)).scalar()
         return from_iso(value) if value else None
 
-    def _resupersede(self, c: Connection, unit_id: str | None, kind: str, period: str | None) -> None:
-        """The newest accepted document of a kind for a unit and period counts; older ones are superseded."""
+    def _resupersede(self, c: Connection, unit_id: str | None, campaign: int | None, kind: str,
+                     period: str | None) -> None:
+        """The newest accepted document of a kind for a unit, campaign and period counts; older ones are
+        superseded (a registration of 2023 does not supersede the one of 2022)."""
         if unit_id is None:
             return
         period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
-        group = sa.and_(documents.c.unit_id == unit_id, documents.c.kind == kind, period_cond,
+        campaign_cond = documents.c.campaign.is_(None) if campaign is None else documents.c.campaign == campaign
+        group = sa.and_(documents.c.unit_id == unit_id, campaign_cond, documents.c.kind == kind, period_cond,
                         documents.c.state == "accepted")
         newest = c.execute(sa.select(documents.c.id).where(group)
                            .order_by(documents.c.received_at.desc(), documents.c.id.desc()).limit(1)).scalar()

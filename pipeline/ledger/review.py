@@ -70,10 +70,10 @@ def _message_before(row: Any) -> dict[str, Any]:
 
 def _doc_before(c: Connection, d: Any) -> dict[str, Any]:
     ents = [dict(section=e.section, name=e.name, model=e.model, categories=e.categories, result=e.result,
-                 note=e.note, row=e.row, location=e.location)
+                 note=e.note, row=e.row, location=e.location, extra=e.extra)
             for e in c.execute(sa.select(entries).where(entries.c.document_id == d.id).order_by(entries.c.id))]
     return {"state": d.state, "kind": d.kind, "period": d.period, "on_time": d.on_time,
-            "reviewed_by": d.reviewed_by, "entries": ents}
+            "reviewed_by": d.reviewed_by, "entries": ents, "campaign": d.campaign}
 
 
 def _row(c: Connection, table: sa.Table, row_id: int) -> Any:
@@ -163,10 +163,12 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
                         actor: str, now: datetime, notice: OutboxItem | None) -> int:
         """Count a needs_review document as ``kind``/``period`` and queue the notice (its key is set here)."""
         with self.tx() as c:
-            d, before = self._claim_document(c, document_id, dict(state="accepted", kind=kind, period=period,
-                                                                  on_time=on_time, reviewed_by=actor))
-            self._resupersede(c, d.unit_id, d.kind, d.period)
-            self._resupersede(c, d.unit_id, kind, period)
+            values = dict(state="accepted", kind=kind, period=period, on_time=on_time, reviewed_by=actor)
+            if period:  # a report's period names its campaign ("2022-Y" counts for 2022)
+                values["campaign"] = int(period[:4])
+            d, before = self._claim_document(c, document_id, values)
+            self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
+            self._resupersede(c, d.unit_id, values.get("campaign", d.campaign), kind, period)
             action_id = self._record_action(c, "accept", "document", document_id, {"kind": kind, "period": period},
                                             before, actor, now)
             self._notify(c, action_id, notice, now)
@@ -243,15 +245,16 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
                 filename = d.filename
                 c.execute(documents.update().where(documents.c.id == d.id).values(
                     state=before["state"], kind=before["kind"], period=before["period"], on_time=before["on_time"],
-                    reviewed_by=before["reviewed_by"], superseded_by=None))
+                    reviewed_by=before["reviewed_by"], superseded_by=None,
+                    campaign=before.get("campaign", d.campaign)))
                 c.execute(findings.delete().where(findings.c.document_id == d.id,
                                                   findings.c.code == STAFF_REJECT_CODE))
                 c.execute(entries.delete().where(entries.c.document_id == d.id))
                 if before["entries"]:
                     c.execute(entries.insert(), [dict(document_id=d.id, **e) for e in before["entries"]])
                 c.execute(documents.update().where(documents.c.superseded_by == d.id).values(superseded_by=None))
-                self._resupersede(c, d.unit_id, d.kind, d.period)
-                self._resupersede(c, d.unit_id, before["kind"], before["period"])
+                self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
+                self._resupersede(c, d.unit_id, before.get("campaign", d.campaign), before["kind"], before["period"])
             elif a.action == "ignore":
                 if a.target == "message":
                     row = _row(c, messages, a.target_id)

@@ -3,13 +3,15 @@
 Times are stored as UTC ISO-8601 strings so that they sort and compare the same way on every
 backend. The dedup keys (Message-ID + content hash, Gmail's X-GM-MSGID, outbox keys, reminder
 stages) are unique constraints: a replay after a crash finds what was already done.
+
+A change here needs a revision in migrations/versions/ that makes the same change to an existing
+database (tests/test_migrations.py compares the two); see migrate.py.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
 
@@ -45,6 +47,8 @@ messages = sa.Table(
     # set by staff on the desk: process this mail as if it came from that unit / despite a failed auth check
     sa.Column("assigned_unit_id", sa.String(64), nullable=True),
     sa.Column("released", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # the campaign (year) open when the mail arrived; None: before any campaign (not answered)
+    sa.Column("campaign", sa.Integer, nullable=True),
     sa.UniqueConstraint("message_id", "sha256", name="uq_message_identity"),
 )
 
@@ -68,6 +72,8 @@ documents = sa.Table(
     sa.Column("received_at", sa.String(40), nullable=False),
     sa.Column("superseded_by", sa.Integer, nullable=True),
     sa.Column("reviewed_by", sa.String(120), nullable=True),
+    # the campaign (year) the document counts for: the year it names, else the one open when it arrived
+    sa.Column("campaign", sa.Integer, nullable=True),
 )
 
 entries = sa.Table(
@@ -82,6 +88,7 @@ entries = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("row", sa.Integer),
     sa.Column("location", sa.String(120)),
+    sa.Column("extra", sa.Text, nullable=True),  # JSON object: the form's other columns, key → text
 )
 
 findings = sa.Table(
@@ -113,6 +120,7 @@ outbox = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("next_attempt_at", sa.String(40), nullable=False),
     sa.Column("sent_at", sa.String(40)),
+    sa.Column("campaign", sa.Integer, nullable=True),  # the campaign a receipt or reminder is about
 )
 
 reminders = sa.Table(
@@ -123,7 +131,9 @@ reminders = sa.Table(
     sa.Column("stage", sa.String(32), nullable=False),
     sa.Column("outbox_id", sa.Integer, nullable=True),  # None: stage passed over by a later one
     sa.Column("created_at", sa.String(40), nullable=False),
-    sa.UniqueConstraint("unit_id", "obligation_id", "stage", name="uq_reminder_stage"),
+    # obligation ids recur every year ("registration"): a stage is once per unit, obligation AND campaign
+    sa.Column("campaign", sa.Integer, nullable=False),
+    sa.UniqueConstraint("campaign", "unit_id", "obligation_id", "stage", name="uq_reminder_campaign_stage"),
 )
 
 bounces = sa.Table(
@@ -184,6 +194,7 @@ sa.Index("ix_outbox_state_due", outbox.c.state, outbox.c.next_attempt_at)
 sa.Index("ix_outbox_state_sent", outbox.c.state, outbox.c.sent_at)
 sa.Index("ix_review_target", review_actions.c.target, review_actions.c.target_id)
 sa.Index("ix_documents_group", documents.c.unit_id, documents.c.kind, documents.c.period, documents.c.state)
+sa.Index("ix_documents_campaign", documents.c.campaign, documents.c.unit_id)
 
 
 def iso(dt: datetime) -> str:
@@ -196,24 +207,3 @@ def iso(dt: datetime) -> str:
 def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
-
-def create_all(engine: Engine) -> None:
-    """Make the tables, then what was added to them after a database was first made."""
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
-    for table in metadata.sorted_tables:  # indexes added after a database was first made
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Columns added to a table after a database was first made (nullable or with a server default)."""
-    inspector = sa.inspect(engine)
-    with engine.begin() as c:
-        for table in metadata.sorted_tables:
-            have = {col["name"] for col in inspector.get_columns(table.name)}
-            for col in table.columns:
-                if col.name in have:
-                    continue
-                ddl = sa.schema.CreateColumn(col).compile(dialect=engine.dialect)
-                c.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))

@@ -27,22 +27,34 @@ from pipeline.model import DocumentRecord, Finding
 
 class Store(ReviewMixin, MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMixin, LivenessMixin,
             DeskSessionsMixin):
-    def document_records(self) -> list[DocumentRecord]:
-        """Every document of a known unit, as the deadline logic sees them."""
+    def document_records(self, campaign: int | None = None) -> list[DocumentRecord]:
+        """Every document of a known unit (of ``campaign`` when given), as the deadline logic sees them."""
+        cond = documents.c.unit_id.is_not(None)
+        if campaign is not None:
+            cond = sa.and_(cond, documents.c.campaign == campaign)
         with self.tx() as c:
-            docs = list(c.execute(sa.select(documents).where(documents.c.unit_id.is_not(None)).order_by(documents.c.id)))
-            fnd = _group(c.execute(sa.select(findings).order_by(findings.c.id)), "document_id")
-        first: dict[tuple[str, str, str | None], datetime] = {}
+            docs = list(c.execute(sa.select(documents).where(cond).order_by(documents.c.id)))
+            query = sa.select(findings).order_by(findings.c.id)
+            if campaign is not None:
+                query = query.where(findings.c.document_id.in_(sa.select(documents.c.id).where(cond)))
+            fnd = _group(c.execute(query), "document_id")
+        first: dict[tuple[str, int | None, str, str | None], datetime] = {}
         for d in docs:
-            key = (d.unit_id, d.kind, d.period)
+            key = (d.unit_id, d.campaign, d.kind, d.period)
             t = from_iso(d.received_at)
             first[key] = min(first.get(key, t), t)
         return [DocumentRecord(
             document_id=d.id, unit_id=d.unit_id, kind=d.kind, period=d.period, state=d.state,
             received_at=from_iso(d.received_at), superseded=d.superseded_by is not None,
-            first_attempt_at=first[(d.unit_id, d.kind, d.period)],
-            findings=tuple(_finding(f) for f in fnd.get(d.id, [])),
+            first_attempt_at=first[(d.unit_id, d.campaign, d.kind, d.period)],
+            findings=tuple(_finding(f) for f in fnd.get(d.id, [])), campaign=d.campaign,
         ) for d in docs]
+
+    def campaign_years(self) -> list[int]:
+        """The campaigns the ledger holds documents for."""
+        with self.tx() as c:
+            return sorted(int(y) for y in c.execute(sa.select(documents.c.campaign).distinct()
+                                                    .where(documents.c.campaign.is_not(None))).scalars())
 
     def snapshot(self) -> dict[str, Any]:
         """All messages with their documents, entries and findings, as plain rows."""

@@ -19,7 +19,7 @@ import select
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
 from imapclient import IMAPClient
@@ -168,6 +168,19 @@ class Mailbox:
         except _NET_ERRORS as exc:
             raise _translate(exc, self.cfg) from exc
         return sorted(int(u) for u in uids if int(u) > last_uid)
+
+    def uids_since(self, day: date) -> list[int]:
+        """UIDs of the messages the server received on ``day`` or later (IMAP SEARCH SINCE), ascending.
+
+        First contact with a mailbox with years of history: only these are fetched at all. SINCE compares
+        the INTERNALDATE's date, in the server's reckoning; the caller asks from a day early and judges the
+        exact instant itself.
+        """
+        try:
+            uids = self._c().search(["SINCE", day])
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+        return sorted(int(u) for u in uids)
 
     def fetch(self, uids: Sequence[int]) -> Iterator[Fetched]:
         """Fetch whole raw messages in one round trip for the given UIDs, ascending by UID."""

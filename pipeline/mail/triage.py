@@ -26,10 +26,13 @@ class _Facts:
     assigned: Any  # the unit staff assigned the mail to, or None
     released: bool  # staff let a mail that failed authentication through
     own: bool  # sent by the district's own mailbox
+    too_early: str | None  # why the mail is from before the campaigns we collect for, or None
 
 
 # (applies?, state, reason). Reasons are shown to staff (desk, status), in Vietnamese.
 RULES: tuple[tuple[Callable[[_Facts], bool], str, Callable[[_Facts], str | None]], ...] = (
+    # History in the mailbox (last year's mail, years of it): never answered, never counted.
+    (lambda f: f.too_early is not None, "ignored", lambda f: f.too_early),
     (lambda f: f.assigned is not None, "processed", lambda f: None),  # a person said which unit sent it
     (lambda f: f.own, "ignored", lambda f: "thư do chính hộp thư LĐLĐ Quận gửi đi"),
     (lambda f: f.mail.kind == "bounce", "ignored",
@@ -46,14 +49,15 @@ RULES: tuple[tuple[Callable[[_Facts], bool], str, Callable[[_Facts], str | None]
 
 
 def triage(mail: ParsedMail, unit: Any, *, assigned: Any = None, released: bool = False,
-           own_addresses: Iterable[str] = ()) -> Verdict:
-    """The verdict on one parsed mail; ``unit`` is the unit of its sender's address (or None)."""
+           own_addresses: Iterable[str] = (), too_early: str | None = None) -> Verdict:
+    """The verdict on one parsed mail; ``unit`` is the unit of its sender's address (or None);
+    ``too_early``: why it arrived before the first campaign collected, when it did."""
     facts = _Facts(mail=mail, unit=unit, assigned=assigned, released=released,
-                   own=bool(mail.from_addr) and mail.from_addr in set(own_addresses))
+                   own=bool(mail.from_addr) and mail.from_addr in set(own_addresses), too_early=too_early)
     for applies, state, reason in RULES:
         if applies(facts):
             bounce = (mail.bounced_recipients, mail.bounced_message_id) if mail.kind == "bounce" and state == "ignored" \
-                and not facts.own else None
+                and not facts.own and too_early is None else None
             return Verdict(state=state, reason=reason(facts), unit=assigned if assigned is not None else unit,
                            bounce=bounce)
     raise AssertionError("the last rule always applies")

@@ -137,7 +137,7 @@ def build_mail(*, sender: str, to: Sequence[str], subject: str, text: str, html:
 def receipt_item(env: jinja2.Environment, view: dict[str, Any], *, sender: str, to: Sequence[str],
                  key: str, message_pk: int, unit_id: str | None, in_reply_to: str | None,
                  references: Sequence[str], subject: str,
-                 attachments: Sequence[tuple[str, bytes, str]] = ()) -> OutboxItem:
+                 attachments: Sequence[tuple[str, bytes, str]] = (), campaign: int | None = None) -> OutboxItem:
     text = env.get_template("receipt.txt.j2").render(**view)
     html = env.get_template("receipt.html.j2").render(**view)
     base = subject.strip() or "(không có tiêu đề)"
@@ -145,4 +145,4 @@ def receipt_item(env: jinja2.Environment, view: dict[str, Any], *, sender: str, 
     mid, raw = build_mail(sender=sender, to=to, subject=subj, text=text, html=html,
                           in_reply_to=in_reply_to, references=references, attachments=attachments)
     return OutboxItem(key=key, purpose="receipt", recipients=tuple(to), subject=subj, smtp_message_id=mid,
-                      raw=raw, message_pk=message_pk, unit_id=unit_id)
+                      raw=raw, message_pk=message_pk, unit_id=unit_id, campaign=campaign)

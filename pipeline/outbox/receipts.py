@@ -16,7 +16,9 @@ _SHORT = {
 
 
 def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
-                  due: datetime | None) -> dict[str, Any]:
+                  due: datetime | None, arrival: int | None = None) -> dict[str, Any]:
+    """What the receipt says of one attachment; ``arrival``: the campaign open when the mail came (a document
+    that counts for another year says so)."""
     counts = []
     total = 0
     for section in ("collective", "individual"):
@@ -38,6 +40,10 @@ def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
         "kind_label": KIND_LABELS.get(reading.kind, reading.kind),
         "kind_label_short": _SHORT.get(reading.kind),
         "period_label": period_label(reading.period),
+        # A report's period already names its year; a form says which year's plan it counts for.
+        "campaign_label": (f"tính cho kế hoạch năm {reading.campaign}"
+                           if reading.campaign and arrival and reading.campaign != arrival and not reading.period
+                           else None),
         "state": reading.state,
         "state_label": DOC_STATE_LABELS.get(reading.state, reading.state),
         "on_time": on_time,

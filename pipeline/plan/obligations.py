@@ -32,11 +32,10 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.model import GROUPS, KINDS, Unit
+from pipeline.model import GROUPS, Unit
 from pipeline.plan.vn import vn_date
-from pipeline.schema import Problem, Text, read_mapping, validate
+from pipeline.schema import Problem, Text, validate
 
-OBLIGATION_KINDS = tuple(k for k in KINDS if k != "unknown")
 _PERIOD = re.compile(r"^\d{4}-(Q1|H1|Q3|Y)$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -124,7 +123,7 @@ def _year(info: ValidationInfo) -> int:
 
 _Str = Annotated[str, Strict()]
 _Kinds = Annotated[
-    tuple[Annotated[_Str, _one_of(OBLIGATION_KINDS, "loại văn bản không hợp lệ / unknown kind")], ...],
+    tuple[Annotated[_Str, AfterValidator(_rule_id)], ...],
     BeforeValidator(_one_or_more), _not_empty("thiếu loại văn bản / missing kinds"),
 ]
 _Groups = Annotated[
@@ -132,13 +131,6 @@ _Groups = Annotated[
     BeforeValidator(_one_or_more), _not_empty("phải là danh sách khối / must be a list of groups"),
 ]
 _DueTime = Annotated[time | None, BeforeValidator(_clock)]
-
-
-class _DeadlinesFile(BaseModel):
-    """The top level; each obligation is checked on its own so that errors can name it by id."""
-
-    model_config = ConfigDict(extra="forbid")
-    obligations: list[dict[Any, Any]]
 
 
 class _ObligationRule(BaseModel):
@@ -224,25 +216,28 @@ def _deadline(day: date | None, at: time | None, exclusive: bool, zone: ZoneInfo
     return (instant - _EPS if exclusive else instant), f"{word} {at:%H:%M} ngày {vn_date(day)}"
 
 
-def load_obligations(path: Path, year: int, tz: str) -> tuple[Obligation, ...]:
-    """Read rules/deadlines.yaml for ``year``; every error names the file and the obligation."""
-    path = Path(path)
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{path}: múi giờ không tồn tại / unknown time zone: {tz!r}") from exc
-    listing = validate(_DeadlinesFile, read_mapping(path), path)
-
+def obligations_from(listing: Any, year: int, zone: ZoneInfo, path: Path, *, prefix: str = "obligations",
+                     kinds: tuple[str, ...] | None = None) -> tuple[Obligation, ...]:
+    """The obligations of ``year`` from the list written under ``prefix`` in ``path``; every error names the
+    file and the obligation. ``kinds``: the form ids a document may have (those of the campaign)."""
+    if not isinstance(listing, list):
+        raise ConfigError(f"{path}: {prefix}: phải là danh sách / must be a list")
     result: list[Obligation] = []
     seen: set[str] = set()
-    for index, raw in enumerate(listing.obligations):
+    for index, raw in enumerate(listing):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: {prefix}[{index}]: phải là một nhóm khoá / must be a mapping")
         oid = raw.get("id")
         named = isinstance(oid, str) and bool(_ID.match(oid))
         # Staff look for the id they wrote; the index tells apart two entries with the same id.
-        where = f"obligation {oid!r} (obligations[{index}])" if named else f"obligations[{index}]"
+        where = f"obligation {oid!r} ({prefix}[{index}])" if named else f"{prefix}[{index}]"
         if named and oid in seen:
             raise ConfigError(f"{path}: {where}: trùng mã / duplicate id")
         rule = validate(_ObligationRule, raw, path, f"{where}.", context={"year": year})
+        unknown = [k for k in rule.kinds if kinds is not None and k not in kinds]
+        if unknown:
+            raise ConfigError(f"{path}: {where}.kinds: {', '.join(map(repr, unknown))} không có trong forms của kế hoạch "
+                              f"/ not among the campaign's forms ({', '.join(kinds or ())})")
         seen.add(rule.id)
         due_at, deadline_text = _deadline(rule.due, rule.time, rule.exclusive, zone)
         title = rule.title.replace("{year}", str(year)).strip()
@@ -254,4 +249,11 @@ def load_obligations(path: Path, year: int, tz: str) -> tuple[Obligation, ...]:
     return tuple(result)
 
 
-__all__ = ["OBLIGATION_KINDS", "Obligation", "load_obligations"]
+def zone_of(tz: str, path: Path) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{path}: múi giờ không tồn tại / unknown time zone: {tz!r}") from exc
+
+
+__all__ = ["Obligation", "obligations_from", "zone_of"]

@@ -59,12 +59,13 @@ class RemindSummary:
 
 
 def reminder_policy(ctx: Context) -> reminder_rules.ReminderPolicy:
-    path = ctx.cfg.rules_dir / "reminders.yaml"
-    return reminder_rules.load_reminder_policy(path) if path.is_file() else reminder_rules.ReminderPolicy()
+    """rules/reminders.yaml with what the campaign in view sets differently."""
+    return ctx.campaign.reminders
 
 
 def current_states(ctx: Context) -> dict[tuple[str, str], deadlines.ObligationState]:
-    return deadlines.unit_states(ctx.obligations, ctx.units.units, ctx.store.document_records(),
+    """Every unit's state on every obligation of the campaign in view (``ctx.year``)."""
+    return deadlines.unit_states(ctx.obligations, ctx.units.units, ctx.documents(),
                                  keep_first_attempt_date=ctx.cfg.keep_first_attempt_date)
 
 
@@ -75,7 +76,8 @@ def local_today(ctx: Context, now: datetime | None = None) -> date:
 def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = False,
                   clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                   transport_factory: Any = None, flush: bool = True) -> RemindSummary:
-    """Record and send the reminders due ``today`` (default: today in the configured zone).
+    """Record and send the reminders of the campaign in view (``ctx.year``) due ``today`` (default: today
+    in the configured zone).
 
     ``today`` only moves the decision; mail is stamped and sent with the real clock.
     """
@@ -85,7 +87,7 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
     summary = RemindSummary(today=today, dry_run=dry_run)
     states = current_states(ctx)
     due = reminder_rules.reminders_due(ctx.obligations, reminder_policy(ctx), states, ctx.units.units, today,
-                                       already_sent=ctx.store.reminder_stages_sent())
+                                       already_sent=ctx.store.reminder_stages_sent(ctx.year))
     obligations = {o.id: o for o in ctx.obligations}
     cc = tuple(cfg.staff) if cfg.remind_cc_staff else ()
     for item in due:
@@ -95,7 +97,7 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
             continue
         if item.superseded:
             if not dry_run:
-                if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, None, now):
+                if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, None, now, campaign=ctx.year):
                     summary.superseded += 1
                     log.info("reminder %s/%s/%s passed over by a later stage", unit.unit_id, obligation.id,
                              item.stage)
@@ -108,14 +110,15 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
             continue
         subject, text, html = render_reminder(ctx.env, unit, obligation, state, item.stage,
                                               organisation=cfg.organisation, today=today)
-        form = next((f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in obligation.kinds)
+        form = next((f for f in (form_attachment(k, year=ctx.year, unit_name=unit.name) for k in obligation.kinds)
                      if f is not None), None)
         mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html,
                               attachments=[form] if form else [])
-        mail = OutboxItem(key=f"reminder:{unit.unit_id}:{obligation.id}:{item.stage}", purpose="reminder",
+        # The campaign is in the key: next year's "registration" reminders are new mail, not repeats.
+        mail = OutboxItem(key=f"reminder:{ctx.year}:{unit.unit_id}:{obligation.id}:{item.stage}", purpose="reminder",
                           recipients=to + tuple(a for a in cc if a not in to), subject=subject,
-                          smtp_message_id=mid, raw=raw, unit_id=unit.unit_id)
-        if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, mail, now):
+                          smtp_message_id=mid, raw=raw, unit_id=unit.unit_id, campaign=ctx.year)
+        if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, mail, now, campaign=ctx.year):
             summary.queued += 1
             log.info("reminder %s/%s/%s queued for %s", unit.unit_id, obligation.id, item.stage, ", ".join(to))
         else:

@@ -77,10 +77,10 @@ def entries_by_document(ctx: Context) -> dict[int, list[Entry]]:
 def report_data(ctx: Context, today: date) -> reports.ReportData:
     cfg = ctx.cfg
     return reports.build_report_data(
-        organisation=cfg.organisation, year=cfg.year, today=today, units=ctx.units.units,
-        obligations=ctx.obligations, documents=ctx.store.document_records(),
+        organisation=cfg.organisation, year=ctx.year, today=today, units=ctx.units.units,
+        obligations=ctx.obligations, documents=ctx.documents(),
         entries=entries_by_document(ctx), states=current_states(ctx),
-        reminders_sent=ctx.store.reminder_counts(), timezone=cfg.timezone,
+        reminders_sent=ctx.store.reminder_counts(ctx.year), timezone=cfg.timezone,
     )
 
 

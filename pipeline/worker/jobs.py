@@ -109,7 +109,9 @@ def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_i
         from pipeline.plan.reminders import run_reminders
 
         today = now.astimezone(ctx.cfg.tz).date()
-        text = run_reminders(ctx, today=today, clock=clock).text()
+        # Last year's late documents are still reminded (up to the cut-off) after the office moved to a new year.
+        text = " | ".join(f"{year}: {run_reminders(ctx.for_year(year), today=today, clock=clock).text()}"
+                          for year in ctx.reminded_years())
     elif name == "digest":
         from pipeline.plan.staffreport import run_report
 
@@ -122,7 +124,7 @@ def _run_job(name: str, cfg_path: str | Path, now: datetime | None, obligation_i
         if obligation_id is None:
             raise ValueError("report-after needs an obligation_id")
         today = now.astimezone(ctx.cfg.tz).date()
-        text = run_report(ctx, today=today, send=True, key=f"report:deadline:{obligation_id}", clock=clock).text()
+        text = run_report(ctx, today=today, send=True, key=f"report:deadline:{ctx.year}:{obligation_id}", clock=clock).text()
     else:
         raise ValueError(f"unknown job {name!r}")
     log.info("%s: %s", name, text)

@@ -128,7 +128,7 @@ def _check_quiet(ctx: Any, now: datetime, stamp: datetime) -> list[str]:
         due = ob.due_date
         if due is None or not 0 <= (due - today).days <= cfg.quiet_days_before_deadline:
             continue
-        key = f"alert:quiet:{ob.id}"
+        key = f"alert:quiet:{ctx.year}:{ob.id}"
         body = (
             f"Hộp thư {cfg.mailbox.username or cfg.mailbox.host} vẫn đọc được bình thường nhưng không có thư mới "
             f"nào từ {local_time(quiet_since, cfg)} (đã {(now - quiet_since).days} ngày), trong khi hạn nộp "
@@ -142,6 +142,6 @@ def _check_quiet(ctx: Any, now: datetime, stamp: datetime) -> list[str]:
         )
         if _alert(ctx, key, f"Không có thư mới {(now - quiet_since).days} ngày trước hạn {due:%d/%m/%Y}", body, stamp):
             notes.append(f"quiet alert queued ({ob.id})")
-        store.set_kv("alert.quiet", f"{ob.id}|{iso(now)}", stamp)
+        store.set_kv("alert.quiet", f"{ctx.year}:{ob.id}|{iso(now)}", stamp)
         break
     return notes

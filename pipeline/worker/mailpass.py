@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from pipeline import forms
@@ -42,6 +42,7 @@ CHECKPOINTS = ("after-archive", "after-outcomes")
 class MailboxLike(Protocol):
     def select(self, folder: str) -> int: ...
     def uids_above(self, last_uid: int) -> list[int]: ...
+    def uids_since(self, day: date) -> list[int]: ...
     def fetch(self, uids: Sequence[int]) -> Any: ...
     def mark_processed(self, uids: Sequence[int]) -> None: ...
 
@@ -68,16 +69,18 @@ class PassSummary:
                 self.outbox[key] = n
 
 
-def on_time_for(ctx: Context, kind: str, period: str | None, received_at: datetime, *,
+def on_time_for(ctx: Context, kind: str, period: str | None, received_at: datetime, *, campaign: int,
                 unit_id: str | None = None, accepted: bool = True) -> tuple[bool | None, datetime | None]:
-    """(on time?, due) of a document of this kind and period; (None, None) when no dated obligation asks for it."""
-    ob = deadlines.obligation_for(kind, period, ctx.obligations)
+    """(on time?, due) of a document of this kind and period in ``campaign``; (None, None) when no dated
+    obligation of that campaign asks for it."""
+    plan = ctx.campaigns.get(campaign)
+    ob = deadlines.obligation_for(kind, period, plan.obligations) if plan else None
     if ob is None or not ob.enabled:
         return None, None
     counted = received_at
     if ctx.cfg.keep_first_attempt_date and unit_id and accepted:
         # A correction after a rejection is dated by the unit's first recorded attempt (plan's choice, config).
-        first = ctx.store.first_received_at(unit_id, kind, period)
+        first = ctx.store.first_received_at(unit_id, kind, period, campaign)
         if first is not None:
             counted = min(counted, first)
     return deadlines.is_on_time(ob, counted), ob.due_at
@@ -85,16 +88,19 @@ def on_time_for(ctx: Context, kind: str, period: str | None, received_at: dateti
 
 # -- one message --------------------------------------------------------------------------------------
 
-def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any) -> DocumentReading:
+def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any, arrival: int) -> DocumentReading:
+    """Read one attachment as a document of the campaign it names, else of ``arrival`` (the mail's)."""
     try:
-        return forms.read_document(att.filename, att.data, content_type=att.content_type, subject=parsed.subject,
-                                   unit=unit, year=ctx.cfg.year, rules=ctx.rules)
+        reading = forms.read_document(att.filename, att.data, content_type=att.content_type,
+                                      subject=parsed.subject, unit=unit, year=arrival,
+                                      campaigns=ctx.campaigns.candidates(arrival), rules=ctx.rules)
     except Exception as exc:  # a reader bug is a finding on this document, never a dead pass
         log.exception("reader failed on %s", att.filename)
-        return DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(
+        reading = DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(
             code="reader-failed", severity="warning",
             message=f"Hệ thống chưa đọc được tệp này ({exc.__class__.__name__}); cán bộ LĐLĐ Quận sẽ xem trực tiếp.",
         ),))
+    return reading if reading.campaign is not None else dataclasses.replace(reading, campaign=arrival)
 
 
 def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
@@ -107,38 +113,45 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
     parsed = mime.parse_message(raw, own_addresses=cfg.own_addresses,
                                 trusted_authserv_ids=cfg.mailbox.trusted_authserv_ids)
     units = ctx.units
+    arrival = ctx.arrival_campaign(received_at)
     # Staff decisions from the desk, recorded on the message so that a crash before this point keeps them.
     assigned = units.by_id(row.assigned_unit_id) if row is not None and row.assigned_unit_id else None
     verdict = triage(parsed, units.by_email(parsed.from_addr), assigned=assigned,
-                     released=bool(row is not None and row.released), own_addresses=cfg.own_addresses)
+                     released=bool(row is not None and row.released), own_addresses=cfg.own_addresses,
+                     too_early=None if arrival is not None else ctx.too_early(received_at))
     unit = verdict.unit
     outcomes: list[DocumentOutcome] = []
     items = []
     if verdict.state == "processed":
+        assert arrival is not None  # triage ignores mail from before the first campaign
         views = []
         for att in parsed.attachments:
-            reading = read_attachment(ctx, att, parsed, unit)
+            reading = read_attachment(ctx, att, parsed, unit, arrival.year)
             if reading.state == "rejected" and reading.entries:
                 # The receipt tells the unit that nothing from a rejected file was recorded: keep it so.
                 reading = dataclasses.replace(reading, entries=())
-            on_time, due = on_time_for(ctx, reading.kind, reading.period, received_at, unit_id=unit.unit_id,
-                                       accepted=reading.state == "accepted")
+            campaign = reading.campaign or arrival.year
+            on_time, due = on_time_for(ctx, reading.kind, reading.period, received_at, campaign=campaign,
+                                       unit_id=unit.unit_id, accepted=reading.state == "accepted")
             outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
-            views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None))
+            views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None,
+                                       arrival=arrival.year))
         view = receipt_view(organisation=cfg.organisation, unit_name=unit.name,
                             received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)
         # A rejected form comes back with a clean copy of the right blank form to fill in again.
-        rejected_kinds = dict.fromkeys(o.reading.kind for o in outcomes if o.reading.state == "rejected")
-        forms_back = [f for f in (form_attachment(k, year=cfg.year, unit_name=unit.name) for k in rejected_kinds) if f]
+        rejected = dict.fromkeys((o.reading.kind, o.reading.campaign or arrival.year)
+                                 for o in outcomes if o.reading.state == "rejected")
+        forms_back = [f for f in (form_attachment(k, year=y, unit_name=unit.name) for k, y in rejected) if f]
         items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[parsed.from_addr],
                                   key=f"receipt:{pk}:{generation}", message_pk=pk, unit_id=unit.unit_id,
                                   in_reply_to=parsed.message_id, references=list(parsed.references),
-                                  subject=parsed.subject, attachments=forms_back))
+                                  subject=parsed.subject, attachments=forms_back, campaign=arrival.year))
     return OutcomeRecord(pk=pk, state=verdict.state, reason=verdict.reason, sender=parsed.from_addr,
                          from_name=parsed.from_name, subject=parsed.subject,
                          unit_id=unit.unit_id if unit else None, outcomes=tuple(outcomes),
-                         outbox_items=tuple(items), bounce=verdict.bounce)
+                         outbox_items=tuple(items), bounce=verdict.bounce,
+                         campaign=arrival.year if arrival else None)
 
 
 def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:
@@ -253,7 +266,13 @@ def fetch_new(ctx: Context, mailbox: MailboxLike, clock: Callable[[], datetime],
             summary.uidvalidity_changed = True
             log.warning("UIDVALIDITY of %s changed (%s → %s): re-scanning; duplicates are recognised",
                         folder, known[0], uidvalidity)
-    uids = mailbox.uids_above(last_uid)
+    if last_uid == 0:
+        # First contact (or a renumbered folder): only mail since the horizon is asked for at all, so years of
+        # history are not downloaded. A day early: SINCE compares dates in the server's zone; triage judges the
+        # exact instant.
+        uids = mailbox.uids_since(ctx.horizon(clock()).astimezone(ctx.cfg.tz).date() - timedelta(days=1))
+    else:
+        uids = mailbox.uids_above(last_uid)
     size = max(1, ctx.cfg.mailbox.batch_size)
     for start in range(0, len(uids), size):
         batch = uids[start:start + size]

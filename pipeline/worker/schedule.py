@@ -156,9 +156,9 @@ def build_scheduler(cfg: Config, cfg_path: str | Path, *, obligations: Any = Non
 
     now = now or datetime.now(timezone.utc)
     if obligations is None:
-        from pipeline.context import obligations_of
+        from pipeline.context import campaigns_of
 
-        obligations = obligations_of(cfg)
+        obligations = campaigns_of(cfg)[cfg.year].obligations
     specs = desired_jobs(cfg, cfg_path, obligations, now, poll_seconds)
     Store(cfg.database_url).engine.dispose()  # the database (and its folder) exist, in WAL mode for SQLite
     stale = _drop_stale_jobs(cfg.database_url, {s.id for s in specs})

@@ -1,4 +1,5 @@
-"""Tổng quan: where every unit stands on every obligation, the headline figures and the weekly charts."""
+"""Tổng quan: where every unit stands on every obligation, the headline figures and the weekly charts, of the
+campaign in view (pipeline.desk.web.view_ctx)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +7,7 @@ from typing import Any
 from flask import render_template
 
 from pipeline.desk import charts, queries
-from pipeline.desk.web import bp, desk
+from pipeline.desk.web import bp, desk, view_ctx
 
 
 @bp.route("/")
@@ -14,10 +15,9 @@ def overview() -> Any:
     from pipeline.plan import reports
     from pipeline.plan.staffreport import report_data
 
-    d = desk()
-    ctx = d.ctx
-    today = d.today()
-    docs = ctx.store.document_records()
+    ctx = view_ctx()
+    today = desk().today()
+    docs = ctx.documents()
     st = queries.states(ctx, docs)
     views = queries.obligation_views(ctx, st)
     data = report_data(ctx, today)
@@ -32,5 +32,5 @@ def overview() -> Any:
             no_documents.append(ob)
     return render_template("overview.html", views=views, head=head, data=data, today=today,
                            category_chart=category_chart, week_charts=week_charts, no_documents=no_documents,
-                           units=queries.sort_units(ctx.units.units))
+                           units=queries.sort_units(ctx.units.units), campaign=ctx.campaign)
 

@@ -1,4 +1,5 @@
-"""Báo cáo: the staff report (download the workbook, send it by mail) and the blank forms."""
+"""Báo cáo: the staff report (download the workbook, send it by mail) and the blank forms, of the campaign
+in view."""
 from __future__ import annotations
 
 import io
@@ -9,7 +10,7 @@ from typing import Any
 from flask import abort, g, redirect, render_template, request, send_file, url_for
 
 from pipeline.desk import queries
-from pipeline.desk.web import XLSX, bp, desk, flash
+from pipeline.desk.web import XLSX, bp, desk, flash, view_ctx
 
 log = logging.getLogger(__name__)
 
@@ -23,45 +24,61 @@ def _day(text: str | None) -> date:
         abort(400, f"Ngày không hợp lệ: {text[:20]} (chọn ngày trên lịch).")
 
 
+def download_name(year: int, day: date) -> str:
+    """The workbook's file name: the staff report's own name when the day is in the campaign's year
+    (bao-cao-tong-hop-2022-02-25.xlsx), else with the campaign too, so that 2022's figures fetched in
+    2023 are not taken for 2023's (bao-cao-tong-hop-2022-ngay-2023-01-10.xlsx)."""
+    from pipeline.plan.staffreport import workbook_name
+
+    return workbook_name(day) if day.year == year else f"bao-cao-tong-hop-{year}-ngay-{day:%Y-%m-%d}.xlsx"
+
+
 @bp.route("/reports")
 def reports_page() -> Any:
     from pipeline.forms.blank import FORMS, form_filename
 
-    ctx = desk().ctx
-    forms = [(k, form_filename(k, year=ctx.cfg.year)) for k in FORMS]
+    ctx = view_ctx()
+    forms = [(k, form_filename(k, year=ctx.year)) for k in FORMS if k in ctx.campaign.forms]
     return render_template("reports.html", today=desk().today(), forms=forms, staff=ctx.cfg.staff,
                            units=queries.sort_units(ctx.units.units))
 
 
 @bp.route("/reports/workbook")
 def reports_workbook() -> Any:
-    from pipeline.plan.staffreport import report_data, workbook_name
+    from pipeline.plan.staffreport import report_data
     from pipeline.plan.workbook import build_workbook
 
+    ctx = view_ctx()
     day = _day(request.args.get("date"))
-    data = build_workbook(report_data(desk().ctx, day))
-    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=workbook_name(day),
-                     max_age=0)
+    data = build_workbook(report_data(ctx, day))
+    return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True,
+                     download_name=download_name(ctx.year, day), max_age=0)
 
 
 @bp.route("/reports/send", methods=["POST"])
 def reports_send() -> Any:
-    from pipeline.plan.staffreport import run_report
+    from pipeline.plan.staffreport import default_out_dir, run_report
 
     d = desk()
-    ctx = d.ctx
+    ctx = view_ctx()
     day = _day(request.form.get("date"))
     if not ctx.cfg.staff:
         flash("error", "Chưa cấu hình địa chỉ cán bộ nhận báo cáo (mục staff trong config.yaml).")
         return redirect(url_for("desk.reports_page"))
-    summary = run_report(ctx, today=day, send=True, clock=d.clock)
-    log.info("desk: %s asked for the report of %s: %s", g.account.username, day, summary.text())
+    if ctx.year == ctx.cfg.year:
+        summary = run_report(ctx, today=day, send=True, clock=d.clock)
+    else:  # another year's report: its own key and folder, so that it neither blocks nor overwrites this year's
+        summary = run_report(ctx, today=day, send=True, clock=d.clock,
+                             key=f"report:manual:{ctx.year}:{day.isoformat()}",
+                             out_dir=default_out_dir(ctx) / str(ctx.year))
+    log.info("desk: %s asked for the %s report of %s: %s", g.account.username, ctx.year, day, summary.text())
+    what = f"báo cáo tổng hợp năm {ctx.year} ngày {day:%d/%m/%Y}"
     if summary.queued:
         sent = summary.outbox.get("sent", 0)
-        flash("ok", f"Đã gửi báo cáo tổng hợp ngày {day:%d/%m/%Y} tới {', '.join(ctx.cfg.staff)}."
-              if sent else f"Báo cáo tổng hợp ngày {day:%d/%m/%Y} đã vào hộp thư đi; sẽ gửi khi máy chủ thư sẵn sàng.")
+        flash("ok", f"Đã gửi {what} tới {', '.join(ctx.cfg.staff)}."
+              if sent else f"{what[:1].upper()}{what[1:]} đã vào hộp thư đi; sẽ gửi khi máy chủ thư sẵn sàng.")
     else:
-        flash("warn", f"Báo cáo tổng hợp ngày {day:%d/%m/%Y} đã được gửi cho cán bộ trước đó "
+        flash("warn", f"{what[:1].upper()}{what[1:]} đã được gửi cho cán bộ trước đó "
                       "(mỗi ngày gửi một lần); có thể tải tệp về ở trên.")
     return redirect(url_for("desk.reports_page"))
 
@@ -70,9 +87,9 @@ def reports_send() -> Any:
 def blank_form(kind: str) -> Any:
     from pipeline.forms.blank import FORMS, blank_form as make, form_filename
 
-    ctx = desk().ctx
-    if kind not in FORMS:
-        abort(404, "Không có biểu mẫu này.")
+    ctx = view_ctx()
+    if kind not in FORMS or kind not in ctx.campaign.forms:
+        abort(404, f"Kế hoạch năm {ctx.year} không có biểu mẫu này.")
     unit_name = None
     unit_id = request.args.get("unit")
     if unit_id:
@@ -80,6 +97,6 @@ def blank_form(kind: str) -> Any:
         if u is None:
             abort(404, f"Không có đơn vị mã {unit_id}.")
         unit_name = u.name
-    data = make(kind, year=ctx.cfg.year, unit_name=unit_name)
+    data = make(kind, year=ctx.year, unit_name=unit_name)
     return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True,
-                     download_name=form_filename(kind, year=ctx.cfg.year, unit_name=unit_name), max_age=0)
+                     download_name=form_filename(kind, year=ctx.year, unit_name=unit_name), max_age=0)

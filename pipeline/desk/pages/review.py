@@ -1,4 +1,7 @@
-"""Cần xử lý: the review queue and its buttons, which call pipeline.desk.actions and pipeline.desk.actionlog."""
+"""Cần xử lý: the review queue and its buttons, which call pipeline.desk.actions and pipeline.desk.actionlog.
+
+One queue for every campaign (a person handles everything); each item says its year, and a document is
+accepted as one of the forms, and periods, of its own campaign."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,11 +11,6 @@ from flask import abort, g, redirect, render_template, request, url_for
 from pipeline.desk import actionlog, actions, queries
 from pipeline.desk.queue import queue
 from pipeline.desk.web import bp, desk, flash, safe_next
-from pipeline.model import KIND_LABELS
-
-
-def _periods() -> list[tuple[str, str]]:
-    return list(actions.period_choices(desk().ctx.cfg.year))
 
 
 @bp.route("/review")
@@ -21,9 +19,15 @@ def review_page() -> Any:
     items = queue(ctx)
     history = actionlog.history(ctx, limit=100)
     units_by_id = {u.unit_id: u for u in ctx.units.units}
+    by_year: dict[int | None, actions.AcceptChoices] = {}
+    choices = {}
+    for it in items:
+        if "accept" in it.actions:
+            if it.campaign not in by_year:
+                by_year[it.campaign] = actions.accept_choices(ctx, it.campaign)
+            choices[it.target_id] = by_year[it.campaign]
     return render_template("review.html", items=items, history=history,
-                           units=queries.sort_units(ctx.units.units), units_by_id=units_by_id,
-                           kinds=[(k, KIND_LABELS[k]) for k in actions.ACCEPT_KINDS], periods=_periods())
+                           units=queries.sort_units(ctx.units.units), units_by_id=units_by_id, choices=choices)
 
 
 def _sentence(text: str) -> str:
@@ -57,15 +61,12 @@ def review_action(action: str) -> Any:
             result = actions.release(ctx, _int_field("message_pk"), actor=actor, now=now)
         elif action == "accept":
             kind = form.get("kind", "")
-            if kind not in actions.ACCEPT_KINDS:
+            if not kind:
                 flash("error", "Hãy chọn loại văn bản.")
                 return redirect(url_for("desk.review_page"))
-            period = form.get("period") or None
-            if kind == "report" and period not in {p for p, _ in _periods()}:
-                flash("error", "Báo cáo cần chọn kỳ báo cáo (quý I, 6 tháng, quý III hoặc năm).")
-                return redirect(url_for("desk.review_page"))
-            result = actions.accept(ctx, _int_field("document_id"), kind=kind,
-                                    period=period if kind == "report" else None, actor=actor, now=now)
+            # which kinds and periods fit is the document's campaign's business (actions.accept says why not)
+            result = actions.accept(ctx, _int_field("document_id"), kind=kind, period=form.get("period") or None,
+                                    actor=actor, now=now)
         elif action == "reject":
             reason = (form.get("reason") or "").strip()
             if not reason:

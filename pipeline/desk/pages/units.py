@@ -1,4 +1,6 @@
-"""Đơn vị: the list of units (search, upload a new list, download it), a unit's page and an archived mail."""
+"""Đơn vị: the list of units (search, upload a new list, download it), a unit's page and an archived mail.
+
+The states shown are those of the campaign in view; a unit's page lists all its mail whatever the year."""
 from __future__ import annotations
 
 import io
@@ -8,13 +10,13 @@ from typing import Any
 from flask import Response, abort, g, redirect, render_template, request, send_file, url_for
 
 from pipeline.desk import actionlog, queries, unitsadmin
-from pipeline.desk.web import MAX_UPLOAD, bp, desk, flash
+from pipeline.desk.web import MAX_UPLOAD, bp, desk, flash, view_ctx
 
 log = logging.getLogger(__name__)
 
 
 def _units_page(check: Any = None, status: int = 200) -> Any:
-    ctx = desk().ctx
+    ctx = view_ctx()
     q = request.args.get("q", "")
     st = queries.states(ctx)
     shown = queries.search_units(ctx.units.units, q)
@@ -63,7 +65,7 @@ def units_download() -> Any:
 def unit(unit_id: str) -> Any:
     from pipeline.forms.blank import FORMS
 
-    ctx = desk().ctx
+    ctx = view_ctx()
     u = ctx.units.by_id(unit_id)
     if u is None:
         abort(404, f"Không có đơn vị mã {unit_id} trong danh sách hiện tại.")
@@ -71,9 +73,21 @@ def unit(unit_id: str) -> Any:
     rows = [(ob, queries.short_title(ob), st.get((u.unit_id, ob.id))) for ob in ctx.obligations]
     history = queries.unit_history(ctx, u)
     actions = actionlog.history(ctx, unit_id=u.unit_id)
-    obligations = {ob.id: ob for ob in ctx.obligations}
     return render_template("unit.html", unit=u, rows=rows, history=history, actions=actions,
-                           obligations=obligations, forms=FORMS)
+                           reminder_titles=_reminder_titles(ctx, history.reminders),
+                           forms=[k for k in FORMS if k in ctx.campaign.forms])
+
+
+def _reminder_titles(ctx: Any, rows: list[Any]) -> dict[int, str]:
+    """Each reminder's obligation as its own campaign names it ("Báo cáo quý I/2022"), and the year when
+    it is not the one in view."""
+    out = {}
+    for r in rows:
+        plan = ctx.campaigns.get(r.campaign) if r.campaign is not None else None
+        ob = next((o for o in plan.obligations if o.id == r.obligation_id), None) if plan else None
+        title = ob.title if ob is not None else r.obligation_id
+        out[r.id] = title if r.campaign == ctx.year else f"{title} (năm {r.campaign})"
+    return out
 
 
 @bp.route("/mail/<int:pk>.eml")

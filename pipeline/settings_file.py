@@ -180,11 +180,12 @@ def _day(value: Any) -> Any:
     # YAML reads 2022-01-26 as a date already; the office writes 26/01/2022.
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*", value)
-        if m:
-            try:
+        try:
+            if m:
                 return date(int(m[3]), int(m[2]), int(m[1]))
-            except ValueError as exc:
-                raise ValueError(f"ngày không hợp lệ: {value!r} / not a date") from exc
+            return date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"ngày không hợp lệ: {value!r} (viết DD/MM/YYYY) / not a date") from exc
     if isinstance(value, datetime):
         return value.date()
     return value

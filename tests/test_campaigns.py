@@ -153,9 +153,9 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     # 2022's annual report, late, in January 2023 (before the 2023 plan opens on 26/01/2023).
     report(intake, MAYDG, "BÁO CÁO Kết quả thực hiện năm 2022", "Bao cao nam 2022.docx", at(2023, 1, 5),
            "<y2022@maydg>")
-    # Ái Mộ registers for 2023; the UBND union sends its 2022 form again, in February 2023.
+    # Ái Mộ registers for 2023; May Đức Giang sends a 2022 registration form in February 2023.
     registration(intake, AIMO, 2023, at(2023, 2, 10), "<r2023@aimo>")
-    registration(intake, UBND, 2022, at(2023, 2, 11), "<r2022-again@ubnd>")
+    registration(intake, MAYDG, 2022, at(2023, 2, 11), "<r2022-late@maydg>")
     intake.poll()
 
     after = {m["message_id"]: m for m in intake.export()["messages"]}
@@ -168,21 +168,24 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     assert after["<y2022@maydg>"]["campaign"] == 2022  # arrived before the 2023 plan opened
     new = after["<r2023@aimo>"]["documents"][0]
     assert (new["kind"], new["campaign"], new["on_time"]) == ("registration", 2023, True)
-    again = after["<r2022-again@ubnd>"]["documents"][0]
-    assert (again["kind"], again["campaign"], again["state"]) == ("registration", 2022, "accepted")
-    assert after["<r2022-again@ubnd>"]["campaign"] == 2023
+    again = after["<r2022-late@maydg>"]["documents"][0]
+    assert (again["kind"], again["campaign"], again["state"], again["on_time"]) == ("registration", 2022, "accepted",
+                                                                                  False)
+    assert after["<r2022-late@maydg>"]["campaign"] == 2023
 
     mails = {m["In-Reply-To"]: body(m) for m in receipts(intake)}
     assert "nộp muộn so với hạn 15/12/2022" in mails["<y2022@maydg>"]
-    assert "tính cho kế hoạch năm 2022" in mails["<r2022-again@ubnd>"]
+    assert "tính cho kế hoạch năm 2022" in mails["<r2022-late@maydg>"]
     assert "đúng hạn" in mails["<r2023@aimo>"]
 
     # Per campaign: 2022's registration does not meet 2023's obligation.
     states_2023 = {k: v.state for k, v in _states(intake.ctx).items() if k[1] == "registration"}
     assert states_2023[("th014", "registration")] == "on_time"
     assert states_2023[("cq001", "registration")] == "missing"
+    assert states_2023[("dn027", "registration")] == "missing"
     states_2022 = _states(intake.ctx.for_year(2022))
     assert states_2022[("cq001", "registration")].state == "on_time"
+    assert states_2022[("dn027", "registration")].state == "late"
     assert states_2022[("dn027", "report-year")].state == "late"
 
     # Reminders of 2023 go to the units that owe 2023's registration, UBND included.

@@ -67,7 +67,8 @@ class Store(ReviewMixin, MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMix
             obx = list(c.execute(sa.select(outbox.c.id, outbox.c.key, outbox.c.purpose, outbox.c.message_pk,
                                            outbox.c.unit_id, outbox.c.recipients, outbox.c.subject,
                                            outbox.c.state, outbox.c.attempts, outbox.c.last_error,
-                                           outbox.c.created_at, outbox.c.sent_at).order_by(outbox.c.id)))
+                                           outbox.c.created_at, outbox.c.sent_at, outbox.c.campaign)
+                                 .order_by(outbox.c.id)))
         return {"messages": msgs, "documents": docs, "entries": ents, "findings": fnds, "bounces": bnc,
                 "outbox": obx}
 

@@ -277,6 +277,8 @@ def test_lookups_for_what_people_see(rules: Any) -> None:
     for kind in ("registration", "summary", "commendation", "report", "unknown"):
         assert shipped.kind_label(kind) == KIND_LABELS[kind]
     assert shipped.forms["registration"].category_labels() == CATEGORY_LABELS
+    assert shipped.category_labels(("report", "summary", "registration")) == CATEGORY_LABELS
+    assert [c.code for c in shipped.forms["summary"].categories if c.printed] == list(CATEGORY_LABELS)[:6]
     assert shipped.blank_forms() == ("registration", "summary", "commendation")
     assert shipped.blank_forms(("report", "commendation", "registration")) == ("registration", "commendation")
     form = rules.forms["dang-ky-2023"]
@@ -285,3 +287,27 @@ def test_lookups_for_what_people_see(rules: Any) -> None:
         ("so_nguoi", "Số người tham gia", "integer"), ("thoi_gian", "Thời gian thực hiện", "text")]
     assert [c.key for c in form.columns] == ["tt", "name", "model", "group", "so_nguoi", "thoi_gian", "note"]
     assert form.label("khac") == "Lĩnh vực khác" and form.short_name == "Biểu đăng ký 2023"
+
+
+def _untitled(data: bytes) -> bytes:
+    """The workbook without its title lines and form number: only the table's shape says what it is."""
+    wb = load_workbook(io.BytesIO(data))
+    ws = wb.active
+    for row in ws.iter_rows(max_row=5):
+        for c in row:
+            if isinstance(c.value, str) and not c.value.startswith(("ĐƠN VỊ", ".....")):
+                c.value = None
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def test_the_shape_decides_when_nothing_names_the_form() -> None:
+    ind = [("Trần Thị Bình", "Nhắn tin nhắc nộp quỹ", "vhxh")]
+    r = read_document("x.xlsx", _untitled(samples.summary_xlsx(UNIT.name, E2, ind)), unit=UNIT)
+    assert (r.kind, r.state, r.findings, r.title) == ("summary", "accepted", (), None)
+    assert [(e.section, e.name, e.categories) for e in r.entries] == [
+        ("collective", n, (c,)) for n, _, c in E2] + [("individual", "Trần Thị Bình", ("vhxh",))]
+    col = [(*e, "Tốt") for e in E2]
+    r = read_document("x.xlsx", _untitled(samples.commendation_xlsx(UNIT.name, col, [])), unit=UNIT)
+    assert (r.kind, r.state, [e.result for e in r.entries]) == ("commendation", "accepted", ["Tốt", "Tốt"])

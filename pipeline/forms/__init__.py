@@ -4,8 +4,10 @@
     summarise(reading)                  counts per section and category, for the receipt
 
 Flow: precheck (magic bytes, zip directory, encryption, dimensions) → the isolated reading
-process (readers → layout → validation, see isolation.py) → DocumentReading. Images and unknown formats
-never reach a reader. Nothing here raises for bad input.
+process (readers → core: campaign, title and kind → layout: header → body: entries and checks, by the
+form's definition in rules/forms/; see isolation.py) → DocumentReading. Images and unknown formats never
+reach a reader; their campaign and kind come from the file name and the subject. Nothing here raises for
+bad input.
 """
 from __future__ import annotations
 

@@ -251,7 +251,8 @@ class _BlankForm(_Model):
 def _sheet_name(value: str) -> str:
     # Excel refuses these in a sheet name (and more than 31 characters).
     if len(value) > 31 or _SHEET_BAD.search(value):
-        raise ValueError(f"tên trang tính không hợp lệ / bad sheet name {value!r} (≤ 31 ký tự, không có [ ] : * ? / \\)")
+        raise ValueError(f"tên trang tính không hợp lệ / bad sheet name {value!r} "
+                         "(≤ 31 ký tự, không có [ ] : * ? / \\)")
     return value
 
 

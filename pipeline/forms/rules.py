@@ -154,6 +154,15 @@ class Rules:
             return form.name
         return KIND_LABELS.get(kind or "unknown", kind or "")
 
+    def category_labels(self, ids: tuple[str, ...] | None = None) -> dict[str, str]:
+        """code → label of the categories of the forms ``ids`` (all when None), in the forms' order: the
+        columns of a campaign's consolidated counts."""
+        out: dict[str, str] = {}
+        for form in (self.forms[i] for i in (ids if ids is not None else tuple(self.forms)) if i in self.forms):
+            for cat in form.categories:
+                out.setdefault(cat.code, cat.label)
+        return out
+
     def recognition(self, ids: tuple[str, ...] | frozenset[str] | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """(form id, phrases) of the forms ``ids`` (all when None), in recognition order."""
         if ids is None:

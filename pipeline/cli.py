@@ -62,7 +62,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.ledger.export import status_text
 
     ctx = _context(args).for_year(args.year)
-    print(status_text(ctx.store, ctx.units, ctx.cfg.tz, ctx.year))
+    print(status_text(ctx.store, ctx.units, ctx.cfg.tz, ctx.year, kind_label=ctx.rules.kind_label))
     return 0
 
 
@@ -133,18 +133,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_forms(args: argparse.Namespace) -> int:
+    # Only the config, the rules and the units: writing blank forms needs no database.
+    from pipeline.context import campaigns_of
     from pipeline.forms.blank import write_forms
+    from pipeline.forms.rules import load_rules
+    from pipeline.plan.units import load_units
 
+    cfg = load_config(args.config)
+    rules = load_rules(cfg.rules_dir)
+    campaigns = campaigns_of(cfg, form_ids=frozenset(rules.forms))
+    year = args.year or cfg.year
+    campaign = campaigns.get(year)
+    if campaign is None:
+        print(f"không có kế hoạch nào cho năm {year} (kế hoạch đầu tiên: năm {campaigns.first_year})", file=sys.stderr)
+        return 1
     unit_name = None
-    year = args.year
     if args.unit:
-        ctx = _context(args)
-        unit = ctx.units.by_id(args.unit)
+        unit = load_units(cfg.units_file).by_id(args.unit)
         if unit is None:
             print(f"không có đơn vị {args.unit!r} trong danh sách", file=sys.stderr)
             return 1
-        unit_name, year = unit.name, year or ctx.cfg.year
-    for path in write_forms(Path(args.out), year=year or 2022, unit_name=unit_name):
+        unit_name = unit.name
+    for path in write_forms(Path(args.out), year=year, unit_name=unit_name, forms=campaign.forms, rules=rules):
         print(path)
     return 0
 
@@ -308,10 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule (one per database)")
     rn.add_argument("--poll-seconds", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     rn.set_defaults(func=cmd_run)
-    f = sub.add_parser("forms", help="write the plan's three forms as fillable .xlsx that read back with no finding")
+    f = sub.add_parser("forms", help="write the blank forms of a campaign (rules/forms/ definitions) as fillable "
+                                     ".xlsx that read back with no finding; reads --config for the rules")
     f.add_argument("--out", default="forms", help="folder to write them to (default: ./forms)")
     f.add_argument("--unit", help="pre-fill the ĐƠN VỊ line with this unit_id from the units file")
-    f.add_argument("--year", type=int, help="the plan's year (default: config year, or 2022)")
+    f.add_argument("--year", type=int, help="the campaign whose forms to write (default: year in config.yaml)")
     f.set_defaults(func=cmd_forms)
     rv = sub.add_parser("review", help="what needs a person: list it, act on it, undo (same as the desk's Cần xử lý)")
     rvs = rv.add_subparsers(dest="review_action", required=True)
@@ -327,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("message", type=int)
     ac = rvs.add_parser("accept", help="count a needs_review document as a given kind and period")
     ac.add_argument("document", type=int)
-    ac.add_argument("--kind", required=True, choices=["registration", "summary", "commendation", "report"])
+    ac.add_argument("--kind", required=True, help="a form id of the document's campaign (rules/campaigns/<year>.yaml "
+                                                  "forms), e.g. registration, summary, commendation, report")
     ac.add_argument("--period", help="for a report: YYYY-Q1 | YYYY-H1 | YYYY-Q3 | YYYY-Y")
     rj = rvs.add_parser("reject", help="refuse a needs_review document; the reason is mailed to the unit")
     rj.add_argument("document", type=int)

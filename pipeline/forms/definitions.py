@@ -6,6 +6,12 @@ label, header words, required, type), its category columns and codes, sections, 
 rules/validation.yaml that apply, and the blank form's layout. The id (the file name) is the document kind
 recorded and the name a campaign lists the form by.
 
+``report_as`` says what the consolidated report (plan/reports.py) makes of a table form's entries:
+``registration`` (a unit's registered models), ``summary`` (a unit's own list of its registrations, Mẫu M2:
+when a unit has one it replaces its registrations, else every model would count twice), ``commendation``
+(the list proposed for commendation) or ``none``. The shipped forms get it from their id; any other table
+form must say it, so that adding a form never silently leaves it out of the report.
+
 Column keys ``name``, ``model``, ``result`` and ``note`` are the entry's own fields; ``tt`` (the row number)
 and ``group`` (the merged header over the category columns) are layout; any other key is an extra column
 whose value goes to ``Entry.extra``. A key means the same column in every form, so the header words of
@@ -30,6 +36,10 @@ FOLDER = "forms"
 ENTRY_FIELDS = ("name", "model", "result", "note")  # columns that are Entry fields; others go to Entry.extra
 LAYOUT_KEYS = ("tt", "group")
 SECTIONS = ("collective", "individual")
+REPORT_ROLES = ("registration", "summary", "commendation", "none")
+# The report role of the shipped forms, by id: their definitions may leave `report_as` out.
+_REPORT_AS_BY_ID = {"registration": "registration", "summary": "summary", "commendation": "commendation",
+                    "report": "none"}
 EMPTY_RULES = ("empty-name", "empty-model", "empty-required")
 # The checks of rules/validation.yaml a definition may list under `checks` (the others concern the file).
 FORM_CHECKS = (
@@ -104,6 +114,7 @@ class FormDef:
     checks: frozenset[str] = frozenset(FORM_CHECKS)
     blank: Blank | None = None
     source: str = ""
+    report_as: str = "none"  # one of REPORT_ROLES: how the consolidated report counts the form's entries
 
     @property
     def is_report(self) -> bool:
@@ -268,10 +279,14 @@ class _FormFile(_Model):
     default_section: Literal["collective", "individual"] = "collective"
     checks: tuple[Annotated[_Str, AfterValidator(_check_type)], ...] | None = None
     blank: _BlankForm | None = None
+    report_as: Literal["registration", "summary", "commendation", "none"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _FormFile:
         if self.type == "report":
+            if self.report_as not in (None, "none"):
+                raise Problem("report_as", "một báo cáo không có bảng để tổng hợp / a report has no entries: "
+                                           "only none")
             for key in ("columns", "categories", "blank"):
                 if getattr(self, key):
                     raise Problem(key, "một báo cáo không có bảng / a report has no table")
@@ -292,6 +307,9 @@ class _FormFile(_Model):
         if bool(self.categories) != ("group" in keys):
             raise Problem("columns", "cột group (tiêu đề chung của các cột phân loại) đi cùng categories / "
                                      "the column group and the categories go together")
+        if self.report_as is None and self.id not in _REPORT_AS_BY_ID:
+            raise Problem("report_as", "bắt buộc: báo cáo tổng hợp tính các dòng của biểu này là gì "
+                                       "(registration | summary | commendation | none) / required for a new table form")
         if self.recognise.shape is not None:
             for i, k in enumerate(self.recognise.shape.columns):
                 if k not in keys and k not in (c.code for c in self.categories):
@@ -329,7 +347,7 @@ def _form(f: _FormFile, path: Path) -> FormDef:
                          for c in f.categories),
         sections=f.sections, default_section=f.default_section,
         checks=frozenset(f.checks) if f.checks is not None else frozenset(FORM_CHECKS),
-        blank=blank, source=str(path),
+        blank=blank, source=str(path), report_as=f.report_as or _REPORT_AS_BY_ID.get(f.id, "none"),
     )
 
 
@@ -363,4 +381,4 @@ def load_forms(rules_dir: Path) -> tuple[dict[str, FormDef], dict[str, Words]]:
     return forms, words
 
 
-__all__ = ["FormDef", "Column", "Category", "Blank", "load_forms", "FORM_CHECKS", "ENTRY_FIELDS"]
+__all__ = ["FormDef", "Column", "Category", "Blank", "load_forms", "FORM_CHECKS", "ENTRY_FIELDS", "REPORT_ROLES"]

@@ -5,10 +5,11 @@ counts for it (a 2022 report sent in January 2023 shows under both 2022 and 2023
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
+from pipeline.forms.rules import default_rules
+from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
 from pipeline.ledger.review import bounces_set_aside
 from pipeline.ledger.store import Store
@@ -75,9 +76,12 @@ def _when(text: str, tz: ZoneInfo) -> str:
     return from_iso(text).astimezone(tz).strftime("%d/%m/%Y %H:%M")
 
 
-def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int | None = None) -> str:
+def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int | None = None, *,
+                kind_label: Callable[[str | None], str] | None = None) -> str:
     """A readable summary: what needs a person first (whatever the campaign), then per unit what arrived
-    for ``campaign`` (every campaign when None) and its state."""
+    for ``campaign`` (every campaign when None) and its state. ``kind_label`` names a document kind (the
+    configured rules' ``Rules.kind_label``; default: the shipped definitions')."""
+    label = kind_label or default_rules().kind_label
     snap = store.snapshot()
     every = snap["messages"]
     msgs = _in_campaign(snap, campaign)
@@ -93,7 +97,7 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int 
                      f"{m.subject or ''!s:.60} — {m.reason or MAIL_STATE_LABELS.get(m.state, '')}")
     for m, d in review_docs:
         lines.append(f"  [needs_review] #{m.id}/doc {d.id} {_when(m.received_at, tz)} {m.sender} — {d.filename} "
-                     f"({KIND_LABELS.get(d.kind, d.kind)})")
+                     f"({label(d.kind)})")
     with store.tx() as c:
         handled = bounces_set_aside(c)
     bounced = [b for b in snap["bounces"] if b.id not in handled]

@@ -3,11 +3,13 @@
 Pure: data in, figures and strings out. No database, no clock (``today`` is in ReportData).
 workbook.py lays the same figures out as the .xlsx.
 
-Which entries count (``build_report_data``): per unit, the entries of its accepted,
-non-superseded Mẫu M2 summary when it has one (the summary is the unit's own consolidation of
-its registrations, so adding both would count every model twice); otherwise the entries of all its
-accepted, non-superseded registration forms. Commendation entries come from accepted,
-non-superseded commendation lists.
+Which entries count (``build_report_data``) is said by each form's definition (``report_as``, see
+pipeline/forms/definitions.py), never by its id: per unit, the entries of its accepted, non-superseded
+summaries (Mẫu M2) when it has one (the summary is the unit's own consolidation of its registrations,
+so adding both would count every model twice); otherwise the entries of all its accepted,
+non-superseded registration forms. Commendation entries come from accepted, non-superseded
+commendation lists. The category columns are those of the campaign's forms, and each list shows the
+extra columns of the forms that feed it.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline.model import CATEGORIES, CATEGORY_LABELS, GROUPS, DocumentRecord, Entry, Unit
+from pipeline.forms.definitions import Column, FormDef
+from pipeline.forms.rules import Rules, default_rules
+from pipeline.model import GROUPS, DocumentRecord, Entry, Unit
 from pipeline.plan.deadlines import STATE_LABELS_VI, ObligationState
 from pipeline.plan.obligations import Obligation
 from pipeline.plan.vn import vn_date
@@ -26,18 +30,7 @@ from pipeline.plan.vn import vn_date
 if TYPE_CHECKING:
     import jinja2
 
-CATEGORY_HEADERS = CATEGORY_LABELS  # the headers as the plan prints them, corrected
-CATEGORY_NAMES_VI = {
-    "gpmb": "Giải phóng mặt bằng",
-    "kinh_te": "Kinh tế",
-    "chinh_trang_do_thi": "Chỉnh trang đô thị",
-    "bvmt": "Bảo vệ môi trường",
-    "vhxh": "Văn hóa – xã hội",
-    "anqp": "An ninh – quốc phòng",
-    "khac": "Lĩnh vực khác",
-}
 GROUP_LABELS = {"hcsn": "Khối HCSN", "doanh_nghiep": "Khối doanh nghiệp", "truong_hoc": "Khối trường học"}
-REGISTRATION_TARGET = 1.0  # the plan: every CĐCS registers at least one model
 
 
 # --------------------------------------------------------------------------- data
@@ -78,11 +71,20 @@ class ReportData:
     year: int
     today: date
     units: tuple[Unit, ...]
+    categories: tuple[tuple[str, str], ...]  # (code, label) of the campaign's forms, in their order
     registered: tuple[tuple[Unit, Entry], ...] = ()
     commendations: tuple[tuple[Unit, Entry], ...] = ()
     compliance: tuple[ComplianceRow, ...] = ()
     reports_on_time: tuple[PeriodOnTime, ...] = ()
     timezone: str = "Asia/Ho_Chi_Minh"
+    # The extra columns (Entry.extra) of the forms that feed each list, in the forms' order.
+    registered_columns: tuple[Column, ...] = ()
+    commendation_columns: tuple[Column, ...] = ()
+    registration_share: float = 1.0  # the campaign's target: share of units registering a model
+
+    @property
+    def category_codes(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.categories)
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,17 @@ class MissingRow:
     overdue: bool
 
 
+def percent(share: float) -> str:
+    """1.0 → "100%", 0.855 → "85,5%" (as the plan writes a target)."""
+    return ("%g" % (share * 100)).replace(".", ",") + "%"
+
+
 def periods_on_time(compliance: Iterable[ComplianceRow]) -> tuple[PeriodOnTime, ...]:
-    """Per report obligation (those with "report" among their kinds), counts of each state."""
+    """Per report obligation (those for a period), counts of each state."""
     rows: dict[str, list[ComplianceRow]] = {}
     order: list[Obligation] = []
     for row in compliance:
-        if "report" not in row.obligation.kinds:
+        if row.obligation.period is None:
             continue
         if row.obligation.id not in rows:
             order.append(row.obligation)
@@ -144,9 +151,18 @@ def build_report_data(
     states: Mapping[tuple[str, str], ObligationState],
     reminders_sent: Mapping[tuple[str, str], int] | None = None,
     timezone: str = "Asia/Ho_Chi_Minh",
+    rules: Rules | None = None,
+    forms: Sequence[str] | None = None,
+    registration_share: float = 1.0,
 ) -> ReportData:
     """Assemble ReportData from the ledger: documents, their entries (by document_id), the states
-    from deadlines.unit_states, and the count of reminders sent per (unit_id, obligation_id)."""
+    from deadlines.unit_states, and the count of reminders sent per (unit_id, obligation_id).
+
+    ``forms``: the ids of the campaign's forms in ``rules`` (default: the shipped definitions, all of
+    them); their definitions say how each kind counts, the categories and the extra columns."""
+    rules = rules or default_rules()
+    ids = tuple(forms) if forms is not None else tuple(rules.forms)
+    role = {k: f.report_as for k, f in rules.forms.items()}
     units = tuple(units)
     by_id = {u.unit_id: u for u in units}
     counting = [d for d in documents if d.state == "accepted" and not d.superseded and d.unit_id in by_id]
@@ -155,12 +171,12 @@ def build_report_data(
     commendations: list[tuple[Unit, Entry]] = []
     for unit in units:
         own = [d for d in counting if d.unit_id == unit.unit_id]
-        summaries = [d for d in own if d.kind == "summary"]
-        sources = summaries or [d for d in own if d.kind == "registration"]
+        summaries = [d for d in own if role.get(d.kind) == "summary"]
+        sources = summaries or [d for d in own if role.get(d.kind) == "registration"]
         for d in sources:
             registered.extend((unit, e) for e in entries.get(d.document_id, ()))
         for d in own:
-            if d.kind == "commendation":
+            if role.get(d.kind) == "commendation":
                 commendations.extend((unit, e) for e in entries.get(d.document_id, ()))
     sent = reminders_sent or {}
     compliance = []
@@ -172,11 +188,26 @@ def build_report_data(
             compliance.append(ComplianceRow(
                 unit, ob, state.state, state.received_at, sent.get((unit.unit_id, ob.id), 0), state.document_id
             ))
+    own_forms = [rules.forms[i] for i in ids if i in rules.forms]
     return ReportData(
         organisation=organisation, year=year, today=today, units=units,
+        categories=tuple(rules.category_labels(ids).items()),
         registered=tuple(registered), commendations=tuple(commendations),
         compliance=tuple(compliance), reports_on_time=periods_on_time(compliance), timezone=timezone,
+        registered_columns=extra_columns(own_forms, ("registration", "summary")),
+        commendation_columns=extra_columns(own_forms, ("commendation",)),
+        registration_share=registration_share,
     )
+
+
+def extra_columns(forms: Iterable[FormDef], roles: tuple[str, ...]) -> tuple[Column, ...]:
+    """The extra columns of the forms counted as ``roles``, once per key, in the forms' order."""
+    out: dict[str, Column] = {}
+    for form in forms:
+        if form.report_as in roles:
+            for col in form.extra_columns:
+                out.setdefault(col.key, col)
+    return tuple(out.values())
 
 
 # --------------------------------------------------------------------------- figures
@@ -198,9 +229,10 @@ def category_table(data: ReportData) -> pd.DataFrame:
     columns = ["collective", "individual", *GROUPS]
     by_section = frame.groupby(["category", "section"]).size().unstack(fill_value=0)
     by_group = frame.groupby(["category", "group"]).size().unstack(fill_value=0)
-    table = pd.concat([by_section, by_group], axis=1).reindex(index=list(CATEGORIES), columns=columns).fillna(0)
+    codes = list(data.category_codes)
+    table = pd.concat([by_section, by_group], axis=1).reindex(index=codes, columns=columns).fillna(0)
     table = table.astype(int)
-    table["total"] = frame.groupby("category").size().reindex(list(CATEGORIES)).fillna(0).astype(int)
+    table["total"] = frame.groupby("category").size().reindex(codes).fillna(0).astype(int)
     return table
 
 
@@ -240,7 +272,7 @@ def headline(data: ReportData) -> Headline:
         models_total=len(data.registered),
         collective_models=sum(1 for _, e in data.registered if e.section == "collective"),
         individual_models=sum(1 for _, e in data.registered if e.section == "individual"),
-        models_by_category=tuple((CATEGORY_HEADERS[c], int(per_cat.get(c, 0))) for c in CATEGORIES),
+        models_by_category=tuple((label, int(per_cat.get(c, 0))) for c, label in data.categories),
         commendations_total=len(data.commendations),
         obligations=tuple(obligations),
     )
@@ -285,6 +317,7 @@ def render_staff_email(
         "today": vn_date(data.today),
         "h": figures,
         "share_registered": f"{figures.share_registered * 100:.1f}%".replace(".", ","),
+        "target": percent(data.registration_share),
         "overdue": [m for m in owing if m.overdue],
         "upcoming": [m for m in owing if not m.overdue],
         "attachment_name": attachment_name,
@@ -296,7 +329,7 @@ def render_staff_email(
         "",
         f"Tổng hợp phong trào thi đua “Dân vận khéo” năm {data.year}, số liệu đến ngày {vn_date(data.today)}:",
         f"- CĐCS đã đăng ký mô hình: {figures.units_registered}/{figures.units_total} "
-        f"({context['share_registered']}; chỉ tiêu 100%)",
+        f"({context['share_registered']}; chỉ tiêu {context['target']})",
         f"- Tổng số mô hình: {figures.models_total} (tập thể {figures.collective_models}, "
         f"cá nhân {figures.individual_models})",
         "- Theo lĩnh vực: " + ", ".join(f"{name} {n}" for name, n in figures.models_by_category),
@@ -317,7 +350,7 @@ def render_staff_email(
 
 
 __all__ = [
-    "CATEGORY_HEADERS", "GROUP_LABELS", "REGISTRATION_TARGET", "ComplianceRow", "PeriodOnTime", "ReportData",
-    "Headline", "MissingRow", "build_report_data", "periods_on_time", "entries_frame", "category_table",
-    "group_table", "headline", "missing_rows", "render_staff_email",
+    "GROUP_LABELS", "ComplianceRow", "PeriodOnTime", "ReportData", "Headline", "MissingRow", "build_report_data",
+    "extra_columns", "percent", "periods_on_time", "entries_frame", "category_table", "group_table", "headline",
+    "missing_rows", "render_staff_email",
 ]

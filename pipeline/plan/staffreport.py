@@ -70,17 +70,21 @@ def entries_by_document(ctx: Context) -> dict[int, list[Entry]]:
     for doc_id, rows in snap["entries"].items():
         out[doc_id] = [Entry(section=e.section, name=e.name, model=e.model,
                              categories=tuple(json.loads(e.categories)), result=e.result, note=e.note,
-                             row=e.row, location=e.location) for e in rows]
+                             row=e.row, location=e.location,
+                             extra=tuple(json.loads(e.extra).items()) if e.extra else ()) for e in rows]
     return out
 
 
 def report_data(ctx: Context, today: date) -> reports.ReportData:
+    """The figures of the campaign in view, counted and named by its forms' definitions."""
     cfg = ctx.cfg
+    campaign = ctx.campaign
     return reports.build_report_data(
         organisation=cfg.organisation, year=ctx.year, today=today, units=ctx.units.units,
         obligations=ctx.obligations, documents=ctx.documents(),
         entries=entries_by_document(ctx), states=current_states(ctx),
         reminders_sent=ctx.store.reminder_counts(ctx.year), timezone=cfg.timezone,
+        rules=ctx.rules, forms=campaign.forms, registration_share=campaign.registration_share,
     )
 
 

@@ -1,6 +1,8 @@
 """The consolidated workbook for district staff: Tổng hợp, Khen thưởng, Tiến độ, Chỉ tiêu (with a chart).
 
 Pure: ReportData in (see reports.py), .xlsx bytes out. No clock: the same data gives the same bytes.
+The category columns and the lists' extra columns are those of the campaign's form definitions
+(ReportData.categories, .registered_columns, .commendation_columns).
 
 Text that came from a unit (names, models, results, notes, even unit names from the units file)
 is written as an inline string with Excel's quotePrefix set, never as a formula: openpyxl would
@@ -24,16 +26,10 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
-from pipeline.model import CATEGORIES, GROUPS, Entry, Unit
+from pipeline.forms.definitions import Column
+from pipeline.model import GROUPS, Entry, Unit
 from pipeline.plan.deadlines import STATE_LABELS_VI
-from pipeline.plan.reports import (
-    CATEGORY_HEADERS,
-    GROUP_LABELS,
-    REGISTRATION_TARGET,
-    ReportData,
-    category_table,
-    group_table,
-)
+from pipeline.plan.reports import GROUP_LABELS, ReportData, category_table, group_table, percent
 from pipeline.plan.vn import vn_date
 
 SECTION_HEADERS = (("collective", "I", "TẬP THỂ"), ("individual", "II", "CÁ NHÂN"))
@@ -121,28 +117,46 @@ def _widths(ws: Worksheet, widths: Sequence[float]) -> None:
 # --------------------------------------------------------------------------- form-like sheets
 
 
+def _extra_value(entry: Entry, col: Column) -> Any:
+    """The value of an extra column as the unit wrote it; a whole number of an integer column as a number."""
+    text = dict(entry.extra).get(col.key)
+    if text is None:
+        return None
+    if col.type == "integer":
+        try:
+            return int(text.strip())
+        except ValueError:
+            return text
+    return text
+
+
 def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Entry]], *, title: str,
-                subtitle: str, last_header: str, last_value: str) -> dict[str, int]:
-    """BIỂU TỔNG HỢP / DANH SÁCH layout: sections I/II, a sub-header row per unit, totals row.
+                subtitle: str, last_header: str, last_value: str, extras: Sequence[Column] = ()) -> dict[str, int]:
+    """BIỂU TỔNG HỢP / DANH SÁCH layout: sections I/II, a sub-header row per unit, totals row. The forms'
+    extra columns (``extras``) come after the categories, before the last column.
 
     Returns the totals written in the Tổng cộng row (per category, plus "models")."""
-    ncat = len(CATEGORIES)
-    last_col = 3 + ncat + 1
+    categories = data.categories
+    ncat = len(categories)
+    first_extra = 4 + ncat
+    last_col = 3 + ncat + len(extras) + 1
     unit_count = len({u.unit_id for u, _ in pairs})
     row = _title_block(ws, data, last_col, title, subtitle,
                        f"(Số liệu tổng hợp đến ngày {vn_date(data.today)}: {unit_count} đơn vị, {len(pairs)} mô hình)")
     top = row
-    for col, text in ((1, "TT"), (2, "Tên tập thể, cá nhân"), (3, "Tên mô hình"), (last_col, last_header)):
+    headers = [(1, "TT"), (2, "Tên tập thể, cá nhân"), (3, "Tên mô hình"),
+               *((first_extra + i, col.label) for i, col in enumerate(extras)), (last_col, last_header)]
+    for col, text in headers:
         put(ws, top, col, text, bold=True, align=_CENTER, border=True)
         put(ws, top + 1, col, None, border=True)
         ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
     _merge(ws, top, 4, 3 + ncat, "PHÂN LOẠI MÔ HÌNH", bold=True, align=_CENTER, border=True)
-    for i, cat in enumerate(CATEGORIES):
-        put(ws, top + 1, 4 + i, CATEGORY_HEADERS[cat], bold=True, align=_CENTER, border=True)
+    for i, (_, label) in enumerate(categories):
+        put(ws, top + 1, 4 + i, label, bold=True, align=_CENTER, border=True)
     ws.row_dimensions[top + 1].height = 32
     row = top + 2
 
-    totals = {cat: 0 for cat in CATEGORIES}
+    totals = {cat: 0 for cat, _ in categories}
     for section, roman, label in SECTION_HEADERS:
         put(ws, row, 1, roman, bold=True, align=_CENTER, border=True)
         _merge(ws, row, 2, last_col, label, bold=True, border=True)
@@ -161,23 +175,27 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
             put(ws, row, 1, number, border=True, align=_CENTER)
             put(ws, row, 2, entry.name, border=True)
             put(ws, row, 3, entry.model, border=True)
-            for i, cat in enumerate(CATEGORIES):
+            for i, (cat, _) in enumerate(categories):
                 mark = 1 if cat in entry.categories else None
                 put(ws, row, 4 + i, mark, border=True, align=_CENTER)
                 if mark:
                     totals[cat] += 1
+            for i, col in enumerate(extras):
+                put(ws, row, first_extra + i, _extra_value(entry, col), border=True)
             put(ws, row, last_col, getattr(entry, last_value) or "", border=True)
             row += 1
     put(ws, row, 1, None, border=True)
     put(ws, row, 2, "Tổng cộng", bold=True, border=True, align=_CENTER)
     put(ws, row, 3, f"{len(pairs)} mô hình", bold=True, border=True, align=_CENTER)
-    for i, cat in enumerate(CATEGORIES):
+    for i, (cat, _) in enumerate(categories):
         put(ws, row, 4 + i, totals[cat], bold=True, border=True, align=_CENTER)
-    put(ws, row, last_col, None, border=True)
+    for c in range(first_extra, last_col + 1):
+        put(ws, row, c, None, border=True)
     row += 2
     put(ws, row, 1, "Lưu ý: số (1) ở cột phân loại đánh dấu lĩnh vực của mô hình; tổng hợp tự động "
                     "từ các biểu đã được tiếp nhận.", italic=True, align=Alignment(horizontal="left"))
-    _widths(ws, [6, 34, 46] + [10] * ncat + [40 if last_value == "result" else 18])
+    _widths(ws, [6, 34, 46] + [10] * ncat + [col.width or 16 for col in extras]
+            + [40 if last_value == "result" else 18])
     ws.freeze_panes = ws.cell(row=top + 2, column=1)
     ws.print_title_rows = f"{top}:{top + 1}"
     ws.page_setup.orientation = "landscape"
@@ -235,9 +253,10 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
                        f"Kế hoạch thực hiện chủ đề công tác năm {data.year} – phong trào thi đua “Dân vận khéo”",
                        f"(Tính đến ngày {vn_date(data.today)})")
 
-    # 1. Units with at least one registered model, against 100%.
-    _merge(ws, row, 1, last_col, "1. Công đoàn cơ sở đăng ký ít nhất 01 mô hình “Dân vận khéo” (chỉ tiêu: 100%)",
-           bold=True, align=_LEFT)
+    # 1. Units with at least one registered model, against the campaign's target.
+    target = data.registration_share
+    _merge(ws, row, 1, last_col, "1. Công đoàn cơ sở đăng ký ít nhất 01 mô hình “Dân vận khéo” "
+                                 f"(chỉ tiêu: {percent(target)})", bold=True, align=_LEFT)
     row += 1
     headers = ["Khối", "Số CĐCS", "Số CĐCS đã đăng ký", "Số mô hình", "Tỷ lệ đăng ký", "Chỉ tiêu", "Đánh giá"]
     for col, text in enumerate(headers, start=1):
@@ -252,11 +271,11 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
         put(ws, row, 3, int(r["registered"]), bold=is_all, border=True)
         put(ws, row, 4, int(r["models"]), bold=is_all, border=True)
         put(ws, row, 5, float(r["share"]), bold=is_all, border=True, number_format="0.0%")
-        put(ws, row, 6, REGISTRATION_TARGET, bold=is_all, border=True, number_format="0%")
+        put(ws, row, 6, target, bold=is_all, border=True, number_format="0%")
         if int(r["units"]) == 0:
             verdict = "Không có đơn vị"
         else:
-            verdict = "Đạt" if float(r["share"]) >= REGISTRATION_TARGET else "Chưa đạt"
+            verdict = "Đạt" if float(r["share"]) >= target else "Chưa đạt"
         put(ws, row, 7, verdict, bold=is_all, border=True, align=_CENTER)
     row += 2
 
@@ -268,9 +287,9 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
         put(ws, row, col, text, bold=True, border=True, align=_CENTER)
     header_row = row
     table = category_table(data)
-    for cat in CATEGORIES:
+    for cat, label in data.categories:
         row += 1
-        put(ws, row, 1, CATEGORY_HEADERS[cat], border=True)
+        put(ws, row, 1, label, border=True)
         for col, key in enumerate(["collective", "individual", *GROUPS, "total"], start=2):
             put(ws, row, col, int(table.loc[cat, key]), border=True, bold=key == "total")
     first_data, last_data = header_row + 1, row
@@ -333,13 +352,13 @@ def build_workbook(data: ReportData) -> bytes:
         summary, data, _sorted_pairs(data, data.registered),
         title="BIỂU TỔNG HỢP",
         subtitle=f"Đăng ký mô hình thực hiện phong trào thi đua “Dân vận khéo” năm {data.year}",
-        last_header="Ghi chú", last_value="note",
+        last_header="Ghi chú", last_value="note", extras=data.registered_columns,
     )
     _form_sheet(
         wb.create_sheet(SHEET_NAMES[1]), data, _sorted_pairs(data, data.commendations),
         title="DANH SÁCH",
         subtitle=f"Đề xuất khen thưởng phong trào thi đua “Dân vận khéo” năm {data.year}",
-        last_header="KẾT QUẢ THỰC HIỆN", last_value="result",
+        last_header="KẾT QUẢ THỰC HIỆN", last_value="result", extras=data.commendation_columns,
     )
     _progress_sheet(wb.create_sheet(SHEET_NAMES[2]), data)
     _targets_sheet(wb.create_sheet(SHEET_NAMES[3]), data)

@@ -136,13 +136,14 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
             outcomes.append(DocumentOutcome(part=att.part, filename=att.filename, content_type=att.content_type,
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
             views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None,
-                                       arrival=arrival.year))
+                                       arrival=arrival.year, rules=ctx.rules))
         view = receipt_view(organisation=cfg.organisation, unit_name=unit.name,
                             received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)
         # A rejected form comes back with a clean copy of the right blank form to fill in again.
         rejected = dict.fromkeys((o.reading.kind, o.reading.campaign or arrival.year)
                                  for o in outcomes if o.reading.state == "rejected")
-        forms_back = [f for f in (form_attachment(k, year=y, unit_name=unit.name) for k, y in rejected) if f]
+        forms_back = [f for f in (form_attachment(k, year=y, unit_name=unit.name, rules=ctx.rules)
+                                  for k, y in rejected) if f]
         items.append(receipt_item(ctx.env, view, sender=cfg.smtp.sender, to=[parsed.from_addr],
                                   key=f"receipt:{pk}:{generation}", message_pk=pk, unit_id=unit.unit_id,
                                   in_reply_to=parsed.message_id, references=list(parsed.references),

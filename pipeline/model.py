@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Kinds of document and their states, as they appear in the export.
-KINDS = ("registration", "summary", "commendation", "report", "unknown")
+# A document's kind is the id of its form definition (rules/forms/<id>.yaml), or "unknown".
+# The states of a document and a message, as they appear in the export.
 DOC_STATES = ("accepted", "rejected", "needs_review", "ignored")  # ignored: only by staff, on the desk
 MAIL_STATES = ("received", "processed", "quarantined", "ignored", "error")
+# The 2022 plan's category codes, as its shipped definitions list them. The pipeline takes a form's
+# categories from its definition (FormDef.categories); this stays for the demo's and the tests' samples.
 CATEGORIES = ("gpmb", "kinh_te", "chinh_trang_do_thi", "bvmt", "vhxh", "anqp", "khac")
 SECTIONS = ("collective", "individual")
 GROUPS = ("hcsn", "doanh_nghiep", "truong_hoc")
@@ -95,7 +97,7 @@ class Entry:
 class DocumentReading:
     """What the form readers make of one attachment."""
 
-    kind: str  # one of KINDS
+    kind: str  # a form id (rules/forms/<id>.yaml) or "unknown"
     period: str | None  # "2022-Q1" | "2022-H1" | "2022-Q3" | "2022-Y" | None
     state: str  # one of DOC_STATES
     entries: tuple[Entry, ...] = ()
@@ -123,6 +125,9 @@ class DocumentRecord:
 
 
 # Labels shown to people (Vietnamese, as the plan prints them).
+# The 2022 plan's names of categories and kinds, as the shipped definitions give them: what people see comes
+# from the configured definitions (Rules.kind_label, FormDef.category_labels()). KIND_LABELS stays for the
+# name of "unknown" (Rules.kind_label's fallback) and the desk; CATEGORY_LABELS for the tests.
 CATEGORY_LABELS = {
     "gpmb": "GPMB",
     "kinh_te": "Kinh tế",

@@ -140,6 +140,15 @@ def test_since_moves_the_first_contact_later(intake: Harness) -> None:
     assert [m["To"] for m in receipts(intake)] == [AIMO]
 
 
+def test_a_fresh_install_in_2023_never_reminds_units_of_2022(intake: Harness) -> None:
+    set_config(intake, year=2023)
+    registration(intake, UBND, 2023, at(2023, 2, 10), "<r2023@ubnd>")
+    intake.poll()
+    # First contact fixed the horizon at the 2023 plan's opening: 2022 was never collected here.
+    assert intake.ctx.store.get_kv("mailbox.horizon") == "2023-01-25T17:00:00+00:00"
+    assert intake.ctx.reminded_years() == [2023]
+
+
 def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pytest.CaptureFixture[str]) -> None:
     registration(intake, UBND, 2022, at(2022, 2, 10), "<r2022@ubnd>")
     registration(intake, AIMO, 2022, at(2022, 2, 12), "<r2022@aimo>")
@@ -187,6 +196,16 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     assert states_2022[("cq001", "registration")].state == "on_time"
     assert states_2022[("dn027", "registration")].state == "late"
     assert states_2022[("dn027", "report-year")].state == "late"
+
+    # The worker's daily reminders: after the move, 2022's late annual report is still reminded (up to its
+    # cut-off) to the units that owe it; nothing of 2023 is due yet on 10/01/2023.
+    from pipeline.worker import jobs
+
+    assert intake.ctx.reminded_years() == [2022, 2023]
+    jobs.run_job("remind", intake.cfg_path, at(2023, 1, 10, 8))
+    late = {(r.unit_id, r.obligation_id) for r in intake.ctx.store.reminder_rows(2022) if r.outbox_id is not None}
+    assert late == {(u, "report-year") for u in ("cq001", "th014", "peer1", "peer2")}
+    assert intake.ctx.store.reminder_rows(2023) == []
 
     # Reminders of 2023 go to the units that owe 2023's registration, UBND included.
     assert cli.main(["--config", str(intake.cfg_path), "remind", "--today", "2023-02-15"]) == 0

@@ -31,6 +31,7 @@ id: dang-ky-2023
 name: "Biểu đăng ký mô hình “Dân vận khéo” (mẫu 2023)"
 short_name: "Biểu đăng ký 2023"
 type: table
+report_as: registration   # the consolidated report counts its rows as the unit's registered models
 recognise:
   order: 30
   phrases: ["biểu đăng ký", "bieu dang ky", "đăng ký mô hình", "phiếu đăng ký", "đăng ký"]

@@ -141,7 +141,7 @@ def cmd_forms(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     rules = load_rules(cfg.rules_dir)
-    campaigns = campaigns_of(cfg, form_ids=frozenset(rules.forms))
+    campaigns = campaigns_of(cfg, rules)
     year = args.year or cfg.year
     campaign = campaigns.get(year)
     if campaign is None:

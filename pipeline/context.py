@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 
 from pipeline.config import Config
-from pipeline.forms.rules import load_rules
+from pipeline.forms.rules import Rules, load_rules
 from pipeline.ledger.store import Store
 from pipeline.mail.archive import Archive
 from pipeline.outbox.compose import template_env
@@ -41,7 +41,7 @@ class Context:
         self.units  # load (and check) now: a bad units file fails at start, not mid-pass
         self.env: jinja2.Environment = template_env(cfg.templates_dir)
         self.rules = load_rules(cfg.rules_dir)
-        self.campaigns = campaigns_of(cfg, form_ids=frozenset(self.rules.forms) if hasattr(self.rules, "forms") else None)
+        self.campaigns = campaigns_of(cfg, self.rules)
         self.year = cfg.year
         self._horizon: datetime | None = None
 
@@ -148,9 +148,13 @@ def reminder_policy_of(cfg: Config) -> ReminderPolicy:
     return load_reminder_policy(path) if path.is_file() else ReminderPolicy()
 
 
-def campaigns_of(cfg: Config, *, form_ids: frozenset[str] | None = None) -> Campaigns:
-    """The campaigns of rules/campaigns/, checked up to the configured year (a mistake stops the start)."""
-    campaigns = load_campaigns(cfg.rules_dir, cfg.timezone, policy=reminder_policy_of(cfg), form_ids=form_ids)
+def campaigns_of(cfg: Config, rules: Rules | None = None) -> Campaigns:
+    """The campaigns of rules/campaigns/, checked up to the configured year against the form definitions of
+    ``rules`` (read from the config's rules folder when not given): a mistake stops the start."""
+    rules = rules or load_rules(cfg.rules_dir)
+    campaigns = load_campaigns(cfg.rules_dir, cfg.timezone, policy=reminder_policy_of(cfg),
+                               form_ids=frozenset(rules.forms),
+                               report_ids=frozenset(k for k, f in rules.forms.items() if f.is_report))
     if campaigns.get(cfg.year) is None:
         raise ConfigError(f"config.yaml: year: {cfg.year}: chưa có kế hoạch cho năm này; kế hoạch đầu tiên trong "
                           f"{cfg.rules_dir / 'campaigns'} là năm {campaigns.first_year} / no campaign covers this year")

@@ -322,3 +322,16 @@ def test_a_form_the_rules_do_not_define_stops_the_start(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match="2022"):
         Context(load_config(cfg))
+
+
+def test_an_obligation_met_by_any_report_form_needs_a_period(tmp_path: Path) -> None:
+    folder = tmp_path / "rules" / "campaigns"
+    folder.mkdir(parents=True)
+    path = folder / "2022.yaml"
+    path.write_text("year: 2022\ntitle: T\nopens: '26/01'\nforms: [registration, bao-cao-thang]\n"
+                    "obligations:\n  - {id: thang-1, title: B, kinds: [bao-cao-thang], due: '01-31'}\n", encoding="utf-8")
+    campaigns = load_campaigns(tmp_path / "rules", "Asia/Ho_Chi_Minh", report_ids=frozenset({"bao-cao-thang"}))
+    with pytest.raises(ConfigError) as info:
+        campaigns[2022]
+    assert str(info.value).startswith(f"{path}: obligation 'thang-1' (obligations[0]).period: ")
+    assert "bao-cao-thang" in str(info.value)

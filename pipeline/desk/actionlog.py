@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from pipeline.desk.actions import ActionResult, ReviewError, action_time
-from pipeline.model import KIND_LABELS, period_label
+from pipeline.model import period_label
 from pipeline.ledger.review import UNDOABLE, RowMissing, StateChanged
 from pipeline.ledger.schema import bounces, documents, from_iso, messages, review_actions
 
@@ -106,7 +106,7 @@ def _summary(ctx: Context, a: Any, params: dict[str, Any], names: dict[int, str]
             text += f" (thêm địa chỉ {params.get('address')})"
         return text
     if a.action == "accept":
-        return (f"Ghi nhận {target} là {KIND_LABELS.get(params.get('kind'), params.get('kind'))}"
+        return (f"Ghi nhận {target} là {ctx.rules.kind_label(params.get('kind'))}"
                 + (f" ({period_label(params.get('period'))})" if params.get("period") else ""))
     if a.action == "reject":
         return f"Từ chối {target}: {params.get('reason')}"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from pipeline.forms.blank import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
-from pipeline.model import KIND_LABELS, period_label
+from pipeline.model import period_label
 from pipeline.outbox.compose import build_mail
 from pipeline.outbox.send import flush_outbox
 from pipeline.ledger.outbox import OutboxItem
@@ -73,7 +73,7 @@ def accept_choices(ctx: Context, campaign: int | None) -> AcceptChoices:
     """The choices for a document of ``campaign`` (the configured campaign's when it has none, or none the
     rules describe)."""
     plan = (ctx.campaigns.get(campaign) if campaign is not None else None) or ctx.campaigns[ctx.cfg.year]
-    return AcceptChoices(year=plan.year, kinds=tuple((k, KIND_LABELS.get(k, k)) for k in plan.forms),
+    return AcceptChoices(year=plan.year, kinds=tuple((k, ctx.rules.kind_label(k)) for k in plan.forms),
                          periods=period_choices(plan.year),
                          period_kinds=frozenset(k for ob in plan.obligations if ob.period for k in ob.kinds))
 
@@ -209,12 +209,12 @@ def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, reason: str = ""
         return None
     attachments = []
     if action == "reject":  # the blank form of the document's own campaign
-        form = form_attachment(d.kind, year=d.campaign or ctx.cfg.year, unit_name=unit.name)
+        form = form_attachment(d.kind, year=d.campaign or ctx.cfg.year, unit_name=unit.name, rules=ctx.rules)
         if form:
             attachments.append(form)
     received = from_iso(d.received_at).astimezone(ctx.cfg.tz)
     view = dict(action=action, unit_name=unit.name, organisation=ctx.cfg.organisation, filename=d.filename,
-                received_at=received, kind_label=KIND_LABELS.get(d.kind, d.kind), period_label=period_label(d.period),
+                received_at=received, kind_label=ctx.rules.kind_label(d.kind), period_label=period_label(d.period),
                 on_time=on_time, due=due.astimezone(ctx.cfg.tz) if due else None, reason=reason,
                 form_attached=bool(attachments))
     text = ctx.env.get_template("review_notice.txt.j2").render(**view)
@@ -258,7 +258,7 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
         action_id = ctx.store.accept_document(document_id, kind=kind, period=period, on_time=on_time, actor=actor,
                                               now=now, notice=item)
     _flush(ctx, now)
-    label = KIND_LABELS.get(kind, kind) + (f" ({period_label(period)})" if period else "")
+    label = ctx.rules.kind_label(kind) + (f" ({period_label(period)})" if period else "")
     timing = "" if on_time is None else (", đúng hạn" if on_time else ", nộp muộn")
     return ActionResult(action_id, f"Tệp “{d.filename}” đã được ghi nhận là {label}{timing}; đơn vị được báo.",
                         _outbox_ids(ctx, review_key(action_id)))

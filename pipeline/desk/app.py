@@ -24,7 +24,7 @@ from pipeline.desk.pages import overview, reports, review, units  # noqa: F401 -
 from pipeline.desk.auth import CSRF_FIELD, DeskSession, Flashes, LoginThrottle, Sessions
 from pipeline.desk.queue import queue
 from pipeline.desk.web import MAX_UPLOAD, YEAR_PAGES, Desk, bp, desk, shown_year, view_ctx
-from pipeline.model import DOC_STATE_LABELS, KIND_LABELS, MAIL_STATE_LABELS, period_label
+from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _filters(app: Flask, ctx: Any) -> None:
     app.jinja_env.filters.update(
         vn_time=vn_time, vn_date=vn_date,
         state_label=lambda s: STATE_LABELS_VI.get(s, s),
-        kind_label=lambda k: KIND_LABELS.get(k, k or ""),
+        kind_label=lambda k: ctx.rules.kind_label(k) if k else "",
         period_label=lambda p: period_label(p) or "",
         mail_state=lambda s: MAIL_STATE_LABELS.get(s, s),
         doc_state=lambda s: DOC_LABELS.get(s, s),

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from pipeline.plan import deadlines
 from pipeline.plan.deadlines import ObligationState
+from pipeline.forms.rules import Rules
 from pipeline.plan.obligations import Obligation
 from pipeline.model import DocumentRecord, Unit, period_label
 from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox,
@@ -35,14 +36,15 @@ def search_units(units: Iterable[Unit], query: str) -> list[Unit]:
                       if q in fold(u.name) or q in fold(u.unit_id) or any(q in fold(e) for e in u.emails))
 
 
-def short_title(ob: Obligation) -> str:
-    """A column header for an obligation: 'Đăng ký mô hình', 'Quý I/2022', ..."""
+def short_title(ob: Obligation, rules: Rules) -> str:
+    """A column header for an obligation: 'Đăng ký mô hình', 'Quý I/2022', ... (by how its forms count)."""
     if ob.period:
         label = period_label(ob.period) or ob.period
         return label[:1].upper() + label[1:]
-    if "registration" in ob.kinds or "summary" in ob.kinds:
+    roles = {rules.forms[k].report_as for k in ob.kinds if k in rules.forms}
+    if roles & {"registration", "summary"}:
         return "Đăng ký mô hình"
-    if "commendation" in ob.kinds:
+    if "commendation" in roles:
         return "Đề xuất khen thưởng"
     return ob.title
 
@@ -132,7 +134,7 @@ def obligation_views(ctx: Context, st: dict[tuple[str, str], ObligationState]) -
                 continue
             by_state[s.state].append((u, s))
             review += s.under_review_document_id is not None
-        out.append(ObligationView(ob, short_title(ob), by_state, review))
+        out.append(ObligationView(ob, short_title(ob, ctx.rules), by_state, review))
     return out
 
 

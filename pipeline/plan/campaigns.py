@@ -109,6 +109,7 @@ class Campaigns:
     zone: ZoneInfo
     policy: ReminderPolicy  # rules/reminders.yaml: a campaign's `reminders:` overrides its keys
     form_ids: frozenset[str] | None = None
+    report_ids: frozenset[str] | None = None  # the report forms among them (their obligations need a period)
     _cache: dict[int, Campaign] = field(default_factory=dict)
 
     @property
@@ -136,7 +137,7 @@ class Campaigns:
             opens = _day_month(f.opens, year)
         except ValueError as exc:
             raise ConfigError(f"{path}: opens: {exc}") from exc
-        obligations = obligations_from(f.obligations, year, self.zone, path, kinds=f.forms)
+        obligations = obligations_from(f.obligations, year, self.zone, path, kinds=f.forms, reports=self.report_ids)
         policy = self.policy
         if f.reminders:
             merged = {**self.policy.model_dump(), **f.reminders}
@@ -181,7 +182,7 @@ class Campaigns:
 
 
 def load_campaigns(rules_dir: Path, tz: str, *, policy: ReminderPolicy | None = None,
-                   form_ids: frozenset[str] | None = None) -> Campaigns:
+                   form_ids: frozenset[str] | None = None, report_ids: frozenset[str] | None = None) -> Campaigns:
     """Read every ``rules/campaigns/<year>.yaml``; a file whose name is not its year is refused."""
     folder = Path(rules_dir) / FOLDER
     zone = zone_of(tz, folder)
@@ -198,7 +199,8 @@ def load_campaigns(rules_dir: Path, tz: str, *, policy: ReminderPolicy | None = 
         files[f.year] = (path, f)
     if not files:
         raise ConfigError(f"{folder}: không có tệp kế hoạch nào (ví dụ {folder}/2022.yaml) / no campaign file")
-    return Campaigns(files=files, zone=zone, policy=policy or ReminderPolicy(), form_ids=form_ids)
+    return Campaigns(files=files, zone=zone, policy=policy or ReminderPolicy(), form_ids=form_ids,
+                     report_ids=report_ids)
 
 
 __all__ = ["Campaign", "Campaigns", "load_campaigns"]

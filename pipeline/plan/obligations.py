@@ -164,9 +164,12 @@ class _ObligationRule(BaseModel):
         return None if value is None else _parse_due(value, _year(info))
 
     @model_validator(mode="after")
-    def _consistent(self) -> _ObligationRule:
-        if self.period is None and "report" in self.kinds:
-            raise Problem("period", "báo cáo phải có kỳ / a report obligation needs a period")
+    def _consistent(self, info: ValidationInfo) -> _ObligationRule:
+        # the report forms (no table, a period) of the rules, given by the loader
+        reports = set((info.context or {}).get("reports") or ("report",)) & set(self.kinds)
+        if self.period is None and reports:
+            raise Problem("period", f"báo cáo ({', '.join(sorted(reports))}) phải có kỳ / a report obligation needs "
+                                    f"a period")
         if self.due is None and (self.time is not None or self.exclusive):
             raise Problem("due", "có time/exclusive nhưng thiếu ngày / time or exclusive without a due date")
         return self
@@ -217,9 +220,11 @@ def _deadline(day: date | None, at: time | None, exclusive: bool, zone: ZoneInfo
 
 
 def obligations_from(listing: Any, year: int, zone: ZoneInfo, path: Path, *, prefix: str = "obligations",
-                     kinds: tuple[str, ...] | None = None) -> tuple[Obligation, ...]:
+                     kinds: tuple[str, ...] | None = None,
+                     reports: frozenset[str] | None = None) -> tuple[Obligation, ...]:
     """The obligations of ``year`` from the list written under ``prefix`` in ``path``; every error names the
-    file and the obligation. ``kinds``: the form ids a document may have (those of the campaign)."""
+    file and the obligation. ``kinds``: the form ids a document may have (those of the campaign); ``reports``:
+    those that are reports (an obligation they meet needs a period)."""
     if not isinstance(listing, list):
         raise ConfigError(f"{path}: {prefix}: phải là danh sách / must be a list")
     result: list[Obligation] = []
@@ -233,7 +238,7 @@ def obligations_from(listing: Any, year: int, zone: ZoneInfo, path: Path, *, pre
         where = f"obligation {oid!r} ({prefix}[{index}])" if named else f"{prefix}[{index}]"
         if named and oid in seen:
             raise ConfigError(f"{path}: {where}: trùng mã / duplicate id")
-        rule = validate(_ObligationRule, raw, path, f"{where}.", context={"year": year})
+        rule = validate(_ObligationRule, raw, path, f"{where}.", context={"year": year, "reports": reports})
         unknown = [k for k in rule.kinds if kinds is not None and k not in kinds]
         if unknown:
             raise ConfigError(f"{path}: {where}.kinds: {', '.join(map(repr, unknown))} không có trong forms của kế hoạch "

@@ -35,10 +35,10 @@ def download_name(year: int, day: date) -> str:
 
 @bp.route("/reports")
 def reports_page() -> Any:
-    from pipeline.forms.blank import FORMS, form_filename
+    from pipeline.forms.blank import form_filename
 
     ctx = view_ctx()
-    forms = [(k, form_filename(k, year=ctx.year)) for k in FORMS if k in ctx.campaign.forms]
+    forms = [(k, form_filename(k, year=ctx.year, rules=ctx.rules)) for k in ctx.rules.blank_forms(ctx.campaign.forms)]
     return render_template("reports.html", today=desk().today(), forms=forms, staff=ctx.cfg.staff,
                            units=queries.sort_units(ctx.units.units))
 
@@ -85,10 +85,10 @@ def reports_send() -> Any:
 
 @bp.route("/forms/<kind>.xlsx")
 def blank_form(kind: str) -> Any:
-    from pipeline.forms.blank import FORMS, blank_form as make, form_filename
+    from pipeline.forms.blank import blank_form as make, form_filename
 
     ctx = view_ctx()
-    if kind not in FORMS or kind not in ctx.campaign.forms:
+    if kind not in ctx.rules.blank_forms(ctx.campaign.forms):
         abort(404, f"Kế hoạch năm {ctx.year} không có biểu mẫu này.")
     unit_name = None
     unit_id = request.args.get("unit")
@@ -97,6 +97,6 @@ def blank_form(kind: str) -> Any:
         if u is None:
             abort(404, f"Không có đơn vị mã {unit_id}.")
         unit_name = u.name
-    data = make(kind, year=ctx.year, unit_name=unit_name)
+    data = make(kind, year=ctx.year, unit_name=unit_name, rules=ctx.rules)
     return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True,
-                     download_name=form_filename(kind, year=ctx.year, unit_name=unit_name), max_age=0)
+                     download_name=form_filename(kind, year=ctx.year, unit_name=unit_name, rules=ctx.rules), max_age=0)

@@ -20,7 +20,7 @@ def _units_page(check: Any = None, status: int = 200) -> Any:
     q = request.args.get("q", "")
     st = queries.states(ctx)
     shown = queries.search_units(ctx.units.units, q)
-    obligations = [(ob, queries.short_title(ob)) for ob in ctx.obligations]
+    obligations = [(ob, queries.short_title(ob, ctx.rules)) for ob in ctx.obligations]
     replacements = unitsadmin.last_replacements(ctx, 5)
     html = render_template("units.html", units=shown, total=len(ctx.units.units), q=q, states=st,
                            obligations=obligations, check=check, units_file=ctx.cfg.units_file.name,
@@ -63,19 +63,17 @@ def units_download() -> Any:
 
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str) -> Any:
-    from pipeline.forms.blank import FORMS
-
     ctx = view_ctx()
     u = ctx.units.by_id(unit_id)
     if u is None:
         abort(404, f"Không có đơn vị mã {unit_id} trong danh sách hiện tại.")
     st = queries.states(ctx)
-    rows = [(ob, queries.short_title(ob), st.get((u.unit_id, ob.id))) for ob in ctx.obligations]
+    rows = [(ob, queries.short_title(ob, ctx.rules), st.get((u.unit_id, ob.id))) for ob in ctx.obligations]
     history = queries.unit_history(ctx, u)
     actions = actionlog.history(ctx, unit_id=u.unit_id)
     return render_template("unit.html", unit=u, rows=rows, history=history, actions=actions,
                            reminder_titles=_reminder_titles(ctx, history.reminders),
-                           forms=[k for k in FORMS if k in ctx.campaign.forms])
+                           forms=list(ctx.rules.blank_forms(ctx.campaign.forms)))
 
 
 def _reminder_titles(ctx: Any, rows: list[Any]) -> dict[int, str]:

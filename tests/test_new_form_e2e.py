@@ -305,8 +305,8 @@ def test_a_form_added_as_data_goes_end_to_end(office: Harness, capsys: pytest.Ca
     assert progress[("Đăng ký mô hình", MAYDG_NAME)] == "Chưa nộp"
     # The old form counts in 2022's workbook, under 2022's category names.
     assert cli.main(["--config", cfg, "report", "--year", "2022", "--today", "2023-02-25", "--out",
-                     str(reports / "2022")]) == 0
-    ws = load_workbook(reports / "2022" / "bao-cao-tong-hop-2023-02-25.xlsx")["Tổng hợp"]
+                     str(reports)]) == 0
+    ws = load_workbook(reports / "bao-cao-tong-hop-2022-ngay-2023-02-25.xlsx")["Tổng hợp"]
     assert [ws.cell(8, c).value for c in range(4, 11)] == [
         "GPMB", "Kinh tế", "Chỉnh trang đô thị", "BVMT", "VHXH", "ANQP", "Lĩnh vực khác"]
     assert ws.cell(7, 11).value == "Ghi chú"

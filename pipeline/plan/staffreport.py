@@ -31,8 +31,20 @@ log = logging.getLogger(__name__)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def workbook_name(today: date) -> str:
-    return f"bao-cao-tong-hop-{today:%Y-%m-%d}.xlsx"
+def workbook_name(today: date, year: int | None = None) -> str:
+    """The workbook's file name: ``bao-cao-tong-hop-2022-02-25.xlsx`` when the day is in the campaign's year
+    (or no year is given), else with the campaign too, so that 2022's figures made in 2023 are neither taken
+    for 2023's nor overwrite them (``bao-cao-tong-hop-2022-ngay-2023-01-10.xlsx``)."""
+    if year is None or today.year == year:
+        return f"bao-cao-tong-hop-{today:%Y-%m-%d}.xlsx"
+    return f"bao-cao-tong-hop-{year}-ngay-{today:%Y-%m-%d}.xlsx"
+
+
+def manual_key(ctx: Context, today: date) -> str:
+    """The outbox key of a report asked for by hand: once per day and campaign."""
+    if ctx.year == ctx.cfg.year:
+        return f"report:manual:{today.isoformat()}"
+    return f"report:manual:{ctx.year}:{today.isoformat()}"
 
 
 def default_out_dir(ctx: Context) -> Path:
@@ -92,19 +104,20 @@ def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None 
                key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                transport_factory: Any = None, flush: bool = True) -> ReportSummary:
     """Write the workbook; with ``send``, enqueue the staff email (HTML + text + workbook) under
-    ``key`` (default ``report:manual:<today>``) and flush the outbox."""
+    ``key`` (default ``report:manual:<today>``, with the campaign's year when it is not the current one) and
+    flush the outbox."""
     cfg = ctx.cfg
     now = clock()
     today = today or local_today(ctx, now)
     data = report_data(ctx, today)
     workbook = build_workbook(data)
-    name = workbook_name(today)
+    name = workbook_name(today, ctx.year)
     summary = ReportSummary(today=today, figures=reports.headline(data))
     summary.path = (out_dir or default_out_dir(ctx)) / name
     write_atomically(summary.path, workbook)
     log.info("report for %s written to %s", today, summary.path)
     if send:
-        summary.key = key or f"report:manual:{today.isoformat()}"
+        summary.key = key or manual_key(ctx, today)
         if not cfg.staff:
             log.warning("no staff addresses configured: report %s not mailed", summary.key)
         else:

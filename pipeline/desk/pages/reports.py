@@ -24,15 +24,6 @@ def _day(text: str | None) -> date:
         abort(400, f"Ngày không hợp lệ: {text[:20]} (chọn ngày trên lịch).")
 
 
-def download_name(year: int, day: date) -> str:
-    """The workbook's file name: the staff report's own name when the day is in the campaign's year
-    (bao-cao-tong-hop-2022-02-25.xlsx), else with the campaign too, so that 2022's figures fetched in
-    2023 are not taken for 2023's (bao-cao-tong-hop-2022-ngay-2023-01-10.xlsx)."""
-    from pipeline.plan.staffreport import workbook_name
-
-    return workbook_name(day) if day.year == year else f"bao-cao-tong-hop-{year}-ngay-{day:%Y-%m-%d}.xlsx"
-
-
 @bp.route("/reports")
 def reports_page() -> Any:
     from pipeline.forms.blank import form_filename
@@ -45,19 +36,19 @@ def reports_page() -> Any:
 
 @bp.route("/reports/workbook")
 def reports_workbook() -> Any:
-    from pipeline.plan.staffreport import report_data
+    from pipeline.plan.staffreport import report_data, workbook_name
     from pipeline.plan.workbook import build_workbook
 
     ctx = view_ctx()
     day = _day(request.args.get("date"))
     data = build_workbook(report_data(ctx, day))
     return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True,
-                     download_name=download_name(ctx.year, day), max_age=0)
+                     download_name=workbook_name(day, ctx.year), max_age=0)
 
 
 @bp.route("/reports/send", methods=["POST"])
 def reports_send() -> Any:
-    from pipeline.plan.staffreport import default_out_dir, run_report
+    from pipeline.plan.staffreport import run_report
 
     d = desk()
     ctx = view_ctx()
@@ -65,12 +56,7 @@ def reports_send() -> Any:
     if not ctx.cfg.staff:
         flash("error", "Chưa cấu hình địa chỉ cán bộ nhận báo cáo (mục staff trong config.yaml).")
         return redirect(url_for("desk.reports_page"))
-    if ctx.year == ctx.cfg.year:
-        summary = run_report(ctx, today=day, send=True, clock=d.clock)
-    else:  # another year's report: its own key and folder, so that it neither blocks nor overwrites this year's
-        summary = run_report(ctx, today=day, send=True, clock=d.clock,
-                             key=f"report:manual:{ctx.year}:{day.isoformat()}",
-                             out_dir=default_out_dir(ctx) / str(ctx.year))
+    summary = run_report(ctx, today=day, send=True, clock=d.clock)
     log.info("desk: %s asked for the %s report of %s: %s", g.account.username, ctx.year, day, summary.text())
     what = f"báo cáo tổng hợp năm {ctx.year} ngày {day:%d/%m/%Y}"
     if summary.queued:

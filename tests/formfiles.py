@@ -272,3 +272,44 @@ def text_pdf(lines: Sequence[str]) -> bytes:
         out += f"{off:010d} 00000 n \n".encode()
     out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return out
+
+
+# -- a blank form we made, filled in as a unit does ----------------------------------------------------
+
+
+def blank_columns(ws: Any) -> tuple[int, dict[str, int]]:
+    """The header row of a blank form and the column of each label printed in it or in the row under it,
+    found by its words as a person does."""
+    header = next(c.row for row in ws.iter_rows(max_row=20) for c in row if c.value == "Tên tập thể, cá nhân")
+    cols: dict[str, int] = {}
+    for c in range(1, ws.max_column + 1):
+        for label in (ws.cell(header, c).value, ws.cell(header + 1, c).value):
+            if isinstance(label, str):
+                cols.setdefault(label, c)
+    return header, cols
+
+
+def fill_blank(blank: bytes, rows: Sequence[tuple[Any, ...]], *, unit_name: str | None = None,
+               extra: Sequence[str] = ()) -> tuple[bytes, int, dict[str, int]]:
+    """A blank form filled as in Excel: (name, model, category label, *values of the ``extra`` columns) per row,
+    the unit's name after ĐƠN VỊ when given."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(blank))
+    ws = wb.active
+    if unit_name is not None:
+        unit_row = next(c.row for row in ws.iter_rows(max_row=5) for c in row if c.value == "ĐƠN VỊ:")
+        ws.cell(unit_row, 2).value = unit_name
+    header, cols = blank_columns(ws)
+    for i, (name, model, category, *values) in enumerate(rows):
+        r = header + 2 + i
+        ws.cell(r, cols["TT"]).value = i + 1
+        ws.cell(r, cols["Tên tập thể, cá nhân"]).value = name
+        ws.cell(r, cols["Tên mô hình"]).value = model
+        ws.cell(r, cols[category]).value = 1
+        for label, value in zip(extra, values):
+            ws.cell(r, cols[label]).value = value
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue(), header, cols
+

@@ -12,6 +12,7 @@ from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
 from intake_demo import samples
+from formfiles import blank_columns, fill_blank
 from pipeline.errors import ConfigError
 from pipeline.forms import read_document
 from pipeline.forms.blank import blank_form, form_attachment, form_filename, read_marker, write_forms
@@ -91,17 +92,6 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_rules(_rules_dir(tmp_path_factory.mktemp("r")))
 
 
-def _columns(ws: Any) -> tuple[int, dict[str, int]]:
-    """The header row and the column of each printed label, found by its words as a person does."""
-    header = next(c.row for row in ws.iter_rows(max_row=20) for c in row if c.value == "Tên tập thể, cá nhân")
-    cols: dict[str, int] = {}
-    for c in range(1, ws.max_column + 1):
-        for label in (ws.cell(header, c).value, ws.cell(header + 1, c).value):
-            if isinstance(label, str):
-                cols.setdefault(label, c)
-    return header, cols
-
-
 GOOD = [("Tổ Văn phòng", "Dọn vệ sinh ngõ xóm cùng nhân dân", "BVMT", 12, "Quý II/2023"),
         ("Tổ chuyên môn khối 5", "Tuyên truyền an toàn giao thông", "ANQP", "25", None)]
 BAD = [("Tổ Bảo vệ", "Tuần tra đêm cùng công an phường", "ANQP", "mười", "Cả năm"),
@@ -110,20 +100,8 @@ BAD = [("Tổ Bảo vệ", "Tuần tra đêm cùng công an phường", "ANQP", 
 
 
 def _filled(rules: Any, rows: list[tuple[Any, ...]]) -> tuple[bytes, int, dict[str, int]]:
-    wb = load_workbook(io.BytesIO(blank_form("dang-ky-2023", year=2023, unit_name=UNIT.name, rules=rules)))
-    ws = wb.active
-    header, cols = _columns(ws)
-    for i, (name, model, cat, people, when) in enumerate(rows):
-        r = header + 2 + i
-        ws.cell(r, cols["TT"]).value = i + 1
-        ws.cell(r, cols["Tên tập thể, cá nhân"]).value = name
-        ws.cell(r, cols["Tên mô hình"]).value = model
-        ws.cell(r, cols[cat]).value = 1
-        ws.cell(r, cols["Số người tham gia"]).value = people
-        ws.cell(r, cols["Thời gian thực hiện"]).value = when
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue(), header, cols
+    blank = blank_form("dang-ky-2023", year=2023, unit_name=UNIT.name, rules=rules)
+    return fill_blank(blank, rows, extra=("Số người tham gia", "Thời gian thực hiện"))
 
 
 # ---------------------------------------------------------------- the new form, end to end in the reader
@@ -131,7 +109,7 @@ def test_new_form_has_a_fillable_blank_form(rules: Any, tmp_path: Path) -> None:
     data = blank_form("dang-ky-2023", year=2023, unit_name=UNIT.name, rules=rules)
     assert read_marker(data, rules) == {"form": "dang-ky-2023", "version": "1", "year": "2023", "unit": UNIT.name}
     ws = load_workbook(io.BytesIO(data)).active
-    header, cols = _columns(ws)
+    header, cols = blank_columns(ws)
     assert ws.title == "Biểu đăng ký"
     assert [ws.cell(header - 3, 1).value, ws.cell(header - 2, 1).value] == [
         "BIỂU ĐĂNG KÝ", 'Mô hình "Dân vận khéo" năm 2023']

@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,6 +123,9 @@ class FakeGmail:
 
     def uids_above(self, last_uid: int) -> list[int]:
         return [u for u in (3, 9) if u > last_uid]
+
+    def uids_since(self, day: date) -> list[int]:  # first contact: both arrived on 20/02/2022
+        return [3, 9] if day <= date(2022, 2, 20) else []
 
     def fetch(self, uids: list[int]) -> Iterator[Fetched]:
         when = datetime(2022, 2, 20, 3, 0, tzinfo=timezone.utc)

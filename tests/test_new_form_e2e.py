@@ -27,6 +27,7 @@ from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
 from conftest import DISTRICT, Harness
+from formfiles import blank_columns, fill_blank
 from intake_demo import samplemail, samples
 from pipeline import cli
 from pipeline.errors import ConfigError
@@ -147,35 +148,9 @@ def attachments(m: EmailMessage) -> list[tuple[str, bytes]]:
     return [(p.get_filename(), p.get_content()) for p in m.iter_attachments()]
 
 
-def columns(ws: Any) -> tuple[int, dict[str, int]]:
-    """The header row and the column of each label printed in it or in the row under it."""
-    header = next(c.row for row in ws.iter_rows(max_row=20) for c in row if c.value == "Tên tập thể, cá nhân")
-    cols: dict[str, int] = {}
-    for c in range(1, ws.max_column + 1):
-        for label in (ws.cell(header, c).value, ws.cell(header + 1, c).value):
-            if isinstance(label, str):
-                cols.setdefault(label, c)
-    return header, cols
-
-
 def fill(blank: bytes, rows: list[tuple[str, str, str, Any, str | None]]) -> tuple[bytes, int, dict[str, int]]:
     """The blank form as the unit fills it in Excel: its name after ĐƠN VỊ, one model per row."""
-    wb = load_workbook(io.BytesIO(blank))
-    ws = wb.active
-    unit_row = next(c.row for row in ws.iter_rows(max_row=5) for c in row if c.value == "ĐƠN VỊ:")
-    ws.cell(unit_row, 2).value = AIMO_NAME
-    header, cols = columns(ws)
-    for i, (name, model, category, people, when) in enumerate(rows):
-        r = header + 2 + i
-        ws.cell(r, cols["TT"]).value = i + 1
-        ws.cell(r, cols["Tên tập thể, cá nhân"]).value = name
-        ws.cell(r, cols["Tên mô hình"]).value = model
-        ws.cell(r, cols[category]).value = 1
-        ws.cell(r, cols["Số người tham gia"]).value = people
-        ws.cell(r, cols["Thời gian thực hiện"]).value = when
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue(), header, cols
+    return fill_blank(blank, rows, unit_name=AIMO_NAME, extra=("Số người tham gia", "Thời gian thực hiện"))
 
 
 def states(h: Harness, year: int) -> dict[tuple[str, str], str]:
@@ -201,7 +176,7 @@ def test_a_form_added_as_data_goes_end_to_end(office: Harness, capsys: pytest.Ca
     assert str(out / f"{NEW_FILE}.xlsx") in printed.splitlines()
     blank = (out / f"{NEW_FILE}.xlsx").read_bytes()
     assert read_marker(blank, rules) == {"form": "dang-ky-2023", "version": "1", "year": "2023", "unit": ""}
-    _, cols = columns(load_workbook(io.BytesIO(blank)).active)
+    _, cols = blank_columns(load_workbook(io.BytesIO(blank)).active)
     assert list(cols) == ["TT", "Tên tập thể, cá nhân", "Tên mô hình", "PHÂN LOẠI MÔ HÌNH", *NEW_CATEGORIES,
                           "Số người tham gia", "Thời gian thực hiện", "Ghi chú"]
     # The 2022 plan's forms are still there on request.

@@ -7,7 +7,7 @@
 # Never leaves a system-wide Dovecot running (the tests start their own on free ports).
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver)
+PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver libreoffice-calc-nogui)
 
 installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -59,6 +59,8 @@ def undo(ctx: Context, action_id: int, *, actor: str, now: datetime | None = Non
     elif u.action.action in ("accept", "reject"):
         sent_note = " Thư báo đã gửi cho đơn vị không thu hồi được."
         what = f"Tệp “{u.filename}” trở lại trạng thái chờ xem xét."
+    elif u.action.action == "entries":
+        what = f"Các dòng cán bộ đã nhập cho tệp “{u.filename}” đã được gỡ; tệp vẫn được ghi nhận, chưa nhập nội dung."
     elif u.action.action == "ignore":
         what = "Mục đã bỏ qua trở lại danh sách cần xử lý."
     else:
@@ -92,7 +94,7 @@ def _refused(ctx: Context, exc: StateChanged, action: str) -> ReviewError:
 # ------------------------------------------------------------------------------------------ history
 
 _VERBS = {"assign": "gán thư", "release": "cho qua thư", "accept": "ghi nhận tệp", "reject": "từ chối tệp",
-          "ignore": "bỏ qua", "units_replace": "thay danh sách đơn vị"}
+          "ignore": "bỏ qua", "entries": "nhập nội dung tệp", "units_replace": "thay danh sách đơn vị"}
 
 
 def _summary(ctx: Context, a: Any, params: dict[str, Any], names: dict[int, str]) -> str:
@@ -107,7 +109,10 @@ def _summary(ctx: Context, a: Any, params: dict[str, Any], names: dict[int, str]
         return text
     if a.action == "accept":
         return (f"Ghi nhận {target} là {ctx.rules.kind_label(params.get('kind'))}"
-                + (f" ({period_label(params.get('period'))})" if params.get("period") else ""))
+                + (f" ({period_label(params.get('period'))})" if params.get("period") else "")
+                + (f", nhập {params['entries']} dòng" if params.get("entries") else ""))
+    if a.action == "entries":
+        return f"Nhập {params.get('entries')} dòng nội dung cho {target}"
     if a.action == "reject":
         return f"Từ chối {target}: {params.get('reason')}"
     if a.action == "ignore":

@@ -10,6 +10,11 @@ action), so it leaves exactly once even when the process dies right after the ac
 Assigning and releasing are written on the message first (``assigned_unit_id`` / ``released``) and
 only then processed: a crash in between leaves a 'received' message that the worker's next pass
 finishes the same way.
+
+Nothing is rewritten silently: an assignment or an acceptance that would replace a unit's counting
+document, make it late or add an address to it raises ``NeedsConfirmation`` with the change
+(pipeline.desk.confirm) until it is called again with that change's token; a token of a change that is no
+longer the one that would happen is refused the same way.
 """
 from __future__ import annotations
 
@@ -22,13 +27,15 @@ from typing import TYPE_CHECKING, Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pipeline.desk import confirm as foresee
+from pipeline.desk.confirm import Plan
 from pipeline.forms.blank import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
-from pipeline.model import period_label
+from pipeline.model import Entry, period_label
 from pipeline.outbox.compose import build_mail
 from pipeline.outbox.send import flush_outbox
 from pipeline.ledger.outbox import OutboxItem
-from pipeline.ledger.review import ASSIGNABLE, RowMissing, StateChanged, review_key
+from pipeline.ledger.review import ASSIGNABLE, ENTERED, RowMissing, StateChanged, review_key
 from pipeline.ledger.schema import documents, from_iso, messages, outbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +48,25 @@ REPORT_PARTS = ("Q1", "H1", "Q3", "Y")
 
 class ReviewError(IntakeError):
     """The action is not possible now (already handled, wrong state, unknown unit); the text says why."""
+
+
+class NeedsConfirmation(ReviewError):
+    """The action would change a unit's record (``plan``) and was not confirmed, or was confirmed for a change
+    that is no longer the one that would happen (``stale``). Nothing was done."""
+
+    def __init__(self, plan: Plan, *, stale: bool) -> None:
+        what = ("tình hình đã thay đổi từ lúc xem trước, thay đổi sẽ khác điều đã được xác nhận" if stale
+                else "thao tác này thay đổi hồ sơ của đơn vị và cần được xác nhận")
+        super().__init__(f"{what}; chưa thực hiện gì")
+        self.plan, self.stale = plan, stale
+
+
+def _guard(plan: Plan, confirm: str | None) -> None:
+    """Go on only when the change needs no confirmation or this one was confirmed (and not another)."""
+    if confirm is not None and confirm != plan.token:
+        raise NeedsConfirmation(plan, stale=True)
+    if plan.needs_confirmation and confirm is None:
+        raise NeedsConfirmation(plan, stale=False)
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,8 @@ def already_handled(what: str, state: str) -> ReviewError:
 _MISSING = {"messages": "không có thư #{}", "documents": "không có tài liệu #{}",
             "bounces": "không có thư báo lỗi #{}"}
 _WHAT = {"messages": "Thư #{}", "documents": "Tài liệu #{}", "bounces": "Thư báo lỗi #{}"}
-_NOW_STATE = {None: "đang được xử lý", "set_aside": "đã xem"}  # StateChanged.state None: lost the race
+_NOW_STATE = {None: "đang được xử lý", "set_aside": "đã xem",  # StateChanged.state None: lost the race
+              ENTERED: "đã được nhập nội dung"}
 
 
 @contextmanager
@@ -145,12 +172,8 @@ def _outbox_ids(ctx: Context, key_prefix: str) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------------------------ actions
 
-def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_address: bool = False,
-           now: datetime | None = None) -> ActionResult:
-    """Process a quarantined (or failed) mail as if that unit had sent it; its receipt goes to the sender."""
-    from pipeline.desk.unitsadmin import UnitsError, add_address as add_addr
-
-    now = action_time(now)
+def plan_assign(ctx: Context, message_pk: int, unit_id: str, *, add_address: bool = False) -> Plan:
+    """What assigning the mail to the unit would change (or why it cannot be assigned: ReviewError)."""
     unit = ctx.units.by_id(unit_id)
     if unit is None:
         raise ReviewError(f"không có đơn vị {unit_id!r} trong danh sách")
@@ -158,15 +181,34 @@ def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_addre
         row = message_or_fail(c, message_pk)
     if row.state not in ASSIGNABLE:
         raise already_handled(f"Thư #{message_pk}", row.state)
-    sender = row.sender  # never changes once recorded: the ledger's write below checks only the state
+    sender = row.sender  # never changes once recorded: the ledger's write checks only the state
     if add_address:
         if not sender:
             raise ReviewError("thư không có địa chỉ người gửi để thêm vào đơn vị")
         owner = ctx.units.by_email(sender)
         if owner is not None and owner.unit_id != unit_id:
             raise ReviewError(f"địa chỉ {sender} đã thuộc đơn vị {owner.unit_id} ({owner.name})")
+    return foresee.plan_assign(ctx, row, unit, add_address=add_address)
+
+
+def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_address: bool = False,
+           now: datetime | None = None, confirm: str | None = None) -> ActionResult:
+    """Process a quarantined (or failed) mail as if that unit had sent it; its receipt goes to the sender.
+
+    ``confirm``: the token of the change staff were shown (plan_assign), when it needs a confirmation."""
+    from pipeline.desk.unitsadmin import UnitsError, add_address as add_addr
+
+    now = action_time(now)
+    plan = plan_assign(ctx, message_pk, unit_id, add_address=add_address)
+    _guard(plan, confirm)
+    unit = ctx.units.by_id(unit_id)
+    assert unit is not None  # plan_assign checked it
+    row = ctx.store.message(message_pk)
+    sender = row.sender if row is not None else None
     with _refusals():
         action_id = ctx.store.assign_message(message_pk, unit_id, add_address=add_address, actor=actor, now=now)
+    if plan.needs_confirmation:  # what staff confirmed, in the action's record
+        ctx.store.add_action_params(action_id, confirmed=plan.lines(ctx.cfg.tz))
     added = False
     note = ""
     if add_address and sender:
@@ -241,27 +283,65 @@ def _check_kind_period(choices: AcceptChoices, kind: str, period: str | None) ->
     return None
 
 
+def plan_accept(ctx: Context, document_id: int, *, kind: str, period: str | None) -> Plan:
+    """What accepting the document as ``kind``/``period`` would change (or why it cannot be: ReviewError)."""
+    d, _msg = _reviewable(ctx, document_id)
+    period = _check_kind_period(accept_choices(ctx, d.campaign), kind, period or None)
+    return foresee.plan_accept(ctx, d, ctx.units.by_id(d.unit_id) if d.unit_id else None, kind=kind, period=period)
+
+
 def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, actor: str,
-           now: datetime | None = None) -> ActionResult:
+           now: datetime | None = None, entries: tuple[Entry, ...] = (), confirm: str | None = None) -> ActionResult:
     """Count a needs_review document (a scanned report, a photo of a signed form) as one of the forms of its
-    campaign, with a period of that campaign's year when the form is a periodic report."""
+    campaign, with a period of that campaign's year when the form is a periodic report.
+
+    ``entries``: the rows staff typed in from it (pipeline.desk.typed), counted like a read form's.
+    ``confirm``: the token of the change staff were shown (plan_accept), when it needs a confirmation."""
     from pipeline.worker.mailpass import on_time_for
 
     now = action_time(now)
     d, msg_row = _reviewable(ctx, document_id)
     choices = accept_choices(ctx, d.campaign)
     period = _check_kind_period(choices, kind, period or None)
+    form = ctx.rules.forms.get(kind)
+    if entries and (form is None or form.is_report):
+        raise ReviewError(f"{ctx.rules.kind_label(kind)} không có bảng để nhập nội dung")
+    plan = foresee.plan_accept(ctx, d, ctx.units.by_id(d.unit_id) if d.unit_id else None, kind=kind, period=period)
+    _guard(plan, confirm)
     campaign = int(period[:4]) if period else choices.year  # as the ledger records it
     on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), campaign=campaign, unit_id=d.unit_id)
     item = _notice(ctx, "accept", d, msg_row, on_time=on_time, due=due)
     with _refusals():
         action_id = ctx.store.accept_document(document_id, kind=kind, period=period, on_time=on_time, actor=actor,
-                                              now=now, notice=item)
+                                              now=now, notice=item, typed=entries)
+    if plan.needs_confirmation:
+        ctx.store.add_action_params(action_id, confirmed=plan.lines(ctx.cfg.tz))
     _flush(ctx, now)
     label = ctx.rules.kind_label(kind) + (f" ({period_label(period)})" if period else "")
     timing = "" if on_time is None else (", đúng hạn" if on_time else ", nộp muộn")
-    return ActionResult(action_id, f"Tệp “{d.filename}” đã được ghi nhận là {label}{timing}; đơn vị được báo.",
-                        _outbox_ids(ctx, review_key(action_id)))
+    text = f"Tệp “{d.filename}” đã được ghi nhận là {label}{timing}; đơn vị được báo."
+    if entries:
+        text += f" {len(entries)} dòng nội dung cán bộ nhập đã được ghi nhận."
+    elif form is not None and not form.is_report and not ctx.store.entry_count(document_id):
+        text += " Tệp chưa có nội dung (các dòng của biểu): mở tệp để nhập."
+    return ActionResult(action_id, text, _outbox_ids(ctx, review_key(action_id)))
+
+
+def enter_entries(ctx: Context, document_id: int, entries: tuple[Entry, ...], *, actor: str,
+                  now: datetime | None = None) -> ActionResult:
+    """Record the rows staff typed in from a photo or scan of a form accepted earlier without them."""
+    now = action_time(now)
+    with ctx.store.tx() as c:
+        d = document_or_fail(c, document_id)
+    form = ctx.rules.forms.get(d.kind)
+    if form is None or form.is_report:
+        raise ReviewError(f"{ctx.rules.kind_label(d.kind)} không có bảng để nhập nội dung")
+    if not entries:
+        raise ReviewError("chưa nhập dòng nào")
+    with _refusals():
+        action_id = ctx.store.record_typed_entries(document_id, entries, actor=actor, now=now)
+    return ActionResult(action_id, f"Đã ghi nhận {len(entries)} dòng nội dung của tệp “{d.filename}” "
+                                   f"({ctx.rules.kind_label(d.kind)}).")
 
 
 def _reviewable(ctx: Context, document_id: int) -> tuple[Any, Any]:

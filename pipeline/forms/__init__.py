@@ -3,11 +3,12 @@
     read_document(filename, data, ...)  one attachment → campaign, kind, period, state, entries, findings
     summarise(reading)                  counts per section and category, for the receipt
 
-Flow: precheck (magic bytes, zip directory, encryption, dimensions) → the isolated reading
-process (readers → core: campaign, title and kind → layout: header → body: entries and checks, by the
-form's definition in rules/forms/; see isolation.py) → DocumentReading. Images and unknown formats never
-reach a reader; their campaign and kind come from the file name and the subject. Nothing here raises for
-bad input.
+Flow: precheck (magic bytes, zip directory and CRCs, OLE root, encryption, dimensions) → the isolated
+reading process (readers → core: campaign, title and kind → layout: header → body: entries and checks, by the
+form's definition in rules/forms/; .doc and .rtf converted to .docx by LibreOffice first, see convert.py and
+isolation.py) → DocumentReading. A document that is not read (a photo, a scan, an unknown format, a broken or
+encrypted file, one LibreOffice cannot open) takes its campaign, kind and period from its file name and the
+mail's subject, so that an officer who accepts it finds them filled in. Nothing here raises for bad input.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from pipeline.forms import kinds, precheck
-from pipeline.forms.core import Campaigns, Request, attribute_by_name, candidates, fail, mismatch, parse
+from pipeline.forms.convert import read_request
+from pipeline.forms.core import Attribution, Campaigns, Request, attribute_by_name, candidates, fail, mismatch
 from pipeline.forms.isolation import read_isolated
 from pipeline.model import SECTIONS, DocumentReading
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_READABLE = ("xlsx", "xlsm", "xls", "ods", "docx", "pdf")
+_READABLE = ("xlsx", "xlsm", "xls", "ods", "docx", "doc", "odt", "rtf", "pdf")
 _IMAGES = ("jpg", "png")
 
 
@@ -62,39 +64,50 @@ def read_document(
         verdict = precheck.check(filename or "", data or b"", rules.limits)
         fmt = verdict.format
         if verdict.problem:
-            reading = fail(rules, verdict.problem, fmt, verdict.detail,
-                           _named_kind(filename, subject, rules, att.forms) or "unknown")
-            return replace(reading, campaign=att.year)
-        if fmt in _READABLE:
+            reading = fail(rules, verdict.problem, fmt, verdict.detail)
+        elif fmt in _READABLE:
             req = Request(fmt, filename or "", bytes(data), subject or "", unit, year, cands)
             in_child = isolated and sys.platform != "win32"
-            reading = read_isolated(req, rules) if in_child else parse(req, rules)
-            if reading.campaign is None:  # the file could not be read: its name or the subject may say more
-                reading = replace(reading, campaign=att.year)
-            if reading.kind == "unknown" and reading.state == "rejected" and not reading.entries:
-                kind = _named_kind(filename, subject, rules, _forms_of(reading.campaign, cands, att.forms))
-                if kind:
-                    reading = replace(reading, kind=kind)
-            return reading
-        kind = _named_kind(filename, subject, rules, att.forms)
-        if fmt in _IMAGES:
-            form = rules.forms.get(kind or "")
-            findings = mismatch(att, rules, form)
+            reading = read_isolated(req, rules) if in_child else read_request(req, rules)
+        elif fmt in _IMAGES:
             f = rules.finding("needs-review", detail="ảnh ." + fmt)
-            if f:
-                findings.append(f)
-            period = None
-            if form is not None and form.is_report:
-                suffix, _ = kinds.detect_period(PurePath(filename or "").stem)
-                suffix = suffix or kinds.detect_period(subject)[0]
-                period = f"{att.year}-{suffix}" if suffix else None
-            return DocumentReading(kind=kind or "unknown", period=period, state="needs_review",
-                                   findings=tuple(findings), format=fmt, campaign=att.year)
-        shown = "." + fmt if fmt else (content_type or "không rõ")
-        return replace(fail(rules, "unsupported-format", fmt, shown, kind or "unknown"), campaign=att.year)
+            reading = DocumentReading(kind="unknown", period=None, state="needs_review", findings=(f,) if f else (),
+                                      format=fmt)
+        else:
+            shown = "." + fmt if fmt else (content_type or "không rõ")
+            reading = fail(rules, "unsupported-format", fmt, shown)
     except Exception:  # noqa: BLE001 - a bug here must not lose the unit's mail
         log.exception("reading %r failed", filename)
-        return replace(fail(rules, "kind-unknown", fmt), campaign=att.year)
+        reading = fail(rules, "kind-unknown", fmt)
+    return _by_name(reading, filename or "", subject or "", att, cands, rules)
+
+
+def _by_name(reading: DocumentReading, filename: str, subject: str, att: Attribution, cands: Campaigns,
+             rules: Rules) -> DocumentReading:
+    """What the file name and the subject tell of a document its reader could not read.
+
+    A reading without a campaign was not read (the reader attributes every document it reads): it takes the
+    campaign the name or the subject names, with the year-mismatch warning when that is no candidate's, and
+    the kind they name. A report with no period takes the period they name (the reader already looked there
+    for one it read: nothing changes then). Its state is left as the reading has it: needs_review waits for
+    an officer, who finds the kind and period filled in; rejected stays rejected."""
+    unread = reading.campaign is None
+    if unread:
+        reading = replace(reading, campaign=att.year)
+    if reading.kind == "unknown" and not reading.entries:
+        kind = _named_kind(filename, subject, rules, _forms_of(reading.campaign, cands, att.forms))
+        if kind:
+            reading = replace(reading, kind=kind)
+    form = rules.forms.get(reading.kind)
+    if unread:
+        findings = mismatch(att, rules, form)
+        if findings:
+            reading = replace(reading, findings=(*findings, *reading.findings))
+    if form is not None and form.is_report and reading.period is None:
+        suffix = kinds.detect_period(PurePath(filename).stem)[0] or kinds.detect_period(subject)[0]
+        if suffix:
+            reading = replace(reading, period=f"{reading.campaign}-{suffix}")
+    return reading
 
 
 def _forms_of(campaign: int | None, cands: Campaigns, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from pipeline.forms import kinds as K
+from pipeline.forms import legacy_fonts
 from pipeline.forms.body import read_body
 from pipeline.forms.definitions import FormDef
 from pipeline.forms.layout import TableReading, find_header, unit_from_cells
-from pipeline.forms.readers import Document, read_docx, read_pdf_text, read_spreadsheet
+from pipeline.forms.readers import Document, read_docx, read_odt, read_pdf_text, read_spreadsheet
 from pipeline.model import DocumentReading, Finding, Unit
 from pipeline.forms.rules import Rules
 from pipeline.textnorm import fold, fold_compact
@@ -119,6 +120,8 @@ def parse(req: Request, rules: Rules) -> DocumentReading:
             doc = read_spreadsheet(req.data)
         elif req.fmt == "docx":
             doc = read_docx(req.data)
+        elif req.fmt == "odt":
+            doc = read_odt(req.data)
         elif req.fmt == "pdf":
             return _pdf(req, rules)
         else:
@@ -268,6 +271,12 @@ def _has_sections(found: list[TableReading], rules: Rules, form: FormDef) -> boo
 
 
 def interpret(doc: Document, req: Request, rules: Rules) -> DocumentReading:
+    """Read a document; text in an old font encoding (TCVN3, VNI) is read as Unicode, with a warning."""
+    doc, legacy = legacy_fonts.prepare(doc, req.fmt, req.data)
+    return legacy_fonts.noted(_interpret(doc, req, rules), legacy, rules)
+
+
+def _interpret(doc: Document, req: Request, rules: Rules) -> DocumentReading:
     fmt = req.fmt
     cands = candidates(req.year, req.campaigns, rules)
     every = _every(cands)

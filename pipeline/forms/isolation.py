@@ -8,6 +8,10 @@ anew after it dies, overruns its time or grows past ``worker_recycle_rss_bytes``
 timed-out child is a finding on that document ("file-too-large", "file-timeout"); the caller
 never dies.
 
+A .doc or .rtf is converted to .docx by LibreOffice inside the child (convert.py): LibreOffice runs under
+the child's memory limit, within a share of the document's time, and in a process group of its own that the
+child kills when that time is up.
+
 One request, one reply, in turn: the parent writes a request and waits (poll with the timeout) for
 its reply before anything else goes to the child. Over the child's stdin/stdout each message is an
 8-byte big-endian length, then a pickle: request ``(Rules, core.Request)``, reply
@@ -35,7 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipeline.forms.core import Request, fail, parse
+from pipeline.forms.convert import read_request
+from pipeline.forms.core import Request, fail
 from pipeline.model import DocumentReading
 from pipeline.forms.rules import Rules
 
@@ -106,7 +111,7 @@ def child_main() -> None:
             return
         t0 = time.perf_counter()
         try:
-            reading = parse(req, rules)
+            reading = read_request(req, rules)
         except MemoryError:
             reading = fail(rules, "file-too-large", req.fmt, "không đủ bộ nhớ để đọc")
         stats = {
@@ -244,7 +249,8 @@ def reader() -> Reader:
 
 
 def read_isolated(req: Request, rules: Rules) -> DocumentReading:
-    """``core.parse`` in the reading process; a child that died or overran is a finding on the document."""
+    """``convert.read_request`` (core.parse, .doc/.rtf converted first) in the reading process; a child that
+    died or overran is a finding on the document."""
     try:
         return reader().read(req, rules)
     except ReaderDied as died:

@@ -63,6 +63,7 @@ def export(store: Store, tz: ZoneInfo, campaign: int | None = None) -> dict[str,
             "campaign": m.campaign,
             "state": m.state,
             "reason": m.reason,
+            "duplicate_of": m.duplicate_of,  # a resent copy: the id of the message it repeats
             "documents": docs,
         })
     receipts = [{"id": o.id, "purpose": o.purpose, "message": o.message_pk, "unit_id": o.unit_id,
@@ -89,12 +90,17 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int 
     attention = [m for m in every if m.state in ("quarantined", "error", "received")]
     review_docs = [(m, d) for m in every for d in snap["documents"].get(m.id, [])
                    if d.state == "needs_review" and d.superseded_by is None]
+    copies: dict[int, list[int]] = {}  # original → its resent copies
+    for m in every:
+        if m.duplicate_of is not None:
+            copies.setdefault(m.duplicate_of, []).append(m.id)
     lines.append("== CẦN XỬ LÝ (needs a person) ==")
     if not attention and not review_docs:
         lines.append("  (không có)")
     for m in attention:
         lines.append(f"  [{m.state}] #{m.id} {_when(m.received_at, tz)} {m.sender or '?'} — "
-                     f"{m.subject or ''!s:.60} — {m.reason or MAIL_STATE_LABELS.get(m.state, '')}")
+                     f"{m.subject or ''!s:.60} — {m.reason or MAIL_STATE_LABELS.get(m.state, '')}"
+                     + _copies_note(copies.get(m.id)))
     for m, d in review_docs:
         lines.append(f"  [needs_review] #{m.id}/doc {d.id} {_when(m.received_at, tz)} {m.sender} — {d.filename} "
                      f"({label(d.kind)})")
@@ -121,7 +127,8 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int 
         lines.append(f"  {u.unit_id} {u.name} [{u.group}]: " + ("chưa gửi gì" if not ms else f"{len(ms)} thư"))
         for m in ms:
             docs = snap["documents"].get(m.id, [])
-            lines.append(f"    #{m.id} {_when(m.received_at, tz)} [{m.state}] {m.subject or ''}")
+            lines.append(f"    #{m.id} {_when(m.received_at, tz)} [{m.state}] {m.subject or ''}"
+                         + (f" — {m.reason}" if m.duplicate_of is not None else _copies_note(copies.get(m.id))))
             for d in docs:
                 extra = []
                 if d.period:
@@ -147,9 +154,18 @@ def status_text(store: Store, units: UnitDirectory, tz: ZoneInfo, campaign: int 
     for o in snap["outbox"]:  # the outbox is one queue, whatever the campaign
         ob[o.state] = ob.get(o.state, 0) + 1
     lines.append("")
+    n_copies = sum(1 for m in msgs if m.duplicate_of is not None)
     lines.append("Tổng: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+                 (f" (trong đó {n_copies} bản gửi lặp lại)" if n_copies else "") +
                  " | Hộp thư đi: " + (", ".join(f"{k} {v}" for k, v in sorted(ob.items())) or "trống"))
     return "\n".join(lines)
+
+
+def _copies_note(ids: list[int] | None) -> str:
+    """After a mail that was sent again: its copies, recorded and not answered."""
+    if not ids:
+        return ""
+    return f" (đã nhận thêm {len(ids)} bản gửi lặp lại: {', '.join(f'#{i}' for i in ids)}, không trả lời lại)"
 
 
 def _health_lines(store: Store, tz: ZoneInfo) -> list[str]:

@@ -2,7 +2,8 @@
 per-message state a pass moves along (attempts, errors).
 
 A message is recognised by Message-ID + content hash, or by Gmail's X-GM-MSGID: a duplicate
-returns the id recorded before.
+returns the id recorded before. A resent copy (same Message-ID, bytes composed again) is a new row: the pass
+finds its original with ``earlier_with_message_id`` and records it as a copy (``duplicate_of``).
 """
 from __future__ import annotations
 
@@ -154,6 +155,20 @@ class MessagesMixin(Database):
             assert again is not None
             return again, False
         return int(pk), True
+
+    def earlier_with_message_id(self, message_id: str, sender: str, before: int) -> list[sa.Row[Any]]:
+        """(id, sha256) of the messages recorded before ``before`` with this Message-ID header (as recorded),
+        oldest first, that may be from ``sender``: from it, or not processed yet (no sender recorded). Left out:
+        those already recorded as a copy of another (their original is among them, earlier), and mail from
+        other senders (a client that writes one Message-ID for every mail must not make each pass read them
+        all). Mail without a Message-ID ("") has none."""
+        if not message_id:
+            return []
+        with self.tx() as c:  # uq_message_identity's index leads with message_id: no scan
+            return list(c.execute(sa.select(messages.c.id, messages.c.sha256).where(
+                messages.c.message_id == message_id, messages.c.id < before, messages.c.duplicate_of.is_(None),
+                sa.or_(messages.c.sender.is_(None), messages.c.sender == sender),
+            ).order_by(messages.c.id)))
 
     def known_gm_msgids(self, ids: Sequence[int]) -> set[int]:
         if not ids:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pipeline.ledger.db import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-REVISIONS = ("0001", "0002")  # oldest first, as in migrations/versions (tests/test_migrations.py checks)
+REVISIONS = ("0001", "0002", "0003")  # oldest first, as in migrations/versions (tests/test_migrations.py checks)
 HEAD = REVISIONS[-1]
 FIRST_RELEASE = "0001"  # what a database without a version table was made with
 VERSION_TABLE = "alembic_version"

@@ -43,6 +43,7 @@ class OutcomeRecord:
     outbox_items: tuple[OutboxItem, ...] = ()
     bounce: tuple[tuple[str, ...], str | None] | None = None
     campaign: int | None = None  # the campaign open when the mail arrived (None: before any)
+    duplicate_of: int | None = None  # a resent copy: the message it repeats (recorded, not answered)
 
 
 class OutcomesMixin(Database):
@@ -52,7 +53,8 @@ class OutcomesMixin(Database):
             self.forget_documents(c, pk)
             c.execute(bounces.delete().where(bounces.c.message_pk == pk))
             c.execute(messages.update().where(messages.c.id == pk).values(
-                state="received", reason=None, generation=messages.c.generation + 1, updated_at=iso(now)))
+                state="received", reason=None, duplicate_of=None, generation=messages.c.generation + 1,
+                updated_at=iso(now)))
 
     def forget_documents(self, c: Connection, pk: int) -> None:
         """Delete a message's documents with their entries and findings; re-mark what they superseded."""
@@ -164,10 +166,11 @@ class OutcomesMixin(Database):
         c.execute(messages.update().where(messages.c.id == sa.bindparam("b_pk")).values(
             state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), sender=sa.bindparam("b_sender"),
             from_name=sa.bindparam("b_from_name"), subject=sa.bindparam("b_subject"),
-            unit_id=sa.bindparam("b_unit_id"), campaign=sa.bindparam("b_campaign"), attempts=messages.c.attempts + 1,
-            updated_at=iso(now),
+            unit_id=sa.bindparam("b_unit_id"), campaign=sa.bindparam("b_campaign"),
+            duplicate_of=sa.bindparam("b_duplicate_of"), attempts=messages.c.attempts + 1, updated_at=iso(now),
         ), [dict(b_pk=rec.pk, b_state=rec.state, b_reason=rec.reason, b_sender=rec.sender,
-                 b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id, b_campaign=rec.campaign)
+                 b_from_name=rec.from_name, b_subject=rec.subject, b_unit_id=rec.unit_id, b_campaign=rec.campaign,
+                 b_duplicate_of=rec.duplicate_of)
             for rec, _ in todo])
         return out
 

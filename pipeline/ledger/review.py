@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,10 +19,13 @@ from sqlalchemy.engine import Connection
 from pipeline.ledger.outbox import OutboxItem, OutboxMixin
 from pipeline.ledger.outcomes import OutcomesMixin
 from pipeline.ledger.schema import bounces, documents, entries, findings, iso, messages, outbox, review_actions
+from pipeline.model import Entry
 
 ASSIGNABLE = ("quarantined", "error")  # message states staff can assign to a unit, or ignore
 STAFF_REJECT_CODE = "staff-rejected"  # the finding a staff rejection leaves on the document
-UNDOABLE = ("assign", "release", "accept", "reject", "ignore", "units_replace")
+# "entries": staff typed in the rows of an accepted photo or scan of a form after accepting it
+UNDOABLE = ("assign", "release", "accept", "reject", "ignore", "entries", "units_replace")
+ENTERED = "entered"  # StateChanged.state of a document whose rows were typed in already
 
 
 class RowMissing(LookupError):
@@ -48,7 +51,7 @@ class Undone:
     action: Any  # the review_actions row, before the undo marked it
     before: dict[str, Any]
     params: dict[str, Any]
-    filename: str | None = None  # of the document, for accept/reject
+    filename: str | None = None  # of the document, for accept/reject/entries
     cancelled: int = 0  # mail the action queued and that is now never sent
 
 
@@ -76,6 +79,14 @@ def _doc_before(c: Connection, d: Any) -> dict[str, Any]:
             "reviewed_by": d.reviewed_by, "entries": ents, "campaign": d.campaign}
 
 
+def _entry_rows(document_id: int, typed: Sequence[Entry]) -> list[dict[str, Any]]:
+    """Rows of the entries table, as a pass records a read form's (outcomes._write_outcomes)."""
+    return [dict(document_id=document_id, section=e.section, name=e.name, model=e.model,
+                 categories=json.dumps(list(e.categories)), result=e.result, note=e.note, row=e.row,
+                 location=e.location, extra=json.dumps(dict(e.extra), ensure_ascii=False) if e.extra else None)
+            for e in typed]
+
+
 def _row(c: Connection, table: sa.Table, row_id: int) -> Any:
     row = c.execute(sa.select(table).where(table.c.id == row_id)).first()
     if row is None:
@@ -87,6 +98,11 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
     def review_action(self, action_id: int) -> sa.Row[Any] | None:
         with self.tx() as c:
             return c.execute(sa.select(review_actions).where(review_actions.c.id == action_id)).first()
+
+    def entry_count(self, document_id: int) -> int:
+        with self.tx() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(entries)
+                                 .where(entries.c.document_id == document_id)).scalar() or 0)
 
     def record_action(self, action: str, target: str, target_id: int, params: dict[str, Any],
                       before: dict[str, Any], actor: str, now: datetime) -> int:
@@ -160,19 +176,45 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
             self._enqueue(c, replace(notice, key=review_key(action_id)), now)
 
     def accept_document(self, document_id: int, *, kind: str, period: str | None, on_time: bool | None,
-                        actor: str, now: datetime, notice: OutboxItem | None) -> int:
-        """Count a needs_review document as ``kind``/``period`` and queue the notice (its key is set here)."""
+                        actor: str, now: datetime, notice: OutboxItem | None, typed: Sequence[Entry] = ()) -> int:
+        """Count a needs_review document as ``kind``/``period`` and queue the notice (its key is set here).
+
+        ``typed``: the rows staff typed in from a photo or scan of a form; they replace whatever the document
+        had and count as a read form's entries (undo puts the old ones back)."""
         with self.tx() as c:
             values = dict(state="accepted", kind=kind, period=period, on_time=on_time, reviewed_by=actor)
             if period:  # a report's period names its campaign ("2022-Y" counts for 2022)
                 values["campaign"] = int(period[:4])
             d, before = self._claim_document(c, document_id, values)
+            if typed:
+                c.execute(entries.delete().where(entries.c.document_id == document_id))
+                c.execute(entries.insert(), _entry_rows(document_id, typed))
             self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
             self._resupersede(c, d.unit_id, values.get("campaign", d.campaign), kind, period)
-            action_id = self._record_action(c, "accept", "document", document_id, {"kind": kind, "period": period},
-                                            before, actor, now)
+            params: dict[str, Any] = {"kind": kind, "period": period}
+            if typed:
+                params["entries"] = len(typed)
+            action_id = self._record_action(c, "accept", "document", document_id, params, before, actor, now)
             self._notify(c, action_id, notice, now)
             return action_id
+
+    def record_typed_entries(self, document_id: int, typed: Sequence[Entry], *, actor: str, now: datetime) -> int:
+        """The rows staff typed in from an accepted photo or scan of a form that had none; the action's id.
+
+        Refused (StateChanged) when the document is no longer accepted, or has rows already (a second tab
+        or a double click must not add them twice)."""
+        if not typed:
+            raise ValueError("no entries to record")
+        with self.tx() as c:
+            d = _row(c, documents, document_id)
+            if d.state != "accepted":
+                raise StateChanged("documents", document_id, d.state)
+            before = _doc_before(c, d)
+            if before["entries"]:
+                raise StateChanged("documents", document_id, ENTERED)
+            c.execute(entries.insert(), _entry_rows(document_id, typed))
+            return self._record_action(c, "entries", "document", document_id, {"entries": len(typed)}, before,
+                                       actor, now)
 
     def reject_document(self, document_id: int, *, reason: str, finding: str, actor: str, now: datetime,
                         notice: OutboxItem | None) -> int:
@@ -255,6 +297,14 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
                 c.execute(documents.update().where(documents.c.superseded_by == d.id).values(superseded_by=None))
                 self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
                 self._resupersede(c, d.unit_id, before.get("campaign", d.campaign), before["kind"], before["period"])
+            elif a.action == "entries":
+                d = _row(c, documents, a.target_id)
+                if d.state != "accepted":
+                    raise StateChanged("documents", a.target_id, d.state)
+                filename = d.filename
+                c.execute(entries.delete().where(entries.c.document_id == d.id))
+                if before["entries"]:
+                    c.execute(entries.insert(), [dict(document_id=d.id, **e) for e in before["entries"]])
             elif a.action == "ignore":
                 if a.target == "message":
                     row = _row(c, messages, a.target_id)

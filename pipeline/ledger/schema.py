@@ -49,6 +49,8 @@ messages = sa.Table(
     sa.Column("released", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # the campaign (year) open when the mail arrived; None: before any campaign (not answered)
     sa.Column("campaign", sa.Integer, nullable=True),
+    # a resent copy (same Message-ID, sender and files, re-composed): the message it repeats; recorded, never answered
+    sa.Column("duplicate_of", sa.Integer, nullable=True),
     sa.UniqueConstraint("message_id", "sha256", name="uq_message_identity"),
 )
 

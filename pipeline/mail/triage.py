@@ -17,6 +17,7 @@ class Verdict:
     reason: str | None
     unit: Any  # the unit the mail counts for (processed), else the unit its sender is, or None
     bounce: tuple[tuple[str, ...], str | None] | None = None  # (bounced recipients, bounced Message-ID)
+    duplicate_of: int | None = None  # a resent copy: the recorded message it repeats
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,16 @@ class _Facts:
     released: bool  # staff let a mail that failed authentication through
     own: bool  # sent by the district's own mailbox
     too_early: str | None  # why the mail is from before the campaigns we collect for, or None
+    copy_of: int | None  # the recorded message this one is a resent copy of (pipeline/mail/copies.py), or None
+
+
+def _a_copy(f: _Facts) -> bool:
+    return f.copy_of is not None
+
+
+def _copy_reason(f: _Facts) -> str:
+    same = "cùng tệp đính kèm" if f.mail.attachments else "cùng nội dung"
+    return f"bản gửi lặp lại của thư #{f.copy_of} (cùng Message-ID, {same})"
 
 
 # (applies?, state, reason). Reasons are shown to staff (desk, status), in Vietnamese.
@@ -34,6 +45,9 @@ RULES: tuple[tuple[Callable[[_Facts], bool], str, Callable[[_Facts], str | None]
     # History in the mailbox (last year's mail, years of it): never answered, never counted.
     (lambda f: f.too_early is not None, "ignored", lambda f: f.too_early),
     (lambda f: f.assigned is not None, "processed", lambda f: None),  # a person said which unit sent it
+    # A server's retry, a client's second send: recorded (archived, linked to its original), never answered
+    # again. Before the sender checks: the original carries the verdict (staff handle one mail, not two).
+    (_a_copy, "ignored", _copy_reason),
     (lambda f: f.own, "ignored", lambda f: "thư do chính hộp thư LĐLĐ Quận gửi đi"),
     (lambda f: f.mail.kind == "bounce", "ignored",
      lambda f: f.mail.kind_reason or "thư báo không gửi được (bounce)"),
@@ -49,15 +63,18 @@ RULES: tuple[tuple[Callable[[_Facts], bool], str, Callable[[_Facts], str | None]
 
 
 def triage(mail: ParsedMail, unit: Any, *, assigned: Any = None, released: bool = False,
-           own_addresses: Iterable[str] = (), too_early: str | None = None) -> Verdict:
+           own_addresses: Iterable[str] = (), too_early: str | None = None, copy_of: int | None = None) -> Verdict:
     """The verdict on one parsed mail; ``unit`` is the unit of its sender's address (or None);
-    ``too_early``: why it arrived before the first campaign collected, when it did."""
+    ``too_early``: why it arrived before the first campaign collected, when it did; ``copy_of``: the recorded
+    message it is a resent copy of, when it is one."""
     facts = _Facts(mail=mail, unit=unit, assigned=assigned, released=released,
-                   own=bool(mail.from_addr) and mail.from_addr in set(own_addresses), too_early=too_early)
+                   own=bool(mail.from_addr) and mail.from_addr in set(own_addresses), too_early=too_early,
+                   copy_of=copy_of)
     for applies, state, reason in RULES:
         if applies(facts):
+            copy = applies is _a_copy
             bounce = (mail.bounced_recipients, mail.bounced_message_id) if mail.kind == "bounce" and state == "ignored" \
-                and not facts.own and too_early is None else None
+                and not facts.own and too_early is None and not copy else None  # a copy's bounce is already listed
             return Verdict(state=state, reason=reason(facts), unit=assigned if assigned is not None else unit,
-                           bounce=bounce)
+                           bounce=bounce, duplicate_of=copy_of if copy else None)
     raise AssertionError("the last rule always applies")

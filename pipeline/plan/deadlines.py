@@ -3,12 +3,17 @@ obligation its group owes (missing, rejected, on time, late).
 
 Pure: no I/O and no clock. What counts as on time is ``Obligation.due_at`` (see obligations.py):
 ``received_at <= due_at``.
+
+STATES is what the ledger logic (reminders, receipts) works with. What people are shown is finer
+(``standing``): a missing report after its deadline ("Quá hạn, chưa nộp") is not one still to come
+("Chưa đến hạn"), and a unit whose document waits for staff is neither. The desk, the staff mail and
+the workbook all show standings, so they say the same thing of the same unit on the same day.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from pipeline.model import DocumentRecord, Finding, Unit
 from pipeline.plan.obligations import Obligation
@@ -20,6 +25,49 @@ STATE_LABELS_VI = {
     "on_time": "Đúng hạn",
     "late": "Quá hạn",
 }
+
+
+# What people are shown, in the order the desk and the workbook list them. Every unit owing an
+# obligation has exactly one standing, so the counts of a row add up to the units that owe it.
+STANDINGS = ("on_time", "late", "submitted", "rejected", "under_review", "overdue", "not_due", "missing")
+STANDING_LABELS_VI = {
+    "on_time": "Đúng hạn",
+    "late": "Nộp quá hạn",
+    "submitted": "Đã nộp",                    # no deadline set: neither on time nor late
+    "rejected": "Chưa đạt, chờ gửi lại",
+    "under_review": "Chờ cán bộ xem xét",     # owing, but a document of it waits for staff
+    "overdue": "Quá hạn, chưa nộp",
+    "not_due": "Chưa đến hạn",
+    "missing": "Chưa nộp",                    # no deadline set
+}
+# The short form a grid cell shows before the date ("Đúng hạn 14/02").
+STANDING_SHORT_VI = {**STANDING_LABELS_VI, "rejected": "Chưa đạt", "under_review": "Chờ xem xét"}
+SENT_STANDINGS = ("on_time", "late", "submitted")
+NOT_SENT_STANDINGS = ("overdue", "not_due", "missing")
+
+
+def past_due(obligation: Obligation, today: date) -> bool:
+    """True from the day after the obligation's last on-time day (never without a deadline).
+
+    By the day, like the staff mail and the workbook (which know only the day of their figures), so
+    that all of them call the same unit overdue on the same day."""
+    due = obligation.due_date
+    return due is not None and today > due
+
+
+def standing(state: str, obligation: Obligation, today: date, *, under_review: bool = False) -> str:
+    """What a unit's ``state`` (one of STATES) on ``obligation`` is shown as on ``today``: one of STANDINGS."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    if state in ("on_time", "late"):
+        return state if obligation.due_at is not None else "submitted"
+    if under_review:
+        return "under_review"
+    if state == "rejected":
+        return "rejected"
+    if obligation.due_at is None:
+        return "missing"
+    return "overdue" if past_due(obligation, today) else "not_due"
 
 
 @dataclass(frozen=True)
@@ -148,6 +196,7 @@ def unit_states(
 
 
 __all__ = [
-    "STATES", "STATE_LABELS_VI", "ObligationState", "is_on_time", "obligation_for", "document_on_time",
+    "STATES", "STATE_LABELS_VI", "STANDINGS", "STANDING_LABELS_VI", "STANDING_SHORT_VI", "SENT_STANDINGS",
+    "NOT_SENT_STANDINGS", "past_due", "standing", "ObligationState", "is_on_time", "obligation_for", "document_on_time",
     "unit_states",
 ]

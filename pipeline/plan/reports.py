@@ -1,7 +1,13 @@
-"""What the consolidated report for district staff says: the figures, and the staff email.
+"""What the consolidated report for district staff says: the figures.
 
-Pure: data in, figures and strings out. No database, no clock (``today`` is in ReportData).
-workbook.py lays the same figures out as the .xlsx.
+Pure: data in, figures out. No database, no clock (``today`` is in ReportData). This is the one place
+that says how many units registered, sent on time or late, or owe a report: the desk (pipeline/desk),
+the staff mail (staffmail.py) and the workbook (workbook.py) show these figures and count nothing
+themselves. Per obligation: ObligationCounts (one count per standing, see deadlines.STANDINGS, adding
+up to the units that owe it); registered: ReportData.registered_unit_ids.
+
+Registered means an accepted, non-superseded registration or summary, whether or not its models could be
+read (an accepted photo has none until staff type them in: Headline.units_without_entries).
 
 Which entries count (``build_report_data``) is said by each form's definition (``report_as``, see
 pipeline/forms/definitions.py), never by its id: per unit, the entries of its accepted, non-superseded
@@ -16,19 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pipeline.forms.definitions import Column, FormDef
 from pipeline.forms.rules import Rules, default_rules
 from pipeline.model import GROUPS, DocumentRecord, Entry, Unit
-from pipeline.plan.deadlines import STATE_LABELS_VI, ObligationState
+from pipeline.plan.deadlines import (NOT_SENT_STANDINGS, SENT_STANDINGS, STANDING_LABELS_VI, STANDINGS,
+                                     ObligationState, past_due, standing)
 from pipeline.plan.obligations import Obligation
 from pipeline.plan.vn import vn_date
-
-if TYPE_CHECKING:
-    import jinja2
 
 GROUP_LABELS = {"hcsn": "Khối HCSN", "doanh_nghiep": "Khối doanh nghiệp", "truong_hoc": "Khối trường học"}
 
@@ -38,27 +41,92 @@ GROUP_LABELS = {"hcsn": "Khối HCSN", "doanh_nghiep": "Khối doanh nghiệp", 
 
 @dataclass(frozen=True)
 class ComplianceRow:
+    """One unit on one obligation: the ledger's ``state`` and what people are shown (``standing``)."""
+
     unit: Unit
     obligation: Obligation
-    state: str  # missing | rejected | on_time | late
+    state: str     # one of deadlines.STATES: missing | rejected | on_time | late
+    standing: str  # one of deadlines.STANDINGS, on ReportData.today
     received_at: datetime | None = None
     reminders_sent: int = 0
     document_id: int | None = None
+    under_review: bool = False  # a document meeting it waits for staff
+
+    @property
+    def label(self) -> str:
+        return STANDING_LABELS_VI[self.standing]
 
 
 @dataclass(frozen=True)
-class PeriodOnTime:
-    """How units did on one report obligation."""
+class ObligationCounts:
+    """How the units owing one obligation stand: one count per standing; the counts add up to ``owed``.
 
-    obligation_id: str
-    title: str
-    period: str | None
-    due_date: date | None
-    owed: int
-    on_time: int
-    late: int
-    rejected: int
-    missing: int
+    The one definition of "on time", "late", "not sent" ... per obligation that the desk, the staff
+    mail and the workbook show."""
+
+    obligation: Obligation
+    counts: tuple[tuple[str, int], ...]  # (standing, units), every standing of STANDINGS in its order
+    past_due: bool  # the deadline has passed on the day of the figures
+
+    def count(self, which: str) -> int:
+        return dict(self.counts)[which]
+
+    @property
+    def obligation_id(self) -> str:
+        return self.obligation.id
+
+    @property
+    def title(self) -> str:
+        return self.obligation.title
+
+    @property
+    def period(self) -> str | None:
+        return self.obligation.period
+
+    @property
+    def due_date(self) -> date | None:
+        return self.obligation.due_date
+
+    @property
+    def owed(self) -> int:
+        return sum(n for _, n in self.counts)
+
+    @property
+    def on_time(self) -> int:
+        return self.count("on_time")
+
+    @property
+    def late(self) -> int:
+        return self.count("late")
+
+    @property
+    def sent(self) -> int:
+        """Accepted: on time, late, or sent where no deadline is set."""
+        return sum(self.count(s) for s in SENT_STANDINGS)
+
+    @property
+    def rejected(self) -> int:
+        return self.count("rejected")
+
+    @property
+    def under_review(self) -> int:
+        return self.count("under_review")
+
+    @property
+    def not_sent(self) -> int:
+        """Nothing sent (nor waiting for staff): overdue, not yet due, or owed with no deadline."""
+        return sum(self.count(s) for s in NOT_SENT_STANDINGS)
+
+    @property
+    def not_sent_standing(self) -> str:
+        """What the units that sent nothing are: overdue, not yet due, or simply missing (no deadline)."""
+        if self.obligation.due_date is None:
+            return "missing"
+        return "overdue" if self.past_due else "not_due"
+
+    @property
+    def not_sent_label(self) -> str:
+        return STANDING_LABELS_VI[self.not_sent_standing]
 
     @property
     def share_on_time(self) -> float:
@@ -75,16 +143,24 @@ class ReportData:
     registered: tuple[tuple[Unit, Entry], ...] = ()
     commendations: tuple[tuple[Unit, Entry], ...] = ()
     compliance: tuple[ComplianceRow, ...] = ()
-    reports_on_time: tuple[PeriodOnTime, ...] = ()
+    obligations: tuple[ObligationCounts, ...] = ()  # every obligation of the campaign, in its order
     timezone: str = "Asia/Ho_Chi_Minh"
     # The extra columns (Entry.extra) of the forms that feed each list, in the forms' order.
     registered_columns: tuple[Column, ...] = ()
     commendation_columns: tuple[Column, ...] = ()
     registration_share: float = 1.0  # the campaign's target: share of units registering a model
+    # Units with an accepted, non-superseded registration (or summary): "đã đăng ký", whether or not
+    # its models were read (an accepted photo has none until staff type them in).
+    registered_unit_ids: frozenset[str] = frozenset()
 
     @property
     def category_codes(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.categories)
+
+    @property
+    def reports_on_time(self) -> tuple[ObligationCounts, ...]:
+        """The report obligations (those for a period)."""
+        return tuple(o for o in self.obligations if o.period is not None)
 
 
 @dataclass(frozen=True)
@@ -96,8 +172,8 @@ class Headline:
     individual_models: int
     models_by_category: tuple[tuple[str, int], ...]  # (Vietnamese header, count), in form order
     commendations_total: int
-    obligations: tuple[tuple[str, str, int, int, int, int], ...] = field(default=())
-    # (title, deadline dd/mm/yyyy, on_time, late, rejected, missing) for obligations with a date
+    obligations: tuple[ObligationCounts, ...] = field(default=())
+    units_without_entries: int = 0  # registered, but no model recorded (e.g. an accepted photo)
 
     @property
     def share_registered(self) -> float:
@@ -110,7 +186,7 @@ class MissingRow:
     deadline: str
     unit_name: str
     group: str
-    state: str  # Vietnamese
+    state: str  # Vietnamese: the standing's label
     overdue: bool
 
 
@@ -119,24 +195,42 @@ def percent(share: float) -> str:
     return ("%g" % (share * 100)).replace(".", ",") + "%"
 
 
-def periods_on_time(compliance: Iterable[ComplianceRow]) -> tuple[PeriodOnTime, ...]:
-    """Per report obligation (those for a period), counts of each state."""
-    rows: dict[str, list[ComplianceRow]] = {}
-    order: list[Obligation] = []
+def compliance_rows(
+    obligations: Iterable[Obligation],
+    units: Iterable[Unit],
+    states: Mapping[tuple[str, str], ObligationState],
+    today: date,
+    reminders_sent: Mapping[tuple[str, str], int] | None = None,
+) -> tuple[ComplianceRow, ...]:
+    """Every unit on every obligation it owes (obligation by obligation, units in the given order),
+    with its standing on ``today``."""
+    units = tuple(units)
+    sent = reminders_sent or {}
+    rows = []
+    for ob in obligations:
+        for unit in units:
+            state = states.get((unit.unit_id, ob.id))
+            if state is None:
+                continue
+            review = state.under_review_document_id is not None
+            rows.append(ComplianceRow(
+                unit, ob, state.state, standing(state.state, ob, today, under_review=review), state.received_at,
+                sent.get((unit.unit_id, ob.id), 0), state.document_id, review,
+            ))
+    return tuple(rows)
+
+
+def obligation_counts(obligations: Iterable[Obligation], compliance: Iterable[ComplianceRow],
+                      today: date) -> tuple[ObligationCounts, ...]:
+    """Per obligation, how many owing units have each standing."""
+    by_ob: dict[str, list[str]] = {}
     for row in compliance:
-        if row.obligation.period is None:
-            continue
-        if row.obligation.id not in rows:
-            order.append(row.obligation)
-        rows.setdefault(row.obligation.id, []).append(row)
-    result = []
-    for ob in order:
-        states = [r.state for r in rows[ob.id]]
-        result.append(PeriodOnTime(
-            ob.id, ob.title, ob.period, ob.due_date, len(states), states.count("on_time"),
-            states.count("late"), states.count("rejected"), states.count("missing"),
-        ))
-    return tuple(result)
+        by_ob.setdefault(row.obligation.id, []).append(row.standing)
+    out = []
+    for ob in obligations:
+        got = by_ob.get(ob.id, [])
+        out.append(ObligationCounts(ob, tuple((s, got.count(s)) for s in STANDINGS), past_due(ob, today)))
+    return tuple(out)
 
 
 def build_report_data(
@@ -169,34 +263,28 @@ def build_report_data(
     counting.sort(key=lambda d: (d.received_at, d.document_id))
     registered: list[tuple[Unit, Entry]] = []
     commendations: list[tuple[Unit, Entry]] = []
+    registered_ids: set[str] = set()
     for unit in units:
         own = [d for d in counting if d.unit_id == unit.unit_id]
         summaries = [d for d in own if role.get(d.kind) == "summary"]
         sources = summaries or [d for d in own if role.get(d.kind) == "registration"]
+        if sources:
+            registered_ids.add(unit.unit_id)
         for d in sources:
             registered.extend((unit, e) for e in entries.get(d.document_id, ()))
         for d in own:
             if role.get(d.kind) == "commendation":
                 commendations.extend((unit, e) for e in entries.get(d.document_id, ()))
-    sent = reminders_sent or {}
-    compliance = []
-    for ob in obligations:
-        for unit in units:
-            state = states.get((unit.unit_id, ob.id))
-            if state is None:
-                continue
-            compliance.append(ComplianceRow(
-                unit, ob, state.state, state.received_at, sent.get((unit.unit_id, ob.id), 0), state.document_id
-            ))
+    compliance = compliance_rows(obligations, units, states, today, reminders_sent)
     own_forms = [rules.forms[i] for i in ids if i in rules.forms]
     return ReportData(
         organisation=organisation, year=year, today=today, units=units,
         categories=tuple(rules.category_labels(ids).items()),
         registered=tuple(registered), commendations=tuple(commendations),
-        compliance=tuple(compliance), reports_on_time=periods_on_time(compliance), timezone=timezone,
+        compliance=compliance, obligations=obligation_counts(obligations, compliance, today), timezone=timezone,
         registered_columns=extra_columns(own_forms, ("registration", "summary")),
         commendation_columns=extra_columns(own_forms, ("commendation",)),
-        registration_share=registration_share,
+        registration_share=registration_share, registered_unit_ids=frozenset(registered_ids),
     )
 
 
@@ -237,17 +325,18 @@ def category_table(data: ReportData) -> pd.DataFrame:
 
 
 def group_table(data: ReportData) -> pd.DataFrame:
-    """Per unit group: units, units with at least one registered model, models, share."""
+    """Per unit group: units, units registered (ReportData.registered_unit_ids), models, share."""
     units = pd.DataFrame([{"unit_id": u.unit_id, "group": u.group} for u in data.units], columns=["unit_id", "group"])
     models = pd.DataFrame(
         [{"unit_id": u.unit_id, "group": u.group} for u, _ in data.registered], columns=["unit_id", "group"]
     )
+    registered = units[units["unit_id"].isin(data.registered_unit_ids)]
     table = pd.DataFrame(index=list(GROUPS))
     table["units"] = units.groupby("group")["unit_id"].nunique()
-    table["registered"] = models.groupby("group")["unit_id"].nunique()
+    table["registered"] = registered.groupby("group")["unit_id"].nunique()
     table["models"] = models.groupby("group").size()
     table = table.fillna(0).astype(int)
-    table.loc["all"] = [len(units["unit_id"].unique()), models["unit_id"].nunique(), len(models)]
+    table.loc["all"] = [units["unit_id"].nunique(), registered["unit_id"].nunique(), len(models)]
     table["share"] = (table["registered"] / table["units"].where(table["units"] > 0)).fillna(0.0)
     return table
 
@@ -255,102 +344,38 @@ def group_table(data: ReportData) -> pd.DataFrame:
 def headline(data: ReportData) -> Headline:
     frame = entries_frame(data)
     per_cat = frame.groupby("category")["entry"].nunique() if len(frame) else pd.Series(dtype=int)
-    obligations: list[tuple[str, str, int, int, int, int]] = []
-    seen: dict[str, list[ComplianceRow]] = {}
-    for row in data.compliance:
-        seen.setdefault(row.obligation.id, []).append(row)
-    for rows in seen.values():
-        ob = rows[0].obligation
-        if ob.due_date is None:
-            continue
-        states = [r.state for r in rows]
-        obligations.append((ob.title, vn_date(ob.due_date), states.count("on_time"), states.count("late"),
-                            states.count("rejected"), states.count("missing")))
+    with_models = {u.unit_id for u, _ in data.registered}
     return Headline(
         units_total=len(data.units),
-        units_registered=len({u.unit_id for u, _ in data.registered}),
+        units_registered=len(data.registered_unit_ids),
         models_total=len(data.registered),
         collective_models=sum(1 for _, e in data.registered if e.section == "collective"),
         individual_models=sum(1 for _, e in data.registered if e.section == "individual"),
         models_by_category=tuple((label, int(per_cat.get(c, 0))) for c, label in data.categories),
         commendations_total=len(data.commendations),
-        obligations=tuple(obligations),
+        obligations=data.obligations,
+        units_without_entries=len(data.registered_unit_ids - with_models),
     )
 
 
 def missing_rows(data: ReportData, *, upcoming_days: int = 14) -> tuple[MissingRow, ...]:
-    """Units still owing (missing or rejected): every overdue obligation, and those due within
-    ``upcoming_days`` of ``data.today``."""
+    """Units still owing (nothing sent, or a rejected document), leaving out those whose document waits
+    for staff: every overdue obligation, and those due within ``upcoming_days`` of ``data.today``."""
     result = []
     for row in data.compliance:
         due = row.obligation.due_date
-        if due is None or row.state not in ("missing", "rejected"):
+        if due is None or row.standing not in ("rejected", "overdue", "not_due"):
             continue
-        overdue = due < data.today
+        overdue = past_due(row.obligation, data.today)
         if not overdue and (due - data.today).days > upcoming_days:
             continue
         result.append(MissingRow(row.obligation.title, vn_date(due), row.unit.name,
-                                 GROUP_LABELS.get(row.unit.group, row.unit.group),
-                                 STATE_LABELS_VI[row.state], overdue))
+                                 GROUP_LABELS.get(row.unit.group, row.unit.group), row.label, overdue))
     return tuple(result)
 
 
-# --------------------------------------------------------------------------- staff email
-
-
-def render_staff_email(
-    env: jinja2.Environment,
-    data: ReportData,
-    *,
-    headline_figures: Headline | None = None,
-    missing: Sequence[MissingRow] | None = None,
-    attachment_name: str | None = None,
-) -> tuple[str, str, str]:
-    """Subject, HTML (templates/report_email.html.j2, autoescaped) and plain text of the staff email."""
-    figures = headline_figures or headline(data)
-    owing = tuple(missing) if missing is not None else missing_rows(data)
-    subject = (f"[{data.organisation}] Tổng hợp “Dân vận khéo” năm {data.year} – "
-               f"số liệu đến ngày {vn_date(data.today)}")
-    context = {
-        "organisation": data.organisation,
-        "year": data.year,
-        "today": vn_date(data.today),
-        "h": figures,
-        "share_registered": f"{figures.share_registered * 100:.1f}%".replace(".", ","),
-        "target": percent(data.registration_share),
-        "overdue": [m for m in owing if m.overdue],
-        "upcoming": [m for m in owing if not m.overdue],
-        "attachment_name": attachment_name,
-    }
-    html = env.get_template("report_email.html.j2").render(**context)
-
-    lines = [
-        f"Kính gửi: Thường trực {data.organisation}",
-        "",
-        f"Tổng hợp phong trào thi đua “Dân vận khéo” năm {data.year}, số liệu đến ngày {vn_date(data.today)}:",
-        f"- CĐCS đã đăng ký mô hình: {figures.units_registered}/{figures.units_total} "
-        f"({context['share_registered']}; chỉ tiêu {context['target']})",
-        f"- Tổng số mô hình: {figures.models_total} (tập thể {figures.collective_models}, "
-        f"cá nhân {figures.individual_models})",
-        "- Theo lĩnh vực: " + ", ".join(f"{name} {n}" for name, n in figures.models_by_category),
-        f"- Đề xuất khen thưởng: {figures.commendations_total}",
-    ]
-    if figures.obligations:
-        lines += ["", "Tiến độ theo từng nội dung (đúng hạn / quá hạn / chưa đạt / chưa nộp):"]
-        lines += [f"- {t} (hạn {d}): {a} / {b} / {c} / {e}" for t, d, a, b, c, e in figures.obligations]
-    for label, rows in (("Đơn vị chưa gửi, đã quá hạn:", context["overdue"]),
-                        ("Đơn vị chưa gửi, sắp đến hạn:", context["upcoming"])):
-        if rows:
-            lines += ["", label]
-            lines += [f"- {m.unit_name} ({m.group}) – {m.obligation_title}, hạn {m.deadline}: {m.state}" for m in rows]
-    if attachment_name:
-        lines += ["", f"Chi tiết xem tệp đính kèm {attachment_name}."]
-    lines += ["", "(Thư tổng hợp tự động)"]
-    return subject.replace("\n", " "), html, "\n".join(lines) + "\n"
-
-
 __all__ = [
-    "GROUP_LABELS", "ComplianceRow", "PeriodOnTime", "ReportData", "Headline", "MissingRow", "build_report_data",
-    "extra_columns", "percent", "periods_on_time", "entries_frame", "category_table", "group_table", "headline",
-    "missing_rows", "render_staff_email",
+    "GROUP_LABELS", "ComplianceRow", "ObligationCounts", "ReportData", "Headline", "MissingRow", "build_report_data",
+    "compliance_rows", "obligation_counts", "extra_columns", "percent", "entries_frame", "category_table",
+    "group_table", "headline", "missing_rows",
 ]

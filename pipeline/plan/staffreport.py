@@ -1,7 +1,7 @@
 """The consolidated report for district staff, from the ledger: workbook on disk, email via the outbox.
 
-reports.py (figures, the email text) and workbook.py build the report (pure); this module reads the store, writes the
-file and enqueues the mail under a key per occasion (``report:weekly:2022-W08``,
+reports.py (figures), staffmail.py (the email text) and workbook.py build the report (pure); this module reads
+the store, writes the file and enqueues the mail under a key per occasion (``report:weekly:2022-W08``,
 ``report:deadline:registration``, ``report:manual:2022-02-23``), so an occasion is mailed once
 however often the job runs or the worker restarts.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.plan import reports
+from pipeline.plan.staffmail import render_staff_email
 from pipeline.plan.workbook import build_workbook
 from pipeline.mail.archive import write_atomically
 from pipeline.model import Entry
@@ -121,7 +122,7 @@ def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None 
         if not cfg.staff:
             log.warning("no staff addresses configured: report %s not mailed", summary.key)
         else:
-            subject, html, text = reports.render_staff_email(ctx.env, data, attachment_name=name)
+            subject, html, text = render_staff_email(ctx.env, data, attachment_name=name)
             mid, raw = build_mail(sender=cfg.smtp.sender, to=cfg.staff, subject=subject, text=text, html=html,
                                   attachments=[(name, workbook, XLSX)])
             summary.queued = ctx.store.enqueue(OutboxItem(

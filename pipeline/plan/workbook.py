@@ -2,7 +2,11 @@
 
 Pure: ReportData in (see reports.py), .xlsx bytes out. No clock: the same data gives the same bytes.
 The category columns and the lists' extra columns are those of the campaign's form definitions
-(ReportData.categories, .registered_columns, .commendation_columns).
+(ReportData.categories, .registered_columns, .commendation_columns). Every count comes from reports.py,
+the same figures the desk and the staff mail show.
+
+Every sheet prints on A4, one page wide, its header rows repeated on every page (xlsx.print_setup);
+Chỉ tiêu, with its chart beside the table it draws, prints on one page.
 
 Text that came from a unit (names, models, results, notes, even unit names from the units file)
 is written as an inline string with Excel's quotePrefix set, never as a formula: openpyxl would
@@ -10,108 +14,40 @@ otherwise store any str starting with "=" as a formula.
 """
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.chart import BarChart, Reference
 from openpyxl.chart.label import DataLabelList
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
+from openpyxl.styles import Alignment, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
-from openpyxl.writer.excel import ExcelWriter
 
 from pipeline.forms.definitions import Column
 from pipeline.model import GROUPS, Entry, Unit
-from pipeline.plan.deadlines import STATE_LABELS_VI
-from pipeline.plan.reports import GROUP_LABELS, ReportData, category_table, group_table, percent
+from pipeline.plan.deadlines import SENT_STANDINGS, STANDING_LABELS_VI, STANDING_SHORT_VI, STANDINGS
+from pipeline.plan.reports import (GROUP_LABELS, ComplianceRow, ReportData, category_table, group_table, headline,
+                                   percent)
 from pipeline.plan.vn import vn_date
+from pipeline.plan.xlsx import (BORDER, CENTER, DATE_FORMAT, LEFT, RIGHT, font, merge, note_row, print_setup, put,
+                                save, title_block, widths)
 
 SECTION_HEADERS = (("collective", "I", "TẬP THỂ"), ("individual", "II", "CÁ NHÂN"))
 SHEET_NAMES = ("Tổng hợp", "Khen thưởng", "Tiến độ", "Chỉ tiêu")
 
-# Characters that make Excel (or a CSV import of the sheet) start a formula.
-_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-# --------------------------------------------------------------------------- styles
-
-_FONT = "Times New Roman"
-_THIN = Side(style="thin", color="000000")
-_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
-_CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
-_LEFT = Alignment(horizontal="left", vertical="center", wrap_text=True)
-_STATE_FILLS = {
-    "on_time": PatternFill("solid", fgColor="E2EFDA"),
-    "late": PatternFill("solid", fgColor="FFF2CC"),
-    "rejected": PatternFill("solid", fgColor="F8CBAD"),
-    "missing": PatternFill("solid", fgColor="EDEDED"),
+# Colour says the same as the cell's words (never colour alone): the overdue stand out in red and bold.
+STANDING_FILLS = {
+    "on_time": "E2EFDA", "submitted": "E2EFDA", "late": "FFF2CC", "rejected": "FCE4D6",
+    "under_review": "DDEBF7", "overdue": "F4B183", "not_due": "FFFFFF", "missing": "EDEDED",
 }
 
 
-def _font(bold: bool = False, italic: bool = False, size: int = 12) -> Font:
-    return Font(name=_FONT, size=size, bold=bold, italic=italic)
-
-
-def _clean(text: str) -> str:
-    return ILLEGAL_CHARACTERS_RE.sub("", text)
-
-
-def put(ws: Worksheet, row: int, col: int, value: Any, *, bold: bool = False, italic: bool = False,
-        size: int = 12, align: Alignment | None = None, border: bool = False,
-        number_format: str | None = None) -> Cell:
-    """Write one cell. A str is always stored as text, never as a formula."""
-    cell = ws.cell(row=row, column=col)
-    if isinstance(value, str):
-        value = _clean(value)
-        cell.value = value
-        if cell.data_type != "s" or value.startswith(_FORMULA_TRIGGERS):
-            # openpyxl turns a str starting with "=" into a formula: force text, and set
-            # quotePrefix so Excel keeps it text even when a user edits the cell.
-            cell.data_type = "s"
-            cell.quotePrefix = True
-    else:
-        cell.value = value
-    cell.font = _font(bold, italic, size)
-    cell.alignment = align or (_CENTER if not isinstance(value, str) else _LEFT)
-    if border:
-        cell.border = _BORDER
-    if number_format:
-        cell.number_format = number_format
-    return cell
-
-
-def _merge(ws: Worksheet, row: int, col1: int, col2: int, value: Any, **kw: Any) -> Cell:
-    cell = put(ws, row, col1, value, **kw)
-    if col2 > col1:
-        ws.merge_cells(start_row=row, start_column=col1, end_row=row, end_column=col2)
-        if kw.get("border"):
-            for c in range(col1 + 1, col2 + 1):
-                ws.cell(row=row, column=c).border = _BORDER
-    return cell
-
-
-def _title_block(ws: Worksheet, data: ReportData, last_col: int, title: str, subtitle: str, note: str) -> int:
-    """ĐƠN VỊ line, date line, title, subtitle, note; returns the next free row."""
-    left = max(3, last_col // 2)
-    _merge(ws, 1, 1, left, f"ĐƠN VỊ: {data.organisation.upper()}", bold=True, align=_LEFT)
-    put(ws, 1, left + 1, f"Ngày {data.today:%d} tháng {data.today:%m} năm {data.today:%Y}",
-        italic=True, align=Alignment(horizontal="right", vertical="center"))
-    ws.merge_cells(start_row=1, start_column=left + 1, end_row=1, end_column=last_col)
-    _merge(ws, 3, 1, last_col, title, bold=True, size=14, align=_CENTER)
-    _merge(ws, 4, 1, last_col, subtitle, bold=True, align=_CENTER)
-    _merge(ws, 5, 1, last_col, note, italic=True, align=_CENTER)
-    return 7
-
-
-def _widths(ws: Worksheet, widths: Sequence[float]) -> None:
-    for i, w in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = w
+def _fill(standing: str) -> PatternFill:
+    return PatternFill("solid", fgColor=STANDING_FILLS[standing])
 
 
 # --------------------------------------------------------------------------- form-like sheets
@@ -141,25 +77,25 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
     first_extra = 4 + ncat
     last_col = 3 + ncat + len(extras) + 1
     unit_count = len({u.unit_id for u, _ in pairs})
-    row = _title_block(ws, data, last_col, title, subtitle,
-                       f"(Số liệu tổng hợp đến ngày {vn_date(data.today)}: {unit_count} đơn vị, {len(pairs)} mô hình)")
+    row = title_block(ws, data.organisation, data.today, last_col, title, subtitle,
+                      f"(Số liệu tổng hợp đến ngày {vn_date(data.today)}: {unit_count} đơn vị, {len(pairs)} mô hình)")
     top = row
     headers = [(1, "TT"), (2, "Tên tập thể, cá nhân"), (3, "Tên mô hình"),
                *((first_extra + i, col.label) for i, col in enumerate(extras)), (last_col, last_header)]
     for col, text in headers:
-        put(ws, top, col, text, bold=True, align=_CENTER, border=True)
+        put(ws, top, col, text, bold=True, align=CENTER, border=True)
         put(ws, top + 1, col, None, border=True)
         ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
-    _merge(ws, top, 4, 3 + ncat, "PHÂN LOẠI MÔ HÌNH", bold=True, align=_CENTER, border=True)
+    merge(ws, top, 4, 3 + ncat, "PHÂN LOẠI MÔ HÌNH", bold=True, align=CENTER, border=True)
     for i, (_, label) in enumerate(categories):
-        put(ws, top + 1, 4 + i, label, bold=True, align=_CENTER, border=True)
+        put(ws, top + 1, 4 + i, label, bold=True, align=CENTER, border=True)
     ws.row_dimensions[top + 1].height = 32
     row = top + 2
 
     totals = {cat: 0 for cat, _ in categories}
     for section, roman, label in SECTION_HEADERS:
-        put(ws, row, 1, roman, bold=True, align=_CENTER, border=True)
-        _merge(ws, row, 2, last_col, label, bold=True, border=True)
+        put(ws, row, 1, roman, bold=True, align=CENTER, border=True)
+        merge(ws, row, 2, last_col, label, bold=True, border=True)
         row += 1
         number = 0
         current: str | None = None
@@ -169,15 +105,15 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
             if unit.unit_id != current:
                 current = unit.unit_id
                 put(ws, row, 1, None, border=True)
-                _merge(ws, row, 2, last_col, f"Đơn vị: {unit.name}", bold=True, italic=True, border=True)
+                merge(ws, row, 2, last_col, f"Đơn vị: {unit.name}", bold=True, italic=True, border=True)
                 row += 1
             number += 1
-            put(ws, row, 1, number, border=True, align=_CENTER)
+            put(ws, row, 1, number, border=True, align=CENTER)
             put(ws, row, 2, entry.name, border=True)
             put(ws, row, 3, entry.model, border=True)
             for i, (cat, _) in enumerate(categories):
                 mark = 1 if cat in entry.categories else None
-                put(ws, row, 4 + i, mark, border=True, align=_CENTER)
+                put(ws, row, 4 + i, mark, border=True, align=CENTER)
                 if mark:
                     totals[cat] += 1
             for i, col in enumerate(extras):
@@ -185,21 +121,19 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
             put(ws, row, last_col, getattr(entry, last_value) or "", border=True)
             row += 1
     put(ws, row, 1, None, border=True)
-    put(ws, row, 2, "Tổng cộng", bold=True, border=True, align=_CENTER)
-    put(ws, row, 3, f"{len(pairs)} mô hình", bold=True, border=True, align=_CENTER)
+    put(ws, row, 2, "Tổng cộng", bold=True, border=True, align=CENTER)
+    put(ws, row, 3, f"{len(pairs)} mô hình", bold=True, border=True, align=CENTER)
     for i, (cat, _) in enumerate(categories):
-        put(ws, row, 4 + i, totals[cat], bold=True, border=True, align=_CENTER)
+        put(ws, row, 4 + i, totals[cat], bold=True, border=True, align=CENTER)
     for c in range(first_extra, last_col + 1):
         put(ws, row, c, None, border=True)
     row += 2
-    put(ws, row, 1, "Lưu ý: số (1) ở cột phân loại đánh dấu lĩnh vực của mô hình; tổng hợp tự động "
-                    "từ các biểu đã được tiếp nhận.", italic=True, align=Alignment(horizontal="left"))
-    _widths(ws, [6, 34, 46] + [10] * ncat + [col.width or 16 for col in extras]
-            + [40 if last_value == "result" else 18])
+    note_row(ws, row, last_col, "Lưu ý: số (1) ở cột phân loại đánh dấu lĩnh vực của mô hình; tổng hợp tự động "
+                                "từ các biểu đã được tiếp nhận.", lines=1)
+    widths(ws, [6, 34, 46] + [10] * ncat + [col.width or 16 for col in extras]
+           + [40 if last_value == "result" else 18])
     ws.freeze_panes = ws.cell(row=top + 2, column=1)
-    ws.print_title_rows = f"{top}:{top + 1}"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth = 1
+    print_setup(ws, last_col=last_col, last_row=row, title_rows=(top, top + 1))
     return {**totals, "models": len(pairs)}
 
 
@@ -214,53 +148,110 @@ def _sorted_pairs(data: ReportData, pairs: Sequence[tuple[Unit, Entry]]) -> list
 # --------------------------------------------------------------------------- Tiến độ
 
 
+def progress_cell(row: ComplianceRow, zone: ZoneInfo) -> str:
+    """A unit's standing on one obligation as the grid shows it: "Đúng hạn 14/02", "Quá hạn, chưa nộp · nhắc 3"."""
+    text = STANDING_SHORT_VI[row.standing]
+    if row.received_at is not None and row.standing in (*SENT_STANDINGS, "rejected"):
+        text += f" {row.received_at.astimezone(zone):%d/%m}"
+    if row.reminders_sent:
+        text += f" · nhắc {row.reminders_sent}"
+    return text
+
+
 def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
-    headers = ["TT", "Nội dung", "Hạn nộp", "Đơn vị", "Khối", "Thời điểm nhận", "Tình trạng", "Số lần đã nhắc"]
-    last_col = len(headers)
-    row = _title_block(ws, data, last_col, "TIẾN ĐỘ GỬI BIỂU MẪU, BÁO CÁO CỦA CÁC CÔNG ĐOÀN CƠ SỞ",
-                       f"Phong trào thi đua “Dân vận khéo” năm {data.year}",
-                       f"(Tính đến ngày {vn_date(data.today)}; giờ Việt Nam)")
-    for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=_CENTER)
-    header_row = row
+    """One row per unit (units file order), one column per obligation; the deadlines as dates in the
+    second header row; under the grid, the units of each standing per obligation (reports.ObligationCounts)."""
+    obligations = data.obligations
+    first = 4
+    last_col = first + len(obligations) - 1 if obligations else 3
+    row = title_block(ws, data.organisation, data.today, last_col,
+                      "TIẾN ĐỘ GỬI BIỂU MẪU, BÁO CÁO CỦA CÁC CÔNG ĐOÀN CƠ SỞ",
+                      f"Phong trào thi đua “Dân vận khéo” năm {data.year}",
+                      f"(Tính đến ngày {vn_date(data.today)}; ngày nhận theo giờ Việt Nam)")
+    top = row
+    for col, text in ((1, "TT"), (2, "Tên đơn vị")):
+        put(ws, top, col, text, bold=True, border=True, align=CENTER)
+        put(ws, top + 1, col, None, border=True)
+        ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
+    put(ws, top, 3, "Khối", bold=True, border=True, align=CENTER)
+    put(ws, top + 1, 3, "Hạn nộp", italic=True, border=True, align=RIGHT)
+    for i, counts in enumerate(obligations):
+        put(ws, top, first + i, counts.title, bold=True, border=True, align=CENTER, size=11)
+        if counts.due_date is not None:
+            put(ws, top + 1, first + i, counts.due_date, bold=True, border=True, align=CENTER,
+                number_format=DATE_FORMAT)
+        else:
+            put(ws, top + 1, first + i, "Chưa quy định", italic=True, border=True, align=CENTER)
+    ws.row_dimensions[top].height = 60  # titles of up to four lines
+
     zone = ZoneInfo(data.timezone)
-    for number, item in enumerate(data.compliance, start=1):
+    cells = {(r.unit.unit_id, r.obligation.id): r for r in data.compliance}
+    row = top + 1
+    for number, unit in enumerate(data.units, start=1):
         row += 1
-        ob = item.obligation
-        put(ws, row, 1, number, border=True)
-        put(ws, row, 2, ob.title, border=True)
-        put(ws, row, 3, vn_date(ob.due_date) if ob.due_date else "Chưa quy định", border=True, align=_CENTER)
-        put(ws, row, 4, item.unit.name, border=True)
-        put(ws, row, 5, GROUP_LABELS.get(item.unit.group, item.unit.group), border=True)
-        received = item.received_at.astimezone(zone).strftime("%d/%m/%Y %H:%M") if item.received_at else ""
-        put(ws, row, 6, received, border=True, align=_CENTER)
-        # With no deadline set nothing can be on time or late: it was simply sent.
-        label = "Đã nộp" if ob.due_date is None and item.state in ("on_time", "late") else STATE_LABELS_VI[item.state]
-        cell = put(ws, row, 7, label, border=True, align=_CENTER)
-        cell.fill = _STATE_FILLS[item.state]
-        put(ws, row, 8, item.reminders_sent, border=True)
-    ws.auto_filter.ref = f"A{header_row}:{get_column_letter(last_col)}{max(row, header_row)}"
-    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
-    _widths(ws, [6, 44, 13, 36, 20, 18, 22, 10])
+        put(ws, row, 1, number, border=True, size=11)
+        put(ws, row, 2, unit.name, border=True, size=11)
+        put(ws, row, 3, GROUP_LABELS.get(unit.group, unit.group), border=True, size=11)
+        for i, counts in enumerate(obligations):
+            item = cells.get((unit.unit_id, counts.obligation_id))
+            if item is None:  # the unit's group does not owe it
+                put(ws, row, first + i, "—", border=True, align=CENTER, size=11)
+                continue
+            cell = put(ws, row, first + i, progress_cell(item, zone), border=True, align=CENTER, size=11)
+            cell.fill = _fill(item.standing)
+            if item.standing == "overdue":
+                cell.font = font(bold=True, size=11, color="9C0006")
+    grid_end = row
+    if obligations:
+        ws.auto_filter.ref = f"A{top + 1}:{get_column_letter(last_col)}{max(grid_end, top + 1)}"
+
+    # How many units stand where, per obligation: the figures of the desk's overview and the staff mail.
+    row += 2
+    merge(ws, row, 1, 3, "Số đơn vị theo tình trạng", bold=True, border=True, align=CENTER)
+    for i in range(len(obligations)):
+        put(ws, row, first + i, None, border=True)
+    for which in STANDINGS:
+        row += 1
+        put(ws, row, 1, None, border=True)
+        label = merge(ws, row, 2, 3, STANDING_LABELS_VI[which], border=True, size=11)
+        label.fill = _fill(which)
+        for i, counts in enumerate(obligations):
+            put(ws, row, first + i, counts.count(which), border=True, size=11)
+    row += 1
+    put(ws, row, 1, None, border=True)
+    merge(ws, row, 2, 3, "Số đơn vị phải nộp", bold=True, border=True, size=11)
+    for i, counts in enumerate(obligations):
+        put(ws, row, first + i, counts.owed, bold=True, border=True, size=11)
+    row += 2
+    note_row(ws, row, last_col, "Ghi chú: ngày ghi sau tình trạng là ngày nhận văn bản; “nhắc 3”: đã gửi 3 thư nhắc; "
+                                "“Chờ xem xét”: đơn vị đã gửi, văn bản chờ cán bộ xem xét; “—”: khối của đơn vị "
+                                "không phải nộp.")
+    widths(ws, [6, 40, 16] + [19] * len(obligations))
+    ws.freeze_panes = ws.cell(row=top + 2, column=first)
+    print_setup(ws, last_col=last_col, last_row=row, title_rows=(top, top + 1))
 
 
 # --------------------------------------------------------------------------- Chỉ tiêu
 
+_TABLE_COLS = 9        # the widest table (section 3)
+_CHART_COLS = (11, 18)  # K..R: the chart stands beside section 2, after a narrow gap (J)
+_CHART_ROWS = 17
+
 
 def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
-    last_col = 8
-    row = _title_block(ws, data, last_col, "THEO DÕI THỰC HIỆN CHỈ TIÊU",
-                       f"Kế hoạch thực hiện chủ đề công tác năm {data.year} – phong trào thi đua “Dân vận khéo”",
-                       f"(Tính đến ngày {vn_date(data.today)})")
+    last_col = _CHART_COLS[1]
+    row = title_block(ws, data.organisation, data.today, last_col, "THEO DÕI THỰC HIỆN CHỈ TIÊU",
+                      f"Kế hoạch thực hiện chủ đề công tác năm {data.year} – phong trào thi đua “Dân vận khéo”",
+                      f"(Tính đến ngày {vn_date(data.today)})")
 
-    # 1. Units with at least one registered model, against the campaign's target.
+    # 1. Units that registered (reports: ReportData.registered_unit_ids), against the campaign's target.
     target = data.registration_share
-    _merge(ws, row, 1, last_col, "1. Công đoàn cơ sở đăng ký ít nhất 01 mô hình “Dân vận khéo” "
-                                 f"(chỉ tiêu: {percent(target)})", bold=True, align=_LEFT)
+    merge(ws, row, 1, _TABLE_COLS, "1. Công đoàn cơ sở đăng ký ít nhất 01 mô hình “Dân vận khéo” "
+                                   f"(chỉ tiêu: {percent(target)})", bold=True, align=LEFT)
     row += 1
     headers = ["Khối", "Số CĐCS", "Số CĐCS đã đăng ký", "Số mô hình", "Tỷ lệ đăng ký", "Chỉ tiêu", "Đánh giá"]
     for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=_CENTER)
+        put(ws, row, col, text, bold=True, border=True, align=CENTER)
     groups = group_table(data)
     for key in [*GROUPS, "all"]:
         row += 1
@@ -276,15 +267,21 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
             verdict = "Không có đơn vị"
         else:
             verdict = "Đạt" if float(r["share"]) >= target else "Chưa đạt"
-        put(ws, row, 7, verdict, bold=is_all, border=True, align=_CENTER)
+        put(ws, row, 7, verdict, bold=is_all, border=True, align=CENTER)
+    without = headline(data).units_without_entries
+    if without:
+        row += 1
+        note_row(ws, row, _TABLE_COLS, f"Trong đó {without} đơn vị đã đăng ký nhưng chưa có số liệu mô hình (văn bản "
+                                       "đã được chấp nhận nhưng chưa nhập các dòng).", lines=1)
     row += 2
 
-    # 2. Models per category, by section and by unit group; the chart reads this table.
-    _merge(ws, row, 1, last_col, "2. Số mô hình đăng ký theo lĩnh vực", bold=True, align=_LEFT)
+    # 2. Models per category, by section and by unit group; the chart beside it reads this table.
+    chart_top = row
+    merge(ws, row, 1, _TABLE_COLS, "2. Số mô hình đăng ký theo lĩnh vực", bold=True, align=LEFT)
     row += 1
     headers = ["Lĩnh vực", "Tập thể", "Cá nhân", *(GROUP_LABELS[g] for g in GROUPS), "Tổng số"]
     for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=_CENTER)
+        put(ws, row, col, text, bold=True, border=True, align=CENTER)
     header_row = row
     table = category_table(data)
     for cat, label in data.categories:
@@ -297,9 +294,44 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
     put(ws, row, 1, "Cộng", bold=True, border=True)
     for col, key in enumerate(["collective", "individual", *GROUPS, "total"], start=2):
         put(ws, row, col, int(table[key].sum()), bold=True, border=True)
-    chart_anchor_row = header_row
+    chart_bottom = max(row, chart_top + _CHART_ROWS - 1)
+    _chart(ws, header_row, first_data, last_data, chart_top, chart_bottom)
     row += 2
 
+    # 3. Reports per period (reports: ObligationCounts; its counts add up to the units that owe it).
+    merge(ws, row, 1, _TABLE_COLS, "3. Báo cáo định kỳ gửi đúng hạn theo kỳ", bold=True, align=LEFT)
+    row += 1
+    headers = ["Kỳ báo cáo", "Hạn nộp", "Số đơn vị phải nộp", "Đúng hạn", "Nộp quá hạn", "Chưa đạt",
+               "Chờ xem xét", "Chưa nộp", "Tỷ lệ đúng hạn"]
+    for col, text in enumerate(headers, start=1):
+        put(ws, row, col, text, bold=True, border=True, align=CENTER)
+    for p in data.reports_on_time:
+        row += 1
+        put(ws, row, 1, p.title, border=True)
+        if p.due_date is not None:
+            put(ws, row, 2, p.due_date, border=True, align=CENTER, number_format=DATE_FORMAT)
+        else:
+            put(ws, row, 2, "Chưa quy định", border=True, align=CENTER)
+        for col, value in enumerate([p.owed, p.on_time, p.late, p.rejected, p.under_review], start=3):
+            put(ws, row, col, value, border=True)
+        # "3 (quá hạn)" stays a number: the words come from the number format, the cell adds up.
+        overdue = p.not_sent_standing == "overdue" and p.not_sent > 0
+        cell = put(ws, row, 8, p.not_sent, border=True, number_format='0" (quá hạn)"' if overdue else "0")
+        if overdue:
+            cell.font = font(bold=True, color="9C0006")
+            cell.fill = _fill("overdue")
+        put(ws, row, 9, p.share_on_time, border=True, number_format="0.0%")
+    row += 2
+    note_row(ws, row, _TABLE_COLS, "Chỉ tiêu trên 45% thỏa ước lao động tập thể xếp loại B trở lên: các biểu mẫu "
+                                   "gửi qua hộp thư không có số liệu này, cần theo dõi riêng.")
+    # Column H holds "300 (quá hạn)".
+    widths(ws, [34] + [12] * 6 + [15, 12] + [2] + [8] * (_CHART_COLS[1] - _CHART_COLS[0] + 1))
+    print_setup(ws, last_col=last_col, last_row=max(row, chart_bottom), title_rows=None, one_page=True)
+
+
+def _chart(ws: Worksheet, header_row: int, first_data: int, last_data: int, top: int, bottom: int) -> None:
+    """The bar chart of models per category, held by its cells (K..R, rows ``top``..``bottom``), so that it
+    prints within the print area beside its table, never cut by a page edge."""
     chart = BarChart()
     chart.type = "col"
     chart.title = "Số mô hình theo lĩnh vực"
@@ -314,30 +346,13 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
     labels = Reference(ws, min_col=1, min_row=first_data, max_row=last_data)
     chart.add_data(values, titles_from_data=True)
     chart.set_categories(labels)
-    chart.dataLabels = DataLabelList()
-    chart.dataLabels.showVal = True
-    chart.width, chart.height = 18, 9
-    ws.add_chart(chart, f"J{chart_anchor_row}")
-
-    # 3. Reports on time per period.
-    _merge(ws, row, 1, last_col, "3. Báo cáo định kỳ gửi đúng hạn theo kỳ", bold=True, align=_LEFT)
-    row += 1
-    headers = ["Kỳ báo cáo", "Hạn nộp", "Số đơn vị phải nộp", "Đúng hạn", "Quá hạn", "Chưa đạt",
-               "Chưa nộp", "Tỷ lệ đúng hạn"]
-    for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=_CENTER)
-    for p in data.reports_on_time:
-        row += 1
-        put(ws, row, 1, p.title, border=True)
-        put(ws, row, 2, vn_date(p.due_date) if p.due_date else "Chưa quy định", border=True, align=_CENTER)
-        for col, value in enumerate([p.owed, p.on_time, p.late, p.rejected, p.missing], start=3):
-            put(ws, row, col, value, border=True)
-        put(ws, row, 8, p.share_on_time, border=True, number_format="0.0%")
-    row += 2
-    put(ws, row, 1, "Chỉ tiêu trên 45% thỏa ước lao động tập thể xếp loại B trở lên: các biểu mẫu "
-                    "gửi qua hộp thư không có số liệu này, cần theo dõi riêng.",
-        italic=True, align=Alignment(horizontal="left"))
-    _widths(ws, [44, 12, 14, 14, 14, 14, 14, 14])
+    # Only the value: LibreOffice adds the category and series names to a label that does not say otherwise.
+    chart.dataLabels = DataLabelList(showVal=True, showCatName=False, showSerName=False, showLegendKey=False,
+                                     showPercent=False)
+    anchor = TwoCellAnchor(editAs="oneCell")
+    anchor._from = AnchorMarker(col=_CHART_COLS[0] - 1, row=top - 1)  # zero-based: column K, row ``top``
+    anchor.to = AnchorMarker(col=_CHART_COLS[1], row=bottom)           # up to the end of column R, row ``bottom``
+    ws.add_chart(chart, anchor)
 
 
 # --------------------------------------------------------------------------- workbook
@@ -368,22 +383,7 @@ def build_workbook(data: ReportData) -> bytes:
     stamp = datetime(data.today.year, data.today.month, data.today.day)
     wb.properties.created = stamp
     wb.properties.modified = stamp
-    return _save(wb, stamp)
+    return save(wb, stamp)
 
 
-def _save(wb: Workbook, stamp: datetime) -> bytes:
-    """Save without reading the clock: openpyxl's save() stamps docProps "modified" and every zip
-    entry with the current time; same data, same bytes is worth the few lines."""
-    raw = io.BytesIO()
-    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        ExcelWriter(wb, archive).write_data()
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(fixed, src.read(info.filename))
-    return out.getvalue()
-
-
-__all__ = ["SHEET_NAMES", "build_workbook", "put"]
+__all__ = ["SHEET_NAMES", "STANDING_FILLS", "build_workbook", "progress_cell"]

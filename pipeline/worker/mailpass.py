@@ -7,6 +7,8 @@ UID high-water mark (one transaction), read and validate the attachments, record
 
 A crash anywhere leaves each message either unrecorded (fetched again: the mark did not move) or recorded
 as 'received' (finished by ``recover`` on the next pass); never recorded twice, never answered twice.
+A resent copy of a mail (same Message-ID, sender and files, composed again) is archived and recorded as a
+copy of the first (``copy_of``), never answered: whether both arrive in one batch, two passes, or around a crash.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pipeline.ledger.messages import RawRecord
 from pipeline.ledger.outcomes import DocumentOutcome, OutcomeRecord
 from pipeline.ledger.schema import from_iso
 from pipeline.mail import mime
+from pipeline.mail.copies import copy_key
 from pipeline.mail.mailbox import Mailbox
 from pipeline.mail.triage import triage
 from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
@@ -103,6 +106,28 @@ def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any
     return reading if reading.campaign is not None else dataclasses.replace(reading, campaign=arrival)
 
 
+def copy_of(ctx: Context, pk: int, raw: bytes, parsed: ParsedMail, row: Any) -> int | None:
+    """The recorded message this one is a resent copy of (pipeline/mail/copies.py), or None.
+
+    Its candidates are the messages recorded before it with the same Message-ID, read back from the archive:
+    whatever state they reached, even none yet (an earlier copy in this batch, one a crash left 'received'),
+    so the answer is the same in any pass, before or after any crash, and only the first copy is answered.
+    """
+    key = copy_key(parsed, raw)
+    if key is None:
+        return None
+    recorded_id = row.message_id if row is not None else mime.header_message_id(raw)
+    for earlier in ctx.store.earlier_with_message_id(recorded_id, key.sender, before=pk):
+        try:
+            earlier_raw = ctx.archive.get(earlier.sha256)
+            earlier_mail = mime.parse_message(earlier_raw, trusted_authserv_ids=ctx.cfg.mailbox.trusted_authserv_ids)
+        except (OSError, MessageParseError):  # unreadable: nothing says they are the same, so not a copy
+            continue
+        if copy_key(earlier_mail, earlier_raw) == key:
+            return int(earlier.id)
+    return None
+
+
 def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
     """Parse and triage one recorded message, read its attachments and build its receipt; write nothing.
 
@@ -118,7 +143,8 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
     assigned = units.by_id(row.assigned_unit_id) if row is not None and row.assigned_unit_id else None
     verdict = triage(parsed, units.by_email(parsed.from_addr), assigned=assigned,
                      released=bool(row is not None and row.released), own_addresses=cfg.own_addresses,
-                     too_early=None if arrival is not None else ctx.too_early(received_at))
+                     too_early=None if arrival is not None else ctx.too_early(received_at),
+                     copy_of=None if assigned is not None else copy_of(ctx, pk, raw, parsed, row))
     unit = verdict.unit
     outcomes: list[DocumentOutcome] = []
     items = []
@@ -152,7 +178,7 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
                          from_name=parsed.from_name, subject=parsed.subject,
                          unit_id=unit.unit_id if unit else None, outcomes=tuple(outcomes),
                          outbox_items=tuple(items), bounce=verdict.bounce,
-                         campaign=arrival.year if arrival else None)
+                         campaign=arrival.year if arrival else None, duplicate_of=verdict.duplicate_of)
 
 
 def process_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, now: datetime) -> str:

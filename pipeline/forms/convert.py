@@ -1,0 +1,132 @@
+"""Word 97-2003 (.doc) and RTF, read by converting them to .docx with LibreOffice, inside the reading process.
+
+Why LibreOffice: no maintained Python library reads the tables of a binary .doc (antiword and catdoc give
+text only; the libraries that do are commercial), and LibreOffice reads every .doc and .rtf a unit's Word
+writes. Headless, it converts one file in one or two seconds; the .docx it writes is then read like any
+other (readers.read_docx), so a .doc form is read by the same table walk, with the same findings.
+
+Runs where core.parse runs: in the isolated reading process (isolation.py), so LibreOffice inherits its
+memory limit (RLIMIT_AS; a headless conversion starts well under the default 1 GiB) and is killed when its
+own time is up — a share of the document's ``worker_timeout_seconds``, so that the child still answers
+before the parent's timeout. LibreOffice runs in a session of its own and the whole process group is
+killed (soffice is a launcher with soffice.bin below it). Each reading process has its own LibreOffice
+profile (``-env:UserInstallation``), reused from one document to the next and removed when the process
+ends: two processes never share a profile, whose lock would make the second conversion hand its file to
+the first LibreOffice or fail.
+
+Where LibreOffice is not installed, or cannot open the file, the document goes to a person with the
+unsupported-format finding; a conversion that overruns is file-timeout, as any other reading that does.
+"""
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.forms.core import Request, fail, parse
+from pipeline.forms.rules import Rules
+from pipeline.model import DocumentReading
+
+CONVERTED = ("doc", "rtf")
+_PREFIX = "intake-lo-"
+_PROFILE: str | None = None
+
+
+class ConversionFailed(Exception):
+    """LibreOffice ended without writing the .docx (it could not open the file)."""
+
+
+def soffice() -> str | None:
+    """The LibreOffice program on PATH, or None."""
+    return shutil.which("soffice") or shutil.which("libreoffice")
+
+
+def read_request(req: Request, rules: Rules) -> DocumentReading:
+    """core.parse, with .doc and .rtf converted to .docx first. Never raises for bad input."""
+    if req.fmt not in CONVERTED:
+        return parse(req, rules)
+    shown = "." + req.fmt
+    exe = soffice()
+    if exe is None:
+        return fail(rules, "unsupported-format", req.fmt, shown)
+    seconds = conversion_seconds(rules.limits["worker_timeout_seconds"])
+    try:
+        docx = to_docx(exe, req.data, req.fmt, seconds)
+    except TimeoutError:
+        return fail(rules, "file-timeout", req.fmt, f"LibreOffice quá {seconds:.0f} giây")
+    except MemoryError:
+        return fail(rules, "file-too-large", req.fmt, "không đủ bộ nhớ để đọc")
+    except (ConversionFailed, OSError):
+        return fail(rules, "unsupported-format", req.fmt, shown)
+    return replace(parse(replace(req, fmt="docx", data=docx), rules), format=req.fmt)
+
+
+def conversion_seconds(timeout: float) -> float:
+    """LibreOffice's share of the document's time: the rest is for reading the .docx and answering."""
+    return max(1.0, float(timeout) - min(5.0, float(timeout) / 4))
+
+
+def to_docx(exe: str, data: bytes, fmt: str, seconds: float) -> bytes:
+    """The .docx LibreOffice makes of ``data``; TimeoutError past ``seconds``, ConversionFailed without one."""
+    work = tempfile.mkdtemp(prefix="intake-convert-")
+    try:
+        src = Path(work) / f"in.{fmt}"
+        src.write_bytes(data)
+        out = Path(work) / "out"
+        cmd = [exe, f"-env:UserInstallation={Path(_profile()).as_uri()}", "--headless", "--invisible",
+               "--nologo", "--norestore", "--nodefault", "--nolockcheck",
+               "--convert-to", "docx:MS Word 2007 XML", "--outdir", str(out), str(src)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=work, start_new_session=True, close_fds=True)
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise TimeoutError(f"LibreOffice overran {seconds:.0f} s") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        result = out / "in.docx"
+        if not result.is_file() or result.stat().st_size == 0:
+            raise ConversionFailed(f"LibreOffice exited with {proc.returncode} and no .docx")
+        return result.read_bytes()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is LibreOffice's and only its
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _profile() -> str:
+    """This process's LibreOffice profile, made on first use; profiles of processes that died are removed."""
+    global _PROFILE
+    if _PROFILE is None or not os.path.isdir(_PROFILE):
+        _remove_stale()
+        _PROFILE = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+        atexit.register(shutil.rmtree, _PROFILE, True)
+    return _PROFILE
+
+
+def _remove_stale() -> None:
+    """Profiles left by reading processes that were killed (a timeout or a crash ends them with SIGKILL)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_PREFIX}*-*")):
+        try:
+            pid = int(os.path.basename(path)[len(_PREFIX):].split("-", 1)[0])
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue

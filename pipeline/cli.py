@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, IntakeError, SchemaOutdated
+from pipeline.reviewcli import add_review_parser
 from pipeline.ledger.dbcli import add_db_parser
 
 log = logging.getLogger("pipeline")
@@ -180,56 +181,6 @@ def _actor(args: argparse.Namespace) -> str:
         return "cli"
 
 
-def _when_local(dt, tz) -> str:  # type: ignore[no-untyped-def]
-    return dt.astimezone(tz).strftime("%d/%m/%Y %H:%M")
-
-
-def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline.desk import actionlog, actions
-    from pipeline.desk.queue import queue
-
-    ctx = _context(args)
-    act = args.review_action
-    try:
-        if act == "list":
-            items = queue(ctx)
-            if not items:
-                print("Không có việc nào cần xử lý.")
-            for i in items:
-                what = {"message": "thư", "document": "tệp", "bounce": "báo lỗi"}[i.target]
-                head = f"[{i.kind}] {what} #{i.target_id} (thư #{i.message_pk}) {_when_local(i.received_at, ctx.cfg.tz)}"
-                print(head + f" từ {i.sender or '?'}" + (f" — {i.filename}" if i.filename else "")
-                      + (f" — “{i.subject}”" if i.subject else ""))
-                print(f"    lý do: {i.reason}")
-                print(f"    thao tác: {', '.join(i.actions)}")
-            return 0
-        if act == "history":
-            for a in actionlog.history(ctx, unit_id=args.unit, limit=args.limit):
-                undone = f" [đã hoàn tác bởi {a.undone_by}]" if a.undone_at else ""
-                print(f"#{a.id} {_when_local(a.created_at, ctx.cfg.tz)} {a.actor}: {a.summary}{undone}")
-            return 0
-        actor = _actor(args)
-        if act == "assign":
-            res = actions.assign(ctx, args.message, args.unit, actor=actor, add_address=args.add_address)
-        elif act == "release":
-            res = actions.release(ctx, args.message, actor=actor)
-        elif act == "accept":
-            res = actions.accept(ctx, args.document, kind=args.kind, period=args.period, actor=actor)
-        elif act == "reject":
-            res = actions.reject(ctx, args.document, reason=args.reason, actor=actor)
-        elif act == "ignore":
-            res = actions.ignore(ctx, args.target, args.id, actor=actor, reason=args.reason or "")
-        elif act == "undo":
-            res = actionlog.undo(ctx, args.action_id, actor=actor)
-        else:  # pragma: no cover - argparse restricts the choices
-            raise AssertionError(act)
-    except actions.ReviewError as exc:
-        print(f"KHÔNG THỰC HIỆN: {exc}", file=sys.stderr)
-        return 1
-    print(f"#{res.action_id}: {res.message}")
-    return 0
-
-
 def cmd_units(args: argparse.Namespace) -> int:
     from pipeline.desk import unitsadmin
 
@@ -324,35 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--unit", help="pre-fill the ĐƠN VỊ line with this unit_id from the units file")
     f.add_argument("--year", type=int, help="the campaign whose forms to write (default: year in config.yaml)")
     f.set_defaults(func=cmd_forms)
-    rv = sub.add_parser("review", help="what needs a person: list it, act on it, undo (same as the desk's Cần xử lý)")
-    rvs = rv.add_subparsers(dest="review_action", required=True)
-    rvs.add_parser("list", help="the review queue, oldest first")
-    h = rvs.add_parser("history", help="recorded actions, newest first")
-    h.add_argument("--unit", help="only actions about this unit_id")
-    h.add_argument("--limit", type=int, default=50)
-    a = rvs.add_parser("assign", help="process a quarantined mail as if this unit had sent it (receipt included)")
-    a.add_argument("message", type=int, help="message id (as in `intake review list`)")
-    a.add_argument("unit", help="unit_id")
-    a.add_argument("--add-address", action="store_true", help="also add the sender's address to the unit")
-    rl = rvs.add_parser("release", help="let a mail that failed the authentication check through")
-    rl.add_argument("message", type=int)
-    ac = rvs.add_parser("accept", help="count a needs_review document as a given kind and period")
-    ac.add_argument("document", type=int)
-    ac.add_argument("--kind", required=True, help="a form id of the document's campaign (rules/campaigns/<year>.yaml "
-                                                  "forms), e.g. registration, summary, commendation, report")
-    ac.add_argument("--period", help="for a report: YYYY-Q1 | YYYY-H1 | YYYY-Q3 | YYYY-Y")
-    rj = rvs.add_parser("reject", help="refuse a needs_review document; the reason is mailed to the unit")
-    rj.add_argument("document", type=int)
-    rj.add_argument("--reason", required=True)
-    ig = rvs.add_parser("ignore", help="take an item off the queue")
-    ig.add_argument("target", choices=["message", "document", "bounce"])
-    ig.add_argument("id", type=int)
-    ig.add_argument("--reason")
-    ud = rvs.add_parser("undo", help="put back what an action changed")
-    ud.add_argument("action_id", type=int)
-    for q in (a, rl, ac, rj, ig, ud):
-        q.add_argument("--actor", help="who is acting (default: cli:<login name>)")
-    rv.set_defaults(func=cmd_review)
+    add_review_parser(sub)
     un = sub.add_parser("units", help="the units list: list, check or replace from a CSV/XLSX, export, addresses")
     uns = un.add_subparsers(dest="units_action", required=True)
     uns.add_parser("list")

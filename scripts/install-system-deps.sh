@@ -2,12 +2,16 @@
 # Install the Debian packages the tests need: Dovecot (a real IMAP server the integration tests
 # start privately on loopback), openssl (throwaway test certificates), and Chromium with its
 # chromedriver (the desk's browser tests drive /usr/bin/chromium headless through Selenium;
-# nothing downloads a browser).
+# nothing downloads a browser), and LibreOffice without its GUI: the intake reads Word 97-2003 .doc
+# and .rtf by converting them with `soffice --headless` (pipeline/forms/convert.py), and the tests
+# make their .doc/.odt/.rtf/.xls/.ods files with it (tests/officefiles.py). Install it on the
+# machine that runs the intake too; without it those files go to staff for review.
 # Idempotent: does nothing when everything is installed; runs `apt-get update` only if needed.
 # Never leaves a system-wide Dovecot running (the tests start their own on free ports).
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver libreoffice-calc-nogui)
+PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver libreoffice-writer-nogui
+          libreoffice-calc-nogui)
 
 installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -335,3 +335,45 @@ def record_document(ctx: Context, *, sender: str, unit_id: str | None, when: dat
         pk=pk, state="processed", reason=None, sender=sender, from_name=None, subject=subject, unit_id=unit_id,
         outcomes=(outcome,), campaign=mail_campaign if mail_campaign is not None else campaign)], now)
     return pk, doc_id
+
+
+# --------------------------------------------------------------------------- files staff open on the desk
+
+
+def pixel_flood_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid 1-bit PNG of a few kilobytes that decodes to ``width`` × ``height`` pixels (400 megapixels by
+    default): the image a browser must not be asked to show."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def libreoffice_xlsx(csv_text: str, folder: Path) -> bytes:
+    """An .xlsx saved by LibreOffice from CSV text (formulas such as ``=A2*B2`` are computed and their results
+    stored, as office software does), with a profile of its own so that parallel runs do not collide."""
+    import subprocess
+
+    src = folder / "bang.csv"
+    src.write_text(csv_text, encoding="utf-8")
+    profile = folder / "lo-profile"
+    done = subprocess.run(["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--infilter=CSV:44,34,76",
+                           "--convert-to", "xlsx", "--outdir", str(folder), str(src)],
+                          capture_output=True, timeout=180, check=False)
+    out = folder / "bang.xlsx"
+    assert out.exists(), f"LibreOffice did not convert the CSV: {done.stderr.decode(errors='replace')}"
+    return out.read_bytes()
+
+
+def hidden_fields(html: str, form_id: str) -> list[tuple[str, str]]:
+    """The hidden inputs of one form of a page, (name, value) in order, unescaped: what the browser posts."""
+    from html import unescape
+
+    m = re.search(rf'<form[^>]*id="{re.escape(form_id)}"[^>]*>(.*?)</form>', html, re.S)
+    assert m, f"no form #{form_id} in the page"
+    return [(unescape(n), unescape(v)) for n, v in
+            re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', m.group(1))]

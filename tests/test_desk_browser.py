@@ -145,6 +145,9 @@ def test_assign_a_quarantined_mail_sends_its_receipt_exactly_once(live_desk: Liv
     select(form.find_element("css selector", "select[name=unit_id]"), "th014")
     form.find_element("css selector", "input[name=add_address]").click()
     submit(form)
+    # adding the address to the unit is shown first and needs a second, explicit confirmation (issue 13)
+    assert stranger in by_css(driver, "#confirm-address").text and h.smtp.messages == []
+    submit(by_css(driver, "#confirm-form"))
     ok = " ".join(flashes(driver))
     assert f"Thư #{pk} đã được gán cho {AIMO}" in ok and f"Địa chỉ {stranger} đã được thêm" in ok
     [receipt] = h.smtp.wait_for(1)
@@ -415,4 +418,5 @@ def test_the_year_switch_changes_the_figures_and_navigation_keeps_it(desk_in_202
     wait_until(lambda: by_css(driver, "h1").text == "Đơn vị", what="the units page")
     switch_to(2023)
     assert "year=" not in driver.current_url and not all_css(driver, "#other-year")
-    assert by_css(driver, "#unit-th014 td[data-obligation='registration']").text == "Chưa nộp"
+    # 10/03/2023, after 2023's deadline (22/02): nothing sent is overdue, and says so
+    assert by_css(driver, "#unit-th014 td[data-obligation='registration']").text == "Quá hạn, chưa nộp"

@@ -236,10 +236,13 @@ def test_review_queue_holds_every_year_and_accepts_as_the_documents_campaign(two
     assert options(new, "period") == ["2023-Q1", "2023-H1", "2023-Q3", "2023-Y"]
     assert client.get("/review?year=2022").get_data(as_text=True).count('id="item-needs_review-document-') == 2
 
-    def accept(doc_id: int, kind: str, period: str = "") -> str:
+    def accept(doc_id: int, kind: str, period: str = "", *, replaces: bool = False) -> str:
         token = csrf_in(client.get("/review").get_data(as_text=True))
         r = client.post("/review/accept", data={"csrf_token": token, "document_id": str(doc_id), "kind": kind,
                                                 "period": period})
+        if replaces:  # it would replace the unit's counting document: shown first, then confirmed (issue 13)
+            assert r.status_code == 200 and "Xác nhận thay đổi" in r.get_data(as_text=True)
+            r = client.post("/review/accept", data=dict(hidden_fields(r.get_data(as_text=True), "confirm-form")))
         assert r.status_code == 302
         return client.get(r.headers["Location"]).get_data(as_text=True)
 
@@ -256,7 +259,7 @@ def test_review_queue_holds_every_year_and_accepts_as_the_documents_campaign(two
     assert re.search(r'<tr id="state-report-year" data-state="missing"', now)
     [rec] = [d for d in ctx.store.document_records() if d.document_id == scans[2022]]
     assert (rec.kind, rec.period, rec.campaign, rec.state) == ("report", "2022-Y", 2022, "accepted")
-    done = accept(scans[2023], "registration")
+    done = accept(scans[2023], "registration", replaces=True)  # UBND's on-time 2023 registration
     assert "đã được ghi nhận là Biểu đăng ký mô hình" in done
     [rec] = [d for d in ctx.store.document_records() if d.document_id == scans[2023]]
     assert (rec.kind, rec.period, rec.campaign) == ("registration", None, 2023)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import re
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -135,14 +136,14 @@ def test_reminders_across_the_year_each_stage_once(intake: Harness, capsys: pyte
     rc = cli.main(["--config", str(intake.cfg_path), "report", "--today", "2022-03-06"])
     assert rc == 0
     wb = load_workbook(intake.cfg_path.parent / "reports" / "bao-cao-tong-hop-2022-03-06.xlsx")
-    ws = wb["Tiến độ"]
-    progress = {(r[1], r[3]): (r[6], r[7]) for r in ws.iter_rows(values_only=True)
-                if isinstance(r[0], int) and r[1] and r[1].startswith("Đăng ký")}
+    ws = wb["Tiến độ"]  # one row per unit; the registration in column D: standing, day received, reminders
+    assert ws.cell(7, 4).value == "Đăng ký mô hình “Dân vận khéo” năm 2022"
+    progress = {r[1]: r[3] for r in ws.iter_rows(min_row=9, values_only=True) if isinstance(r[0], int)}
     names = {u.unit_id: u.name for u in intake.ctx.units.units}
-    assert progress[("Đăng ký mô hình “Dân vận khéo” năm 2022", names["th014"])] == ("Quá hạn", 2)
-    assert progress[("Đăng ký mô hình “Dân vận khéo” năm 2022", names["cq001"])] == ("Đúng hạn", 1)
-    assert progress[("Đăng ký mô hình “Dân vận khéo” năm 2022", names["dn027"])] == ("Chưa đạt, chờ gửi lại", 3)
-    assert progress[("Đăng ký mô hình “Dân vận khéo” năm 2022", names["peer1"])] == ("Chưa nộp", 3)
+    assert re.fullmatch(r"Nộp quá hạn \d\d/\d\d · nhắc 2", progress[names["th014"]])
+    assert re.fullmatch(r"Đúng hạn \d\d/\d\d · nhắc 1", progress[names["cq001"]])
+    assert re.fullmatch(r"Chưa đạt \d\d/\d\d · nhắc 3", progress[names["dn027"]])
+    assert progress[names["peer1"]] == "Quá hạn, chưa nộp · nhắc 3"
 
 
 def test_dry_run_lists_and_sends_nothing(intake: Harness, capsys: pytest.CaptureFixture[str]) -> None:

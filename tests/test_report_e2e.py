@@ -81,12 +81,14 @@ def test_workbook_totals_equal_the_entries_recorded(loaded: Harness, tmp_path) -
     assert ws.cell(total_row, 3).value == f"{len(entries)} mô hình"
     names = [ws.cell(r, 2).value for r in range(1, total_row) if isinstance(ws.cell(r, 1).value, int)]
     assert sorted(names) == sorted(e["name"] for e in entries)
-    # Compliance: the unit that sent after 22/02 is late.
-    progress = {r[3]: r[6] for r in wb["Tiến độ"].iter_rows(values_only=True)
-                if isinstance(r[0], int) and str(r[1]).startswith("Đăng ký")}
-    assert progress[EVIL] == "Quá hạn"
-    assert progress["Công đoàn Công ty Cổ phần May Đức Giang"] == "Đúng hạn"
-    assert progress["Công đoàn Trường Tiểu học Ái Mộ"] == "Chưa nộp"
+    # Compliance (a grid: one row per unit, the registration in column D): the unit that sent after 22/02 is
+    # late, the one that sent nothing is overdue on 25/02.
+    progress_ws = wb["Tiến độ"]
+    assert progress_ws.cell(7, 4).value.startswith("Đăng ký")
+    progress = {r[1]: r[3] for r in progress_ws.iter_rows(min_row=9, values_only=True) if isinstance(r[0], int)}
+    assert progress[EVIL].startswith("Nộp quá hạn ")
+    assert progress["Công đoàn Công ty Cổ phần May Đức Giang"].startswith("Đúng hạn ")
+    assert progress["Công đoàn Trường Tiểu học Ái Mộ"].startswith("Quá hạn, chưa nộp")
     late = next(m for m in loaded.export()["messages"] if m["unit_id"] == "eq001")
     assert late["documents"][0]["on_time"] is False
     assert loaded.smtp.messages == []  # without --send nothing is mailed

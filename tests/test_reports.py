@@ -12,7 +12,7 @@ import jinja2
 import openpyxl
 import pytest
 
-from pipeline.plan.deadlines import unit_states
+from pipeline.plan.deadlines import STANDING_LABELS_VI, unit_states
 from pipeline.plan.campaigns import load_campaigns
 from pipeline.model import CATEGORIES, DocumentRecord, Entry, Unit
 from pipeline.plan.reports import (
@@ -21,8 +21,8 @@ from pipeline.plan.reports import (
     group_table,
     headline,
     missing_rows,
-    render_staff_email,
 )
+from pipeline.plan.staffmail import render_staff_email
 from pipeline.plan.workbook import SHEET_NAMES, build_workbook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,26 +189,41 @@ def test_commendation_sheet(wb):
     assert [ws.cell(total_row, c).value for c in range(4, 11)] == [0, 0, 0, 0, 1, 0, 0]
 
 
-def test_progress_sheet(wb):
+def test_progress_sheet_is_a_grid_of_units_by_obligation(wb, data):
     ws = wb["Tiến độ"]
-    header = find_row(ws, 1, "TT")
-    assert [c.value for c in ws[header]] == [
-        "TT", "Nội dung", "Hạn nộp", "Đơn vị", "Khối", "Thời điểm nhận", "Tình trạng", "Số lần đã nhắc"
+    assert [ws.cell(7, c).value for c in range(1, 10)] == [
+        "TT", "Tên đơn vị", "Khối", "Đăng ký mô hình “Dân vận khéo” năm 2022",
+        "Danh sách đề xuất khen thưởng phong trào thi đua “Dân vận khéo” năm 2022",
+        "Báo cáo kết quả thực hiện quý I năm 2022", "Báo cáo kết quả thực hiện 6 tháng đầu năm 2022",
+        "Báo cáo kết quả thực hiện quý III (9 tháng) năm 2022", "Báo cáo kết quả thực hiện năm 2022",
     ]
-    table = [r[2:] for r in rows(ws)[header:] if r[1] == "Đăng ký mô hình “Dân vận khéo” năm 2022"]
-    assert table == [
-        ("22/02/2022", EVIL, "Khối HCSN", "20/02/2022 09:00", "Đúng hạn", 0),
-        ("22/02/2022", "Trường THCS Gia Thụy", "Khối trường học", "23/02/2022 00:00", "Quá hạn", 0),
-        ("22/02/2022", "Công ty CP May Đức Giang", "Khối doanh nghiệp", "21/02/2022 09:00", "Chưa đạt, chờ gửi lại", 3),
-        ("22/02/2022", "Công đoàn Phường <Bồ Đề>", "Khối HCSN", None, "Chưa nộp", 4),
+    # The deadlines are dates, in the second header row.
+    assert [ws.cell(8, c).value for c in range(3, 7)] == ["Hạn nộp", datetime(2022, 2, 22), "Chưa quy định",
+                                                          datetime(2022, 3, 15)]
+    assert ws.cell(8, 4).number_format == ws.cell(8, 6).number_format == "dd/mm/yyyy"
+    # One row per unit, in the units file's order: state, the day it arrived, the reminders sent.
+    assert [[ws.cell(r, c).value for c in range(1, 7)] for r in range(9, 13)] == [
+        [1, EVIL, "Khối HCSN", "Đúng hạn 20/02", "Chưa nộp", "Đúng hạn 15/03"],
+        [2, "Trường THCS Gia Thụy", "Khối trường học", "Nộp quá hạn 23/02", "Đã nộp 03/11", "Nộp quá hạn 16/03"],
+        [3, "Công ty CP May Đức Giang", "Khối doanh nghiệp", "Chưa đạt 21/02 · nhắc 3", "Chưa nộp", "Chưa đến hạn"],
+        [4, "Công đoàn Phường <Bồ Đề>", "Khối HCSN", "Quá hạn, chưa nộp · nhắc 4", "Chưa nộp", "Chưa đến hạn"],
     ]
-    q1 = [r[3:7] for r in rows(ws)[header:] if r[1] == "Báo cáo kết quả thực hiện quý I năm 2022"]
-    assert [(r[0], r[3]) for r in q1] == [
-        (EVIL, "Đúng hạn"), ("Trường THCS Gia Thụy", "Quá hạn"),
-        ("Công ty CP May Đức Giang", "Chưa nộp"), ("Công đoàn Phường <Bồ Đề>", "Chưa nộp"),
-    ]
-    commendation = [r[6] for r in rows(ws)[header:] if r[1] and str(r[1]).startswith("Danh sách đề xuất")]
-    assert commendation == ["Chưa nộp", "Đã nộp", "Chưa nộp", "Chưa nộp"]
+    assert ws.cell(13, 2).value is None  # nothing but the units in the grid
+    # Overdue stands out: in words, in bold, on its own colour; not yet due does not.
+    overdue, not_due = ws.cell(12, 4), ws.cell(12, 6)
+    assert overdue.font.b and not not_due.font.b
+    assert overdue.fill.fgColor.rgb != not_due.fill.fgColor.rgb
+    # Under the grid, the units of each standing per obligation: the report's own counts.
+    counts = {ws.cell(r, 2).value: [ws.cell(r, c).value for c in range(4, 10)] for r in range(14, ws.max_row + 1)
+              if ws.cell(r, 2).value}
+    assert counts["Đúng hạn"] == [1, 0, 1, 0, 0, 0]
+    assert counts["Nộp quá hạn"] == [1, 0, 1, 0, 0, 0]
+    assert counts["Đã nộp"] == [0, 1, 0, 0, 0, 0]
+    assert counts["Quá hạn, chưa nộp"] == [1, 0, 0, 0, 0, 0]
+    assert counts["Chưa đến hạn"] == [0, 0, 2, 4, 4, 4]
+    assert counts["Số đơn vị phải nộp"] == [o.owed for o in data.obligations] == [4] * 6
+    for o, column in zip(data.obligations, range(4, 10)):
+        assert {s: counts[label][column - 4] for s, label in STANDING_LABELS_VI.items()} == dict(o.counts)
 
 
 def test_targets_sheet(wb, data):
@@ -228,7 +243,9 @@ def test_targets_sheet(wb, data):
     row = find_row(ws, 1, "Cộng")
     assert [ws.cell(row, c).value for c in range(2, 8)] == [4, 3, 3, 0, 4, 7]
     row = find_row(ws, 1, "Báo cáo kết quả thực hiện quý I năm 2022")
-    assert [ws.cell(row, c).value for c in range(2, 9)] == ["15/03/2022", 4, 1, 1, 0, 2, 0.25]
+    # due, owed, on time, late, rejected, waiting for staff, not sent, share on time
+    assert [ws.cell(row, c).value for c in range(2, 10)] == [datetime(2022, 3, 15), 4, 1, 1, 0, 0, 2, 0.25]
+    assert ws.cell(row, 2).number_format == "dd/mm/yyyy" and ws.cell(row, 8).number_format == "0"
     assert [p.period for p in data.reports_on_time] == ["2022-Q1", "2022-H1", "2022-Q3", "2022-Y"]
 
 
@@ -256,10 +273,10 @@ def test_text_from_units_is_never_a_formula(xlsx, wb):
                     texts.append((name, c.get("r"), t.text))
         styles = z.read("xl/styles.xml").decode()
         assert 'quotePrefix="1"' in styles
-    assert ("xl/worksheets/sheet3.xml", "D8", EVIL) in texts
+    assert ("xl/worksheets/sheet3.xml", "B9", EVIL) in texts
     assert ("xl/worksheets/sheet1.xml", "C18", "=1+1") in texts
     assert {t for _, _, t in texts} >= {"-Ban nữ công", "+ghi chú", "@Nguyễn Văn An", "=1+1", EVIL}
-    cell = wb["Tiến độ"]["D8"]
+    cell = wb["Tiến độ"]["B9"]
     assert (cell.value, cell.data_type, cell.quotePrefix) == (EVIL, "s", True)
 
 
@@ -271,12 +288,15 @@ def test_headline_and_missing(data):
         ("GPMB", 1), ("Kinh tế", 0), ("Chỉnh trang đô thị", 0), ("BVMT", 2), ("VHXH", 2), ("ANQP", 1),
         ("Lĩnh vực khác", 1),
     )
-    assert h.obligations[0] == ("Đăng ký mô hình “Dân vận khéo” năm 2022", "22/02/2022", 1, 1, 1, 1)
+    c = h.obligations[0]
+    assert (c.title, c.due_date, c.on_time, c.late, c.rejected, c.under_review, c.not_sent, c.owed) == (
+        "Đăng ký mô hình “Dân vận khéo” năm 2022", date(2022, 2, 22), 1, 1, 1, 0, 1, 4)
+    assert (c.past_due, c.not_sent_standing, c.not_sent_label) == (True, "overdue", "Quá hạn, chưa nộp")
     assert [(m.unit_name, m.obligation_title[:22], m.state, m.overdue) for m in missing_rows(data)] == [
         ("Công ty CP May Đức Giang", "Đăng ký mô hình “Dân v", "Chưa đạt, chờ gửi lại", True),
-        ("Công đoàn Phường <Bồ Đề>", "Đăng ký mô hình “Dân v", "Chưa nộp", True),
-        ("Công ty CP May Đức Giang", "Báo cáo kết quả thực h", "Chưa nộp", False),
-        ("Công đoàn Phường <Bồ Đề>", "Báo cáo kết quả thực h", "Chưa nộp", False),
+        ("Công đoàn Phường <Bồ Đề>", "Đăng ký mô hình “Dân v", "Quá hạn, chưa nộp", True),
+        ("Công ty CP May Đức Giang", "Báo cáo kết quả thực h", "Chưa đến hạn", False),
+        ("Công đoàn Phường <Bồ Đề>", "Báo cáo kết quả thực h", "Chưa đến hạn", False),
     ]
 
 
@@ -285,7 +305,7 @@ def test_staff_email(data):
     subject, html, text = render_staff_email(env, data, attachment_name="tong-hop-2022-03-10.xlsx")
     assert subject == f"[{ORG}] Tổng hợp “Dân vận khéo” năm 2022 – số liệu đến ngày 10/03/2022"
     assert "CĐCS đã đăng ký mô hình: 2/4 (50,0%; chỉ tiêu 100%)" in text
-    assert "- Công đoàn Phường <Bồ Đề> (Khối HCSN) – Đăng ký mô hình “Dân vận khéo” năm 2022, hạn 22/02/2022: Chưa nộp" in text
+    assert "- Công đoàn Phường <Bồ Đề> (Khối HCSN) – Đăng ký mô hình “Dân vận khéo” năm 2022, hạn 22/02/2022: Quá hạn, chưa nộp" in text
     assert "Công đoàn Phường &lt;Bồ Đề&gt;" in html and "<Bồ Đề>" not in html
     assert "<strong>2/4</strong>" in html
     assert "Đơn vị chưa gửi, đã quá hạn" in html and "Đơn vị chưa gửi, sắp đến hạn" in html
@@ -311,7 +331,7 @@ def test_empty_year_still_builds():
 def test_put_keeps_every_trigger_as_text(text):
     from openpyxl import Workbook
 
-    from pipeline.plan.workbook import put
+    from pipeline.plan.xlsx import put
 
     wb = Workbook()
     cell = put(wb.active, 1, 1, text)
@@ -328,7 +348,7 @@ def test_put_keeps_every_trigger_as_text(text):
 def test_put_drops_control_characters_openpyxl_refuses():
     from openpyxl import Workbook
 
-    from pipeline.plan.workbook import put
+    from pipeline.plan.xlsx import put
 
     cell = put(Workbook().active, 1, 1, "Tổ\x07 dân phố")
     assert cell.value == "Tổ dân phố"

@@ -57,7 +57,12 @@ def test_assign_a_quarantined_mail_processes_it_once_and_learns_the_address(inta
     assert "assign" in item.actions and STRANGER in item.reason
     assert intake.smtp.messages == []
 
-    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
+    # adding an address to a unit is a change staff confirm (issue 13): without it nothing happens
+    with pytest.raises(actions.NeedsConfirmation):
+        actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
+    assert intake.export()["messages"][0]["state"] == "quarantined"
+    plan = actions.plan_assign(intake.ctx, item.message_pk, "cq001", add_address=True)
+    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True, confirm=plan.token)
     assert "Công đoàn cơ quan" in res.message and STRANGER in res.message
     [m] = intake.export()["messages"]
     assert (m["state"], m["unit_id"]) == ("processed", "cq001")
@@ -90,7 +95,8 @@ def test_undo_an_assignment_puts_the_mail_back_and_forgets_the_address(intake: H
                                             [("Đăng ký.xlsx", _reg(), XLSX)], message_id="<u1@x>"))
     intake.poll()
     [item] = queue(intake.ctx)
-    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True)
+    plan = actions.plan_assign(intake.ctx, item.message_pk, "cq001", add_address=True)
+    res = actions.assign(intake.ctx, item.message_pk, "cq001", actor="hoa", add_address=True, confirm=plan.token)
     back = actionlog.undo(intake.ctx, res.action_id, actor="lan")
     assert "quarantined" in back.message and "không thu hồi" in back.message and STRANGER in back.message
     [m] = intake.export()["messages"]

@@ -20,7 +20,7 @@ from pipeline.config import load_config
 from pipeline.plan.deadlines import STATE_LABELS_VI
 from pipeline.desk import queries
 from pipeline.desk import security  # noqa: F401 - attaches the log-in and the checks on every request to bp
-from pipeline.desk.pages import overview, reports, review, units  # noqa: F401 - attach their views to bp
+from pipeline.desk.pages import overview, preview, reports, review, units  # noqa: F401 - attach their views to bp
 from pipeline.desk.auth import CSRF_FIELD, DeskSession, Flashes, LoginThrottle, Sessions
 from pipeline.desk.queue import queue
 from pipeline.desk.web import MAX_UPLOAD, YEAR_PAGES, Desk, bp, desk, shown_year, view_ctx

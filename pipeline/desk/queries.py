@@ -1,27 +1,29 @@
-"""Read-only questions the desk asks of the ledger. Nothing here writes."""
+"""Read-only questions the desk asks of the ledger. Nothing here writes.
+
+The figures (who sent on time, late, nothing ...) are those of pipeline.plan.reports, the same the staff
+mail and the workbook show: the desk groups them for its pages and counts nothing itself."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 import sqlalchemy as sa
 
 from pipeline.plan import deadlines
-from pipeline.plan.deadlines import ObligationState
+from pipeline.plan.deadlines import STANDING_LABELS_VI, ObligationState
+from pipeline.plan.reports import ComplianceRow, ObligationCounts, ReportData, compliance_rows
 from pipeline.forms.rules import Rules
 from pipeline.plan.obligations import Obligation
 from pipeline.model import DocumentRecord, Unit, period_label
 from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox,
                                     reminders)
 from pipeline.textnorm import fold
+from pipeline.worker.lock import LOCK_NAME, LOCK_STALE_AFTER
 
 if TYPE_CHECKING:
     from pipeline.context import Context
-
-STATE_ORDER = ("on_time", "late", "rejected", "missing")
-
 
 def sort_units(units: Iterable[Unit]) -> list[Unit]:
     """By name as a Vietnamese reader looks for it: diacritics and case ignored, then by id."""
@@ -51,6 +53,18 @@ def short_title(ob: Obligation, rules: Rules) -> str:
 
 # --------------------------------------------------------------------------- health
 
+HEALTH_TITLES = {"ok": "Hệ thống hoạt động bình thường", "warn": "Cần chú ý", "bad": "Hệ thống đang có sự cố"}
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    level: str                   # ok | warn (amber) | bad (red)
+    problems: tuple[str, ...]    # Vietnamese: what is wrong and what to do, one sentence each
+
+    @property
+    def title(self) -> str:
+        return HEALTH_TITLES[self.level]
+
 
 @dataclass(frozen=True)
 class Health:
@@ -62,6 +76,7 @@ class Health:
     worker_host: str | None = None
     worker_pid: int | None = None
     worker_heartbeat: datetime | None = None
+    tz: Any = timezone.utc
 
     @property
     def backlog(self) -> int:
@@ -72,7 +87,40 @@ class Health:
         return self.failing_since is not None
 
     def worker_alive(self, now: datetime) -> bool:
-        return self.worker_heartbeat is not None and now - self.worker_heartbeat < timedelta(minutes=5)
+        """A worker holds the lock and beat within LOCK_STALE_AFTER (after that another may take it over)."""
+        return self.worker_heartbeat is not None and now - self.worker_heartbeat < LOCK_STALE_AFTER
+
+    def verdict(self, now: datetime) -> HealthVerdict:
+        """Red when mail is not being read (no worker, or the last pass failed), amber when something needs
+        a look (the mailbox never read yet, outgoing mail stuck); each problem says what to do."""
+        def at(dt: datetime) -> str:
+            return dt.astimezone(self.tz).strftime("%H:%M ngày %d/%m/%Y")
+
+        bad: list[str] = []
+        warn: list[str] = []
+        if self.worker_heartbeat is None:
+            bad.append("Dịch vụ tiếp nhận thư không chạy: thư của các đơn vị không được đọc, không có thư báo nhận "
+                       "hay thư nhắc nào được gửi. Đề nghị khởi động dịch vụ trên máy chủ (hoặc báo cán bộ kỹ thuật "
+                       "phụ trách).")
+        elif not self.worker_alive(now):
+            bad.append(f"Không thấy tín hiệu của dịch vụ tiếp nhận thư từ {at(self.worker_heartbeat)}: máy chủ có "
+                       "thể đã tắt hoặc dịch vụ đã dừng, thư của các đơn vị không được đọc. Đề nghị kiểm tra máy chủ "
+                       "và khởi động lại dịch vụ (hoặc báo cán bộ kỹ thuật phụ trách).")
+        if self.failing_since is not None:
+            bad.append(f"Không đọc được hộp thư từ {at(self.failing_since)}"
+                       + (f" (lỗi: {self.last_error})" if self.last_error else "")
+                       + ". Đề nghị kiểm tra kết nối Internet của máy chủ và mật khẩu ứng dụng của hộp thư Gmail; "
+                         "thư của các đơn vị vẫn nằm trong hộp thư và sẽ được xử lý khi đọc lại được.")
+        elif self.last_ok is None:
+            warn.append("Hệ thống chưa đọc được hộp thư lần nào. Nếu dịch vụ vừa khởi động, hãy chờ vài phút rồi tải "
+                        "lại trang; nếu vẫn vậy, đề nghị kiểm tra địa chỉ và mật khẩu ứng dụng của hộp thư trong cấu "
+                        "hình.")
+        stuck = self.outbox.get("failed", 0) + self.outbox.get("uncertain", 0)
+        if stuck:
+            warn.append(f"Có {stuck} thư gửi đi bị lỗi hoặc chưa rõ đã gửi chưa (xem mục Hộp thư đi). Đề nghị kiểm "
+                        "tra tài khoản gửi thư; nếu cần, gọi điện báo cho đơn vị liên quan.")
+        level = "bad" if bad else "warn" if warn else "ok"
+        return HealthVerdict(level, tuple(bad + warn))
 
 
 def health(ctx: Context) -> Health:
@@ -81,7 +129,7 @@ def health(ctx: Context) -> Health:
             kv.c.key.in_(("poll.last_ok", "poll.failing_since", "poll.last_error"))))}
         counts = {r[0]: int(r[1]) for r in c.execute(
             sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))}
-        lock = c.execute(sa.select(locks).where(locks.c.name == "worker")).first()
+        lock = c.execute(sa.select(locks).where(locks.c.name == LOCK_NAME)).first()
 
     def when(key: str) -> datetime | None:
         row = kvs.get(key)
@@ -94,7 +142,7 @@ def health(ctx: Context) -> Health:
         last_error_at=from_iso(err.updated_at) if err is not None and err.value else None,
         outbox={s: counts.get(s, 0) for s in ("pending", "sending", "uncertain", "failed", "sent")},
         worker_host=lock.host if lock else None, worker_pid=lock.pid if lock else None,
-        worker_heartbeat=from_iso(lock.heartbeat_at) if lock else None,
+        worker_heartbeat=from_iso(lock.heartbeat_at) if lock else None, tz=ctx.cfg.tz,
     )
 
 
@@ -102,18 +150,23 @@ def health(ctx: Context) -> Health:
 
 
 @dataclass(frozen=True)
+class StandingGroup:
+    standing: str
+    label: str
+    rows: tuple[ComplianceRow, ...]  # by unit name
+
+
+@dataclass(frozen=True)
 class ObligationView:
-    obligation: Obligation
+    """One obligation on the overview: its counts (reports.ObligationCounts) and the units behind each."""
+
+    counts: ObligationCounts
     short: str
-    by_state: dict[str, list[tuple[Unit, ObligationState]]]
-    under_review: int
+    groups: tuple[StandingGroup, ...]
 
     @property
-    def owed(self) -> int:
-        return sum(len(v) for v in self.by_state.values())
-
-    def count(self, state: str) -> int:
-        return len(self.by_state.get(state, []))
+    def obligation(self) -> Obligation:
+        return self.counts.obligation
 
 
 def states(ctx: Context, docs: list[DocumentRecord] | None = None) -> dict[tuple[str, str], ObligationState]:
@@ -122,19 +175,26 @@ def states(ctx: Context, docs: list[DocumentRecord] | None = None) -> dict[tuple
                                  keep_first_attempt_date=ctx.cfg.keep_first_attempt_date)
 
 
-def obligation_views(ctx: Context, st: dict[tuple[str, str], ObligationState]) -> list[ObligationView]:
-    units = sort_units(ctx.units.units)
+def standings(ctx: Context, today: date,
+              st: dict[tuple[str, str], ObligationState] | None = None) -> dict[tuple[str, str], ComplianceRow]:
+    """Every unit's standing on every obligation it owes on ``today``, keyed by (unit_id, obligation_id)."""
+    rows = compliance_rows(ctx.obligations, ctx.units.units, st if st is not None else states(ctx), today)
+    return {(r.unit.unit_id, r.obligation.id): r for r in rows}
+
+
+def obligation_views(data: ReportData, rules: Rules) -> list[ObligationView]:
+    """Per obligation, the units of each standing it can have (accepted, rejected, waiting for staff, not
+    sent), from the report's own rows: the overview lists exactly the units its counts count."""
     out = []
-    for ob in ctx.obligations:
-        by_state: dict[str, list[tuple[Unit, ObligationState]]] = {s: [] for s in STATE_ORDER}
-        review = 0
-        for u in units:
-            s = st.get((u.unit_id, ob.id))
-            if s is None:
-                continue
-            by_state[s.state].append((u, s))
-            review += s.under_review_document_id is not None
-        out.append(ObligationView(ob, short_title(ob, ctx.rules), by_state, review))
+    for counts in data.obligations:
+        ob = counts.obligation
+        rows = sorted((r for r in data.compliance if r.obligation.id == ob.id),
+                      key=lambda r: (fold(r.unit.name), r.unit.unit_id))
+        shown = (("on_time", "late") if ob.due_at is not None else ("submitted",)) + (
+            "rejected", "under_review", counts.not_sent_standing)
+        groups = tuple(StandingGroup(s, STANDING_LABELS_VI[s], tuple(r for r in rows if r.standing == s))
+                       for s in shown)
+        out.append(ObligationView(counts, short_title(ob, rules), groups))
     return out
 
 

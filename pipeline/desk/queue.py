@@ -44,6 +44,8 @@ class QueueItem:
     # The campaign (year) the item is about when known: a document's own, a mail's (the one open when it
     # arrived), a bounced mail's; the queue itself is one for every year.
     campaign: int | None = None
+    # A mail's attachments, (part, file name), each opened on the desk (a document opens on its own page)
+    files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class _Look:
     auth_failed: bool
     suggested: str | None
     why: str | None
+    files: tuple[tuple[str, str], ...] = ()
 
 
 _look_cache: dict[tuple[str, str, int], _Look] = {}
@@ -74,6 +77,7 @@ def _look_uncached(ctx: Context, row: Any) -> _Look:
                                     trusted_authserv_ids=ctx.cfg.mailbox.trusted_authserv_ids)
     except Exception:  # an unreadable archive copy is shown as it is, without a suggestion
         return _Look(False, None, None)
+    files = tuple((a.part, a.filename) for a in parsed.attachments)
     clues: list[tuple[str, str]] = []
     for att in parsed.attachments[:5]:
         try:
@@ -88,7 +92,7 @@ def _look_uncached(ctx: Context, row: Any) -> _Look:
     if parsed.subject:
         clues.append((parsed.subject, "tiêu đề thư"))
     best = suggest_unit(ctx.units.units, clues)
-    return _Look(bool(parsed.auth_failure), best[0] if best else None, best[1] if best else None)
+    return _Look(bool(parsed.auth_failure), best[0] if best else None, best[1] if best else None, files)
 
 
 _NOISE = re.compile(r"\b(cong doan co so|cong doan|cdcs|cd|ban chap hanh|bch|don vi)\b")
@@ -159,7 +163,8 @@ def queue(ctx: Context) -> list[QueueItem]:
         items.append(QueueItem(kind=kind, target="message", target_id=m.id, message_pk=m.id,
                                received_at=from_iso(m.received_at), sender=m.sender, from_name=m.from_name,
                                subject=m.subject or "", unit_id=m.unit_id, reason=m.reason or "", actions=actions,
-                               suggested_unit_id=look.suggested, suggested_why=look.why, campaign=m.campaign))
+                               suggested_unit_id=look.suggested, suggested_why=look.why, campaign=m.campaign,
+                               files=look.files))
     for d in docs:
         items.append(QueueItem(kind="needs_review", target="document", target_id=d.id, message_pk=d.message_pk,
                                received_at=from_iso(d.received_at), sender=d.sender, from_name=d.from_name,

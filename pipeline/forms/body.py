@@ -4,6 +4,15 @@ Section rows (I TẬP THỂ / II CÁ NHÂN) set the section, blank rows, totals 
 are skipped, and the note / signature block ends the table. Each entry's category marks are checked, its
 required and typed cells too (``bad-integer``, ``bad-date``, ``empty-required``), and the form's extra
 columns are kept as written in ``Entry.extra``.
+
+What the reader left out is said too: hidden rows between the header and the end of the table
+(``hidden-rows``, a warning: they are not entries, and the unit may have hidden this year's rows by mistake),
+and formulas with no stored result (files written by some tools). Such a formula in a column that decides
+what is recorded (the name, the model, a category, a required column) is an error, ``formula-no-value``: the
+entry as read would be wrong or incomplete, and the blank cell's own finding (empty-name, no-category, ...)
+would give the wrong advice, so it is replaced. Anywhere else (TT, notes, optional columns, the title) the
+entries are right without it: one warning per table, ``formula-no-value-other``, with the count and the
+first cell.
 """
 from __future__ import annotations
 
@@ -49,6 +58,12 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
     findings = t.findings
     mark_cache: dict[str, bool] = {}
     empty = ("", None)
+    no_value = grid.no_value
+    nv_rows = {r for r, _ in no_value}
+    matter = sorted({c for c in (name_c, model_c) if c is not None} | {c for _, c in cat_cols}
+                    | {c for col, c in checked if col.required})
+    reported: set[tuple[int, int]] = set()  # formulas without a result already named by formula-no-value
+    last_row: int | None = None  # where the table ended (the note or signature block), None: at the grid's end
 
     def finding(type_: str, **kw: Any) -> None:
         findings.append(rules.finding(type_, form=form, **kw))
@@ -60,6 +75,7 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
 
     for count, (rno, cells) in enumerate(t.body()):
         if count > limit:
+            last_row = rno
             break
         if starts_by_row or fills:
             for c, last in starts_by_row.get(rno, ()):
@@ -70,6 +86,13 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
                     del fills[c]
                 elif c < len(cells) and cells[c] in empty:
                     cells[c] = v
+        blank_formulas: set[int] = set()
+        if rno in nv_rows:
+            blank_formulas = {c for c in matter if (rno, c) in no_value}
+            for c in sorted(blank_formulas):
+                reported.add((rno, c))
+                finding("formula-no-value", location=grid.locate(rno, c), row=rno,
+                        column=header.printed.get(_key_at(cols, c), ""))
         if all(v in empty for v in cells):
             continue
         name = text_of(cell(cells, name_c))
@@ -87,6 +110,7 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
                 continue
             first = fold_compact(nonempty[0])
             if any(first.startswith(s) for s in rules.stops):
+                last_row = rno
                 break
             if any(first.startswith(s) for s in rules.totals):
                 continue
@@ -127,16 +151,16 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
             continue  # a numbered blank line of the template, a date, a stray signature name
         loc = grid.locate
         row_loc = loc(rno, name_c if name_c is not None else 0)
-        if not name and name_col is not None and name_col.required:
+        if not name and name_col is not None and name_col.required and name_c not in blank_formulas:
             finding(name_col.if_blank, location=loc(rno, name_c or 0), row=rno, column=header.printed.get("name"),
                     name=name, model=model)
-        if not model and model_col is not None and model_col.required:
+        if not model and model_col is not None and model_col.required and model_c not in blank_formulas:
             finding(model_col.if_blank, location=loc(rno, model_c or 0), row=rno,
                     column=header.printed.get("model"), name=name, model=model)
         for c, code, value in bad:
             finding("bad-mark", location=loc(rno, c), row=rno, column=header.printed.get(code), value=value,
                     name=name, model=model)
-        if not found_cats and not bad and cat_cols:
+        if not found_cats and not bad and cat_cols and not any(c in blank_formulas for _, c in cat_cols):
             c0 = cat_cols[0][1]
             finding("no-category", location=loc(rno, c0), row=rno,
                     column=header.printed.get("group") or header.printed.get(cat_cols[0][0]), name=name, model=model)
@@ -145,6 +169,8 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
             finding("multiple-categories", location=loc(rno, c0), row=rno, column=header.printed.get(found_cats[1]),
                     name=name, model=model, found=", ".join(header.printed.get(k, k) for k in found_cats))
         for col, c in checked:
+            if c in blank_formulas:
+                continue
             problem = _check_cell(col, cell(cells, c))
             if problem:
                 finding(problem, location=loc(rno, c), row=rno, column=header.printed.get(col.key, col.label),
@@ -170,6 +196,26 @@ def read_body(t: TableReading, rules: Rules, form: FormDef) -> None:
                 extra=tuple((k, v) for k, c in extra if (v := text_of(cell(cells, c)))) if extra else (),
             )
         )
+    _left_out(t, rules, form, header.row, last_row, reported)
+
+
+def _left_out(t: TableReading, rules: Rules, form: FormDef, header_row: int, last_row: int | None,
+              reported: set[tuple[int, int]]) -> None:
+    """The warnings for what the reader left out of the table: hidden rows, formulas without a result."""
+    grid = t.grid
+    hidden = [r for r in grid.hidden if r > header_row and (last_row is None or r < last_row)]
+    if hidden:
+        t.findings.append(rules.finding("hidden-rows", form=form, location=grid.locate(hidden[0], 0), row=hidden[0],
+                                        where=grid.name, count=len(hidden)))
+    others = sorted(k for k in grid.no_value if k not in reported)
+    if others:
+        t.findings.append(rules.finding("formula-no-value-other", form=form, location=grid.locate(*others[0]),
+                                        row=others[0][0], where=grid.name, count=len(others)))
+
+
+def _key_at(cols: dict[str, int], c: int) -> str:
+    """The header key of column ``c`` (the first, should two keys share it)."""
+    return next((k for k, i in cols.items() if i == c), "")
 
 
 def _check_cell(col: Column, value: Any) -> str | None:

@@ -30,11 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.forms.core import Request, fail, parse
+from pipeline.forms.precheck import OLE_MAGIC
 from pipeline.forms.rules import Rules
 from pipeline.model import DocumentReading
 
 CONVERTED = ("doc", "rtf")
-_PREFIX = "intake-lo-"
+_PREFIX = "intake-lo-"  # profiles: intake-lo-<pid>-<random>
+_WORK = "intake-convert-"  # one conversion's files: intake-convert-<pid>-<random>
 _PROFILE: str | None = None
 
 
@@ -74,7 +76,7 @@ def conversion_seconds(timeout: float) -> float:
 
 def to_docx(exe: str, data: bytes, fmt: str, seconds: float) -> bytes:
     """The .docx LibreOffice makes of ``data``; TimeoutError past ``seconds``, ConversionFailed without one."""
-    work = tempfile.mkdtemp(prefix="intake-convert-")
+    work = tempfile.mkdtemp(prefix=f"{_WORK}{os.getpid()}-")  # the unit's file: removed below, or by _remove_stale
     try:
         src = Path(work) / f"in.{fmt}"
         src.write_bytes(data)
@@ -82,6 +84,10 @@ def to_docx(exe: str, data: bytes, fmt: str, seconds: float) -> bytes:
         cmd = [exe, f"-env:UserInstallation={Path(_profile()).as_uri()}", "--headless", "--invisible",
                "--nologo", "--norestore", "--nodefault", "--nolockcheck",
                "--convert-to", "docx:MS Word 2007 XML", "--outdir", str(out), str(src)]
+        if data[:8] == OLE_MAGIC:
+            # A Word file is read by Word's filter or not at all: left to guess, LibreOffice reads a damaged
+            # .doc as plain text, and its bytes would pass for a document. (The filter reads Word 6 to 2003.)
+            cmd.insert(-1, "--infilter=MS Word 97")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 cwd=work, start_new_session=True, close_fds=True)
         try:
@@ -119,14 +125,16 @@ def _profile() -> str:
 
 
 def _remove_stale() -> None:
-    """Profiles left by reading processes that were killed (a timeout or a crash ends them with SIGKILL)."""
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_PREFIX}*-*")):
-        try:
-            pid = int(os.path.basename(path)[len(_PREFIX):].split("-", 1)[0])
-            if os.stat(path).st_uid != os.getuid():
+    """Profiles and files left by reading processes that were killed (a timeout or a crash ends them with
+    SIGKILL): a unit's file does not stay in the temporary folder."""
+    for prefix in (_PREFIX, _WORK):
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}*-*")):
+            try:
+                pid = int(os.path.basename(path)[len(prefix):].split("-", 1)[0])
+                if os.stat(path).st_uid != os.getuid():
+                    continue
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+            except (ValueError, OSError):
                 continue
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, OSError):
-            continue

@@ -46,6 +46,7 @@ FORM_CHECKS = (
     "no-category", "multiple-categories", "bad-mark", "empty-name", "empty-model", "empty-required",
     "bad-integer", "bad-date", "header-not-found", "missing-column", "duplicate-entry", "no-entries",
     "unit-mismatch", "unit-missing", "year-mismatch", "period-not-found",
+    "legacy-encoding",
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -180,7 +180,7 @@ class Reader:
                 raise
             self.last_stats = stats
             if stats.get("rss", 0) > rules.limits["worker_recycle_rss_bytes"]:
-                self.stop()  # a reader's heap rarely shrinks back: the next document gets a fresh child
+                self.stop(graceful=True)  # a reader's heap rarely shrinks back: the next document gets a fresh child
             return reading  # type: ignore[no-any-return]
 
     def _ready(self, memory_bytes: int) -> subprocess.Popen[bytes]:
@@ -206,10 +206,19 @@ class Reader:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Stop the child. ``graceful``: it is between documents; it is given a moment to leave on the end of its
+        input, as it then tidies up after itself (its LibreOffice profile, convert.py), and killed after that."""
         proc, self.proc = self.proc, None
         if proc is None or self.owner != os.getpid():
             return
+        if graceful:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         proc.kill()
         for stream in (proc.stdin, proc.stdout):
             try:
@@ -244,7 +253,7 @@ def reader() -> Reader:
     with _READER_LOCK:
         if _READER is None or _READER.owner != os.getpid():
             _READER = Reader()
-            atexit.register(_READER.stop)
+            atexit.register(_READER.stop, graceful=True)
         return _READER
 
 

@@ -33,7 +33,7 @@ from pipeline.forms.syllables import is_syllable
 from pipeline.model import DocumentReading
 from pipeline.forms.rules import Rules
 
-LABELS = {TCVN3: "TCVN3 (ABC)", VNI: "VNI"}
+LABELS = {TCVN3: "TCVN3/ABC", VNI: "VNI"}
 SAMPLE_ROWS = 60  # rows of each table read before deciding (the title, the header and the first entries)
 MIN_GAIN = 3  # words that must become Vietnamese, with no font named, before a document is taken as legacy
 MIN_SHARE = 0.25  # ... and that share of its changed words more must be Vietnamese after than before
@@ -45,6 +45,11 @@ _UNICODE_ONLY = re.compile("[\u0102\u0103\u0110\u0111\u0128\u0129\u0168\u0169\u0
                            "\u1ea0-\u1ef9\u0300-\u036f]")
 _PROBE = {TCVN3: re.compile("[" + re.escape("".join(TCVN3_MAP)) + "]"),
           VNI: re.compile("[" + re.escape("".join({seq[-1] for seq in VNI_MAP})) + "]")}
+# Characters legacy text is full of and Vietnamese Unicode never uses ("ª", "¸", "®"; VNI's "ø", "ï", "ñ"):
+# a document with none of them and no legacy font named is not looked at further.
+_VIETNAMESE_LATIN1 = frozenset("àáâãèéêìíòóôõùúýÀÁÂÃÈÉÊÌÍÒÓÔÕÙÚÝ")
+_SUSPECT = re.compile("[" + re.escape("".join(sorted((set(TCVN3_MAP) | {q[-1] for q in VNI_MAP}) - _VIETNAMESE_LATIN1)))
+                      + "]")
 # A word: letters, the Latin-1 signs TCVN3 uses as letters (¡…¾ × ÷), combining marks.
 _TOKEN = re.compile(r"(?:[^\W\d_]|[\u00a1-\u00bf\u00d7\u00f7\u0300-\u036f])+")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -63,12 +68,28 @@ def to_unicode(text: str, encoding: str, *, upper: bool = False) -> str:
 
 
 def _capitals(source: str, out: str) -> str:
-    """TCVN3 has no capital toned vowels: "TËP" reads "TậP". A word with a capital after its first letter,
-    or a text whose every Latin letter is a capital, was typed in capitals."""
-    letters = _ASCII_LETTER.findall(source)
-    if len(letters) >= 2 and all(c.isupper() for c in letters):
-        return out.upper()
-    return _WORD.sub(lambda m: m.group().upper() if any(c.isupper() for c in m.group()[1:]) else m.group(), out)
+    """TCVN3 has no capital toned vowels: "TËP" reads "TậP". A line whose every Latin letter is a capital
+    was typed in capitals; so was a word with a capital after its first letter ("TậP"), and a capitalised
+    word with no small Latin letter ("Cá" of "C¸") next to such a word. (``out`` is ``source`` translated
+    character for character: positions agree.)"""
+    lines = []
+    for src, line in zip(source.split("\n"), out.split("\n")):
+        letters = _ASCII_LETTER.findall(src)
+        if len(letters) >= 2 and all(c.isupper() for c in letters):
+            lines.append(line.upper())
+            continue
+        words = list(_WORD.finditer(line))
+        caps = [any(c.isupper() for c in m.group()[1:]) for m in words]
+        # Only a Vietnamese word in capitals carries it over: "III. Tổ chức" stays as typed.
+        spoken = [c and not m.group().isascii() for c, m in zip(caps, words)]
+        maybe = [len(m.group()) >= 2 and m.group()[0].isupper()
+                 and not any(c.islower() for c in _ASCII_LETTER.findall(src[m.start():m.end()])) for m in words]
+        chars = list(line)
+        for i, m in enumerate(words):
+            if caps[i] or (maybe[i] and ((i > 0 and spoken[i - 1]) or (i + 1 < len(words) and spoken[i + 1]))):
+                chars[m.start():m.end()] = m.group().upper()
+        lines.append("".join(chars))
+    return "\n".join(lines)
 
 
 def _reverse(rows: tuple[tuple[str, str], ...], split: bool, fold_capitals: bool) -> dict[str, str]:
@@ -130,6 +151,8 @@ def detect(texts: list[str], fonts: Fonts | None = None) -> tuple[str, tuple[str
     named: dict[str, list[str]] = {}
     for name in fonts.names if fonts else ():
         named.setdefault(encoding_of_font(name) or "", []).append(name)
+    if not named and not any(_SUSPECT.search(t) for t in texts):
+        return None
     scores = {e: score(texts, e) for e in (TCVN3, VNI)}
     # A font named is believed unless the text contradicts it (more words Vietnamese as they stand).
     backed = [e for e in (TCVN3, VNI) if e in named and (scores[e].changed == 0 or scores[e].gain > 0)]
@@ -151,10 +174,12 @@ class Legacy:
     fonts: tuple[str, ...]  # the legacy fonts the file names; () when found by its characters
     cell_fonts: dict[str, dict[tuple[int, int], str]] | None = None
     known: frozenset[str] = frozenset()  # tables (sheets) whose every cell's font is known
+    mixed: bool = False  # some of its text is plainly Unicode (a legacy font's text typed into a Unicode form)
     converted: int = 0
 
     def text(self, value: str, font: str | None = None, unicode_font: bool = False) -> str:
-        """One cell or paragraph: converted, or left when it is Unicode (see the module's docstring)."""
+        """One cell or paragraph: converted, or left when it is Unicode (see the module's docstring).
+        ``font``: the legacy font the file gives it; ``unicode_font``: the file gives it another font."""
         if not _PROBE[self.encoding].search(value) or _UNICODE_ONLY.search(value):
             return value
         conv = to_unicode(value, self.encoding, upper=bool(font) and is_upper_font(font or ""))
@@ -162,10 +187,15 @@ class Legacy:
             return value
         before = sum(map(is_syllable, _TOKEN.findall(value)))
         after = sum(map(is_syllable, _TOKEN.findall(conv)))
-        if after > before or (after == before and not unicode_font):
-            self.converted += 1
-            return conv
-        return value
+        if after == before:
+            # As many words read both ways ("cá" is "cỏ" in TCVN3): the cell's font decides, else the document.
+            keep = unicode_font if font or unicode_font else bool(before) and self.mixed
+        else:
+            keep = after < before
+        if keep:
+            return value
+        self.converted += 1
+        return conv
 
     def rows(self, grid: Grid, head: list[tuple[int, list[Cell]]]) -> Iterator[tuple[int, list[Cell]]]:
         fonts = (self.cell_fonts or {}).get(grid.name)
@@ -189,7 +219,7 @@ def prepare(doc: Document, fmt: str, data: bytes) -> tuple[Document, Legacy | No
     if found is None:
         return replace(doc, grids=[replace(g, rows=itertools.chain(head, g.rows)) for g, head in heads]), None
     encoding, named = found
-    legacy = Legacy(encoding, named, fonts.cells, frozenset(fonts.known))
+    legacy = Legacy(encoding, named, fonts.cells, frozenset(fonts.known), any(_UNICODE_ONLY.search(t) for t in texts))
     if fmt == "docx" and encoding == TCVN3 and fontnames.has_soft_hyphens(data):
         # Its ư letters were written as soft hyphens, which the reader drops: read it again with them.
         doc = read_docx(fontnames.soft_hyphens_as_text(data))

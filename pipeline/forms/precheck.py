@@ -10,7 +10,7 @@ Why the CRC check is here and not in the reading process: calamine and lxml read
 without checking it, so a damaged member is read as if sound. Checking means decompressing every member,
 which is bounded here as well as in the child: zipfile stops each member at the size its directory
 declares (and checks the CRC there), the declared sizes have just been held to the file's limits, and
-the loop holds one 64 KB chunk at a time. So the worst case costs what the reader would spend anyway,
+the loop holds one 1 MB chunk at a time. So the worst case costs what the reader would spend anyway,
 and a corrupt file gets its finding without starting a read.
 """
 from __future__ import annotations
@@ -187,7 +187,7 @@ def _damaged_member(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> str | 
             continue
         try:
             with zf.open(info) as fh:
-                while fh.read(1 << 16):
+                while fh.read(1 << 20):
                     pass
         except NotImplementedError:
             continue

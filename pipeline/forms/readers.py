@@ -110,8 +110,8 @@ def _calamine_grid(sheet: Any, info: SheetInfo | None = None) -> Grid:
 
     no_value: set[tuple[int, int]] = set()
     if info is not None and info.no_value:
-        shown = set(hidden_cols)
-        no_value = {(r, c) for r, c in info.no_value if c not in shown and not (hidden_rows and r in hidden_rows)}
+        left_out = set(hidden_cols)
+        no_value = {(r, c) for r, c in info.no_value if c not in left_out and not (hidden_rows and r in hidden_rows)}
     return Grid(sheet.name, rows(), locate, vmerges, hidden, no_value)
 
 

@@ -56,6 +56,10 @@ RULE_TYPES: dict[str, set[str]] = {
     "file-bomb": set(),
     "file-timeout": set(),
     "too-many-findings": {"count", "code"},
+    "hidden-rows": {"count"},
+    "formula-no-value": set(),
+    "formula-no-value-other": {"count"},
+    "legacy-encoding": {"encoding", "font"},
 }
 _RULE_KEYS = {"type", "code", "severity", "message", "enabled"}
 _LIMIT_DEFAULTS: dict[str, int] = {

@@ -126,56 +126,77 @@ def _xlsx(zf: zipfile.ZipFile) -> dict[str, SheetInfo]:
     return out
 
 
-_HIDDEN_ROW = re.compile(rb'<(?:\w+:)?row\s[^>]*?\bhidden="(?:1|true)"[^>]*>')
-_HIDDEN_COL = re.compile(rb'<(?:\w+:)?col\s[^>]*?\bhidden="(?:1|true)"[^>]*>')
+_ROOT = re.compile(rb"<(\w+:)?worksheet[\s>]")
+_HIDDEN = re.compile(rb'hidden="(?:1|true)"')
 _ROW_R = re.compile(rb'\sr="(\d+)"')
 _MIN = re.compile(rb'\smin="(\d+)"')
 _MAX = re.compile(rb'\smax="(\d+)"')
-_F = re.compile(rb"<(?:\w+:)?f[\s/>]")
-_C_START = re.compile(rb'<(?:\w+:)?c\s([^>]*)>')
-_C_END = re.compile(rb"</(?:\w+:)?c>")
-_V = re.compile(rb"<(?:\w+:)?v(?:\s[^>]*)?(?:/>|>([^<]*)</(?:\w+:)?v>)")
 _CELL_R = re.compile(rb'\sr="([A-Z]{1,3})(\d+)"')
 _CELL_T = re.compile(rb'\st="(\w+)"')
 _TEXT_TYPES = (b"str", b"s", b"inlineStr")  # an empty <v> of these is an empty text result, a stored value
 
 
+class _Patterns:
+    """The sheet's tags with its namespace prefix ("" or e.g. "x:", as the .NET SDK writes): each pattern
+    starts with literal text, which the regular expression engine finds at memchr speed."""
+
+    def __init__(self, prefix: bytes) -> None:
+        p = re.escape(prefix)
+        self.tag = re.compile(rb"<" + p + rb"(row|col)\s")
+        self.f = re.compile(rb"<" + p + rb"f[\s/>]")
+        self.c = re.compile(rb"<" + p + rb"c(\s[^>]*)>")
+        self.c_end = b"</" + prefix + b"c>"
+        self.v = re.compile(rb"<" + p + rb"v(?:\s[^>]*)?(?:/>|>([^<]*)</" + p + rb"v>)")
+
+
 def _scan_sheet(fh: IO[bytes]) -> SheetInfo:
     info = SheetInfo()
     rest = b""
+    pats: _Patterns | None = None
     while True:
         chunk = fh.read(_CHUNK)
         buf = rest + chunk
+        if pats is None:
+            root = _ROOT.search(buf)
+            if root is None and chunk:
+                rest = buf  # the root tag opens the part: it is in the first chunk or two
+                continue
+            pats = _Patterns(root.group(1) or b"" if root else b"")
         end = len(buf) if not chunk else buf.rfind(b">") + 1  # never cut inside a tag
-        done = _scan(buf, end, info, final=not chunk)
+        done = _scan(buf, end, info, pats, final=not chunk)
         rest = buf[done:]
         if not chunk:
             return info
 
 
-def _scan(buf: bytes, end: int, info: SheetInfo, *, final: bool) -> int:
+def _scan(buf: bytes, end: int, info: SheetInfo, pats: _Patterns, *, final: bool) -> int:
     """Scan ``buf[:end]``; return where the next scan starts (a formula cell whose end is not read yet)."""
-    for m in _HIDDEN_ROW.finditer(buf, 0, end):
-        r = _ROW_R.search(m.group(0))
-        if r:
-            n = int(r.group(1))
-            info.hidden_rows.add(n, n)
-    for m in _HIDDEN_COL.finditer(buf, 0, end):
-        a, b = _MIN.search(m.group(0)), _MAX.search(m.group(0))
-        if a and b:
-            info.hidden_cols.add(int(a.group(1)) - 1, int(b.group(1)) - 1)
-    for m in _F.finditer(buf, 0, end):
+    for m in _HIDDEN.finditer(buf, 0, end):
+        start = buf.rfind(b"<", 0, m.start())  # the tag the attribute belongs to (no "<" inside a value)
+        tag = pats.tag.match(buf, start) if start >= 0 else None
+        if tag is None:
+            continue
+        attrs = buf[start:buf.find(b">", m.end())]
+        if tag.group(1) == b"row":
+            r = _ROW_R.search(attrs)
+            if r:
+                info.hidden_rows.add(int(r.group(1)), int(r.group(1)))
+        else:
+            a, b = _MIN.search(attrs), _MAX.search(attrs)
+            if a and b:
+                info.hidden_cols.add(int(a.group(1)) - 1, int(b.group(1)) - 1)
+    for m in pats.f.finditer(buf, 0, end):
         # <f> is a cell's first child (CT_Cell: f, v, is): the tag before it is the cell's own start tag.
         start = buf.rfind(b"<", 0, m.start())
-        cell = _C_START.match(buf, start) if start >= 0 else None
+        cell = pats.c.match(buf, start) if start >= 0 else None
         if cell is None:
             continue
-        close = _C_END.search(buf, m.end(), end)
-        if close is None:
+        close = buf.find(pats.c_end, m.end(), end)
+        if close < 0:
             if final:
                 break
             return start  # read again with the next chunk
-        v = _V.search(buf, m.end(), close.start())
+        v = pats.v.search(buf, m.end(), close)
         if v is not None and v.group(1):
             continue
         attrs = cell.group(1)

@@ -30,6 +30,7 @@ y yêm yên yêng yêt yêu
 """.split())
 _FRONT = ("e", "ê", "i", "y")  # vowels that take k, gh, ngh
 _STOPS = ("p", "t", "c", "ch")
+_Y_ONSETS = frozenset(("", "h", "k", "l", "m", "n", "s", "t", "th", "v"))
 _TONES = {"\u0301": "sắc", "\u0300": "huyền", "\u0309": "hỏi", "\u0303": "ngã", "\u0323": "nặng"}
 _LETTERS = frozenset("abcdeghiklmnopqrstuvxyđ")
 
@@ -62,4 +63,8 @@ def _fits(rhyme: str, onset: str, tone: str) -> bool:
         return not front
     if onset == "qu":
         return not rhyme.startswith(("u", "o"))
+    if rhyme.startswith("yê"):
+        return not onset  # "yên"; after a consonant it is spelt iê, after u it is part of "uyên"
+    if rhyme == "y":
+        return onset in _Y_ONSETS  # "kỳ", "lý", "mỹ", "Vy"; elsewhere it is spelt i ("chi", not "chy")
     return True

@@ -14,6 +14,7 @@ otherwise store any str starting with "=" as a formula.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from pipeline.plan.deadlines import SENT_STANDINGS, STANDING_LABELS_VI, STANDING
 from pipeline.plan.reports import (GROUP_LABELS, ComplianceRow, ReportData, category_table, group_table, headline,
                                    percent)
 from pipeline.plan.vn import vn_date
-from pipeline.plan.xlsx import (BORDER, CENTER, DATE_FORMAT, LEFT, RIGHT, font, merge, note_row, print_setup, put,
+from pipeline.plan.xlsx import (CENTER, DATE_FORMAT, LEFT, RIGHT, fit_row, font, merge, note_row, print_setup, put,
                                 save, title_block, widths)
 
 SECTION_HEADERS = (("collective", "I", "TẬP THỂ"), ("individual", "II", "CÁ NHÂN"))
@@ -77,6 +78,8 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
     first_extra = 4 + ncat
     last_col = 3 + ncat + len(extras) + 1
     unit_count = len({u.unit_id for u, _ in pairs})
+    col_widths = ([6, 34, 46] + [10] * ncat + [col.width or 16 for col in extras]
+                  + [40 if last_value == "result" else 18])
     row = title_block(ws, data.organisation, data.today, last_col, title, subtitle,
                       f"(Số liệu tổng hợp đến ngày {vn_date(data.today)}: {unit_count} đơn vị, {len(pairs)} mô hình)")
     top = row
@@ -90,6 +93,8 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
     for i, (_, label) in enumerate(categories):
         put(ws, top + 1, 4 + i, label, bold=True, align=CENTER, border=True)
     ws.row_dimensions[top + 1].height = 32
+    fit_row(ws, top + 1, [(label, 10) for _, label in categories], bold=True)
+    fit_row(ws, top, [(col.label, col_widths[first_extra + i - 1]) for i, col in enumerate(extras)], bold=True)
     row = top + 2
 
     totals = {cat: 0 for cat, _ in categories}
@@ -106,6 +111,7 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
                 current = unit.unit_id
                 put(ws, row, 1, None, border=True)
                 merge(ws, row, 2, last_col, f"Đơn vị: {unit.name}", bold=True, italic=True, border=True)
+                fit_row(ws, row, [(f"Đơn vị: {unit.name}", sum(col_widths[1:]))], bold=True)
                 row += 1
             number += 1
             put(ws, row, 1, number, border=True, align=CENTER)
@@ -119,6 +125,10 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
             for i, col in enumerate(extras):
                 put(ws, row, first_extra + i, _extra_value(entry, col), border=True)
             put(ws, row, last_col, getattr(entry, last_value) or "", border=True)
+            fit_row(ws, row, [(entry.name, col_widths[1]), (entry.model, col_widths[2]),
+                              *((ws.cell(row, first_extra + i).value, col_widths[first_extra + i - 1])
+                                for i in range(len(extras))),
+                              (getattr(entry, last_value), col_widths[-1])])
             row += 1
     put(ws, row, 1, None, border=True)
     put(ws, row, 2, "Tổng cộng", bold=True, border=True, align=CENTER)
@@ -130,8 +140,7 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
     row += 2
     note_row(ws, row, last_col, "Lưu ý: số (1) ở cột phân loại đánh dấu lĩnh vực của mô hình; tổng hợp tự động "
                                 "từ các biểu đã được tiếp nhận.", lines=1)
-    widths(ws, [6, 34, 46] + [10] * ncat + [col.width or 16 for col in extras]
-           + [40 if last_value == "result" else 18])
+    widths(ws, col_widths)
     ws.freeze_panes = ws.cell(row=top + 2, column=1)
     print_setup(ws, last_col=last_col, last_row=row, title_rows=(top, top + 1))
     return {**totals, "models": len(pairs)}
@@ -164,6 +173,10 @@ def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
     obligations = data.obligations
     first = 4
     last_col = first + len(obligations) - 1 if obligations else 3
+    # The name column as wide as the longest name needs (within reason): a row of one line prints a third
+    # more units on a page than one that wraps, and fitting to the page width pays for the width.
+    longest = max((len(u.name) for u in data.units), default=0)
+    name_w, cell_w = min(70, max(30, math.ceil(longest / 1.03) + 2)), 22
     row = title_block(ws, data.organisation, data.today, last_col,
                       "TIẾN ĐỘ GỬI BIỂU MẪU, BÁO CÁO CỦA CÁC CÔNG ĐOÀN CƠ SỞ",
                       f"Phong trào thi đua “Dân vận khéo” năm {data.year}",
@@ -182,7 +195,7 @@ def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
                 number_format=DATE_FORMAT)
         else:
             put(ws, top + 1, first + i, "Chưa quy định", italic=True, border=True, align=CENTER)
-    ws.row_dimensions[top].height = 60  # titles of up to four lines
+    fit_row(ws, top, [(c.title, cell_w) for c in obligations], size=11, bold=True)
 
     zone = ZoneInfo(data.timezone)
     cells = {(r.unit.unit_id, r.obligation.id): r for r in data.compliance}
@@ -192,15 +205,19 @@ def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
         put(ws, row, 1, number, border=True, size=11)
         put(ws, row, 2, unit.name, border=True, size=11)
         put(ws, row, 3, GROUP_LABELS.get(unit.group, unit.group), border=True, size=11)
+        texts = [(unit.name, name_w)]
         for i, counts in enumerate(obligations):
             item = cells.get((unit.unit_id, counts.obligation_id))
             if item is None:  # the unit's group does not owe it
                 put(ws, row, first + i, "—", border=True, align=CENTER, size=11)
                 continue
-            cell = put(ws, row, first + i, progress_cell(item, zone), border=True, align=CENTER, size=11)
+            text = progress_cell(item, zone)
+            texts.append((text, cell_w))
+            cell = put(ws, row, first + i, text, border=True, align=CENTER, size=11)
             cell.fill = _fill(item.standing)
             if item.standing == "overdue":
                 cell.font = font(bold=True, size=11, color="9C0006")
+        fit_row(ws, row, texts, size=11)
     grid_end = row
     if obligations:
         ws.auto_filter.ref = f"A{top + 1}:{get_column_letter(last_col)}{max(grid_end, top + 1)}"
@@ -226,7 +243,7 @@ def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
     note_row(ws, row, last_col, "Ghi chú: ngày ghi sau tình trạng là ngày nhận văn bản; “nhắc 3”: đã gửi 3 thư nhắc; "
                                 "“Chờ xem xét”: đơn vị đã gửi, văn bản chờ cán bộ xem xét; “—”: khối của đơn vị "
                                 "không phải nộp.")
-    widths(ws, [6, 40, 16] + [19] * len(obligations))
+    widths(ws, [6, name_w, 18] + [cell_w] * len(obligations))
     ws.freeze_panes = ws.cell(row=top + 2, column=first)
     print_setup(ws, last_col=last_col, last_row=row, title_rows=(top, top + 1))
 
@@ -234,6 +251,7 @@ def _progress_sheet(ws: Worksheet, data: ReportData) -> None:
 # --------------------------------------------------------------------------- Chỉ tiêu
 
 _TABLE_COLS = 9        # the widest table (section 3)
+_TARGET_WIDTHS = [40] + [12] * 6 + [15, 12]  # column H holds "300 (quá hạn)"
 _CHART_COLS = (11, 18)  # K..R: the chart stands beside section 2, after a narrow gap (J)
 _CHART_ROWS = 17
 
@@ -250,8 +268,7 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
                                    f"(chỉ tiêu: {percent(target)})", bold=True, align=LEFT)
     row += 1
     headers = ["Khối", "Số CĐCS", "Số CĐCS đã đăng ký", "Số mô hình", "Tỷ lệ đăng ký", "Chỉ tiêu", "Đánh giá"]
-    for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=CENTER)
+    _header_row(ws, row, headers)
     groups = group_table(data)
     for key in [*GROUPS, "all"]:
         row += 1
@@ -280,8 +297,7 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
     merge(ws, row, 1, _TABLE_COLS, "2. Số mô hình đăng ký theo lĩnh vực", bold=True, align=LEFT)
     row += 1
     headers = ["Lĩnh vực", "Tập thể", "Cá nhân", *(GROUP_LABELS[g] for g in GROUPS), "Tổng số"]
-    for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=CENTER)
+    _header_row(ws, row, headers)
     header_row = row
     table = category_table(data)
     for cat, label in data.categories:
@@ -303,11 +319,11 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
     row += 1
     headers = ["Kỳ báo cáo", "Hạn nộp", "Số đơn vị phải nộp", "Đúng hạn", "Nộp quá hạn", "Chưa đạt",
                "Chờ xem xét", "Chưa nộp", "Tỷ lệ đúng hạn"]
-    for col, text in enumerate(headers, start=1):
-        put(ws, row, col, text, bold=True, border=True, align=CENTER)
+    _header_row(ws, row, headers)
     for p in data.reports_on_time:
         row += 1
         put(ws, row, 1, p.title, border=True)
+        fit_row(ws, row, [(p.title, _TARGET_WIDTHS[0])])
         if p.due_date is not None:
             put(ws, row, 2, p.due_date, border=True, align=CENTER, number_format=DATE_FORMAT)
         else:
@@ -324,9 +340,14 @@ def _targets_sheet(ws: Worksheet, data: ReportData) -> None:
     row += 2
     note_row(ws, row, _TABLE_COLS, "Chỉ tiêu trên 45% thỏa ước lao động tập thể xếp loại B trở lên: các biểu mẫu "
                                    "gửi qua hộp thư không có số liệu này, cần theo dõi riêng.")
-    # Column H holds "300 (quá hạn)".
-    widths(ws, [34] + [12] * 6 + [15, 12] + [2] + [8] * (_CHART_COLS[1] - _CHART_COLS[0] + 1))
+    widths(ws, _TARGET_WIDTHS + [2] + [8] * (_CHART_COLS[1] - _CHART_COLS[0] + 1))
     print_setup(ws, last_col=last_col, last_row=max(row, chart_bottom), title_rows=None, one_page=True)
+
+
+def _header_row(ws: Worksheet, row: int, headers: Sequence[str]) -> None:
+    for col, text in enumerate(headers, start=1):
+        put(ws, row, col, text, bold=True, border=True, align=CENTER)
+    fit_row(ws, row, [(text, _TARGET_WIDTHS[i]) for i, text in enumerate(headers)], bold=True)
 
 
 def _chart(ws: Worksheet, header_row: int, first_data: int, last_data: int, top: int, bottom: int) -> None:

@@ -78,7 +78,7 @@ def title_block(ws: Worksheet, organisation: str, day: date, last_col: int, titl
                 note: str) -> int:
     """ĐƠN VỊ line, date line, title, subtitle, note, each merged within columns 1..``last_col`` (the print
     width, so no title is cut by a page edge); returns the next free row."""
-    left = max(3, last_col // 2)
+    left = min(max(3, last_col // 2), last_col - 1)
     merge(ws, 1, 1, left, f"ĐƠN VỊ: {organisation.upper()}", bold=True, align=LEFT)
     put(ws, 1, left + 1, f"Ngày {day:%d} tháng {day:%m} năm {day:%Y}",
         italic=True, align=Alignment(horizontal="right", vertical="center"))
@@ -102,8 +102,23 @@ def text_lines(text: str, width: float, *, size: int = 12, bold: bool = False) -
     """About how many lines ``text`` takes wrapped in a column ``width`` wide (Excel's unit: a digit of the
     default 11 pt font). On the generous side: Times New Roman is narrower than the serif LibreOffice puts
     in its place where it is not installed, and a line too many is better than a line cut off."""
-    per_line = max(1.0, width * 0.85 * 12 / size * (0.95 if bold else 1.0))
-    return sum(max(1, math.ceil(len(part) / per_line)) for part in text.split("\n"))
+    per_line = max(1.0, width * 12 / size * (0.95 if bold else 1.0))
+    return sum(_wrapped(part, per_line) for part in text.split("\n"))
+
+
+def _wrapped(line: str, per_line: float) -> int:
+    """Lines of a greedy word wrap (as the spreadsheet wraps: at spaces; a word longer than a line is cut)."""
+    lines, used = 1, 0
+    for word in line.split():
+        need = len(word) if used == 0 else used + 1 + len(word)
+        if need <= per_line:
+            used = need
+            continue
+        if used:
+            lines += 1
+        lines += max(0, math.ceil(len(word) / per_line) - 1)
+        used = len(word) % math.ceil(per_line) or min(len(word), math.ceil(per_line))
+    return lines
 
 
 def fit_row(ws: Worksheet, row: int, cells: Sequence[tuple[Any, float]], *, size: int = 12,

@@ -1,15 +1,18 @@
 """Cần xử lý: the review queue and its buttons, which call pipeline.desk.actions and pipeline.desk.actionlog.
 
 One queue for every campaign (a person handles everything); each item says its year, and a document is
-accepted as one of the forms, and periods, of its own campaign."""
+accepted as one of the forms, and periods, of its own campaign. An action that would change a unit's record
+(actions.NeedsConfirmation) shows the change first (``confirmation_page``); the page posts the same fields
+back with the change's token, and only that confirmation does it."""
 from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import Response, abort, g, redirect, render_template, request, url_for
 
 from pipeline.desk import actionlog, actions, queries
 from pipeline.desk.queue import queue
+from pipeline.desk.auth import CSRF_FIELD
 from pipeline.desk.web import bp, desk, flash, safe_next
 
 
@@ -28,6 +31,15 @@ def review_page() -> Any:
             choices[it.target_id] = by_year[it.campaign]
     return render_template("review.html", items=items, history=history,
                            units=queries.sort_units(ctx.units.units), units_by_id=units_by_id, choices=choices)
+
+
+def confirmation_page(exc: actions.NeedsConfirmation, action_url: str, cancel_url: str) -> Response:
+    """The change an action would make, before → after, and a button that does it: the same fields posted
+    again with the change's token. Nothing has changed yet (409 when the change is not the one confirmed)."""
+    fields = [(k, v) for k, v in request.form.items(multi=True) if k not in (CSRF_FIELD, "confirm")]
+    html = render_template("review_confirm.html", plan=exc.plan, stale=exc.stale, fields=fields,
+                           action_url=action_url, cancel_url=cancel_url, tz=desk().ctx.cfg.tz)
+    return Response(html, status=409 if exc.stale else 200, mimetype="text/html")
 
 
 def _sentence(text: str) -> str:
@@ -56,7 +68,8 @@ def review_action(action: str) -> Any:
                 flash("error", "Hãy chọn một đơn vị trong danh sách.")
                 return redirect(url_for("desk.review_page"))
             result = actions.assign(ctx, _int_field("message_pk"), unit_id, actor=actor,
-                                    add_address=form.get("add_address") in ("1", "on", "yes"), now=now)
+                                    add_address=form.get("add_address") in ("1", "on", "yes"), now=now,
+                                    confirm=form.get("confirm") or None)
         elif action == "release":
             result = actions.release(ctx, _int_field("message_pk"), actor=actor, now=now)
         elif action == "accept":
@@ -66,7 +79,7 @@ def review_action(action: str) -> Any:
                 return redirect(url_for("desk.review_page"))
             # which kinds and periods fit is the document's campaign's business (actions.accept says why not)
             result = actions.accept(ctx, _int_field("document_id"), kind=kind, period=form.get("period") or None,
-                                    actor=actor, now=now)
+                                    actor=actor, now=now, confirm=form.get("confirm") or None)
         elif action == "reject":
             reason = (form.get("reason") or "").strip()
             if not reason:
@@ -83,6 +96,9 @@ def review_action(action: str) -> Any:
             result = actionlog.undo(ctx, _int_field("action_id"), actor=actor, now=now)
         else:
             abort(404)
+    except actions.NeedsConfirmation as exc:
+        return confirmation_page(exc, url_for("desk.review_action", action=action),
+                                 safe_next(form.get("back")) if form.get("back") else url_for("desk.review_page"))
     except actions.ReviewError as exc:
         flash("error", _sentence(str(exc)))
     else:

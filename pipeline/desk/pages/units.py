@@ -1,6 +1,8 @@
 """Đơn vị: the list of units (search, upload a new list, download it), a unit's page and an archived mail.
 
-The states shown are those of the campaign in view; a unit's page lists all its mail whatever the year."""
+The states shown are those of the campaign in view, as the standing of the day (queries.standings: overdue
+or not yet due, as the overview, the staff mail and the workbook say); a unit's page lists all its mail
+whatever the year."""
 from __future__ import annotations
 
 import io
@@ -18,11 +20,11 @@ log = logging.getLogger(__name__)
 def _units_page(check: Any = None, status: int = 200) -> Any:
     ctx = view_ctx()
     q = request.args.get("q", "")
-    st = queries.states(ctx)
+    standings = queries.standings(ctx, desk().today())
     shown = queries.search_units(ctx.units.units, q)
     obligations = [(ob, queries.short_title(ob, ctx.rules)) for ob in ctx.obligations]
     replacements = unitsadmin.last_replacements(ctx, 5)
-    html = render_template("units.html", units=shown, total=len(ctx.units.units), q=q, states=st,
+    html = render_template("units.html", units=shown, total=len(ctx.units.units), q=q, standings=standings,
                            obligations=obligations, check=check, units_file=ctx.cfg.units_file.name,
                            replacements=replacements, max_mb=MAX_UPLOAD // (1024 * 1024))
     return Response(html, status=status, mimetype="text/html")
@@ -68,7 +70,9 @@ def unit(unit_id: str) -> Any:
     if u is None:
         abort(404, f"Không có đơn vị mã {unit_id} trong danh sách hiện tại.")
     st = queries.states(ctx)
-    rows = [(ob, queries.short_title(ob, ctx.rules), st.get((u.unit_id, ob.id))) for ob in ctx.obligations]
+    standings = queries.standings(ctx, desk().today(), st)
+    rows = [(ob, queries.short_title(ob, ctx.rules), st.get((u.unit_id, ob.id)), standings.get((u.unit_id, ob.id)))
+            for ob in ctx.obligations]
     history = queries.unit_history(ctx, u)
     actions = actionlog.history(ctx, unit_id=u.unit_id)
     return render_template("unit.html", unit=u, rows=rows, history=history, actions=actions,

@@ -67,7 +67,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print("Không có việc nào cần xử lý.")
             for i in items:
                 what = {"message": "thư", "document": "tệp", "bounce": "báo lỗi"}[i.target]
-                head = f"[{i.kind}] {what} #{i.target_id} (thư #{i.message_pk}) {_when_local(i.received_at, ctx.cfg.tz)}"
+                when = _when_local(i.received_at, ctx.cfg.tz)
+                head = f"[{i.kind}] {what} #{i.target_id} (thư #{i.message_pk}) {when}"
                 print(head + f" từ {i.sender or '?'}" + (f" — {i.filename}" if i.filename else "")
                       + (f" — “{i.subject}”" if i.subject else ""))
                 print(f"    lý do: {i.reason}")

@@ -361,8 +361,8 @@ def libreoffice_xlsx(csv_text: str, folder: Path) -> bytes:
     src = folder / "bang.csv"
     src.write_text(csv_text, encoding="utf-8")
     profile = folder / "lo-profile"
-    done = subprocess.run(["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--infilter=CSV:44,34,76",
-                           "--convert-to", "xlsx", "--outdir", str(folder), str(src)],
+    done = subprocess.run(["soffice", f"-env:UserInstallation=file://{profile}", "--headless",
+                           "--infilter=CSV:44,34,76", "--convert-to", "xlsx", "--outdir", str(folder), str(src)],
                           capture_output=True, timeout=180, check=False)
     out = folder / "bang.xlsx"
     assert out.exists(), f"LibreOffice did not convert the CSV: {done.stderr.decode(errors='replace')}"

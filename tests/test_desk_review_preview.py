@@ -17,8 +17,8 @@ from werkzeug.http import parse_options_header
 import formfiles
 from conftest import DISTRICT
 from desk_helpers import offline_cfg  # noqa: F401  (fixture)
-from desk_helpers import (XLSX, Clock, client_login, csrf_in, hidden_fields, ingest, libreoffice_xlsx, local, pixel_flood_png,
-                          png, registration)
+from desk_helpers import (XLSX, Clock, client_login, csrf_in, hidden_fields, ingest, libreoffice_xlsx, local,
+                          pixel_flood_png, png, registration)
 from intake_demo import samplemail, samples
 from pipeline.config import load_config
 from pipeline.context import Context
@@ -150,7 +150,8 @@ def test_every_attachment_opens_from_the_queue_and_the_units_page(client: Any, d
     r = client.get(download)
     assert (r.mimetype, r.data) == ("application/octet-stream", form)
     assert r.headers["Content-Disposition"].startswith("attachment;")
-    assert "filename*=UTF-8''%C4%90%C4%83ng%20k%C3%BD%20TH%20%C3%81i%20M%E1%BB%99.xlsx" in r.headers["Content-Disposition"]
+    assert ("filename*=UTF-8''%C4%90%C4%83ng%20k%C3%BD%20TH%20%C3%81i%20M%E1%BB%99.xlsx"
+            in r.headers["Content-Disposition"])
     assert filename_of(r) == "Đăng ký TH Ái Mộ.xlsx"
     # HTML and SVG: never rendered, download only, and sandboxed even then
     for name, data in (("trang.html", HTML), ("hình.svg", SVG)):
@@ -291,8 +292,8 @@ def test_assigning_a_strangers_mail_over_an_on_time_record_shows_the_change_and_
                                             "add_address": "1"})
     html = text(r)
     assert r.status_code == 200 and "<h1>Xác nhận thay đổi</h1>" in html
-    [row] = re.findall(r'<tr data-obligation="registration" data-before="on_time" data-after="late" class=warn>(.*?)</tr>',
-                       html, re.S)
+    [row] = re.findall(r'<tr data-obligation="registration" data-before="on_time" data-after="late" class=warn>'
+                       r"(.*?)</tr>", html, re.S)
     assert f'<a href="/documents/{own_doc.id}" class="filename">Biểu đăng ký Ái Mộ.xlsx</a>' in row
     assert "nhận lúc 14/02/2022 09:00" in row and "Đăng ký TH Ái Mộ.xlsx" in row and "nhận lúc 23/02/2022 09:00" in row
     assert "Tệp đang được tính sẽ không còn được tính." in row and "Đơn vị chuyển từ đúng hạn sang quá hạn." in row
@@ -399,7 +400,8 @@ def test_the_cli_prints_the_change_and_needs_yes(desk: Any, capsys: pytest.Captu
     assert main(args) == 1
     out = capsys.readouterr()
     assert f"Thao tác này thay đổi hồ sơ của đơn vị {AIMO}:" in out.out
-    assert "tệp “Biểu đăng ký Ái Mộ.xlsx” nhận lúc 09:00 ngày 14/02/2022 (đúng hạn) → tệp “Đăng ký TH Ái Mộ.xlsx”" in out.out
+    assert ("tệp “Biểu đăng ký Ái Mộ.xlsx” nhận lúc 09:00 ngày 14/02/2022 (đúng hạn) → "
+            "tệp “Đăng ký TH Ái Mộ.xlsx”") in out.out
     assert f"Địa chỉ {STRANGER} sẽ được thêm vào đơn vị" in out.out
     assert "--yes" in out.err
     _nothing_changed(ctx, stranger, own_doc.id, units_before)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from desk_helpers import Clock, client_login, csrf_in, local
+from desk_helpers import Clock, client_login, csrf_in, hidden_fields, local
 from pipeline.config import load_config
 from pipeline.context import Context
 from pipeline.desk import create_app

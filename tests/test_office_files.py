@@ -111,6 +111,23 @@ def test_a_doc_libreoffice_cannot_open_goes_to_a_person() -> None:
     r = read_document("Báo cáo quý III.doc", junk)
     assert (r.kind, r.period, r.state, r.format, codes(r)) == (
         "report", "2022-Q3", "needs_review", "doc", ["unsupported-format"])
+    r = read_document("Báo cáo quý III.doc", b"")
+    assert (r.kind, r.period, r.state, codes(r)) == ("report", "2022-Q3", "rejected", ["file-corrupt"])
+
+
+def test_a_web_page_saved_as_doc_is_read_through_libreoffice() -> None:
+    # Programs that "export to Word" often write HTML under a .doc name; Word and LibreOffice open it.
+    head = "".join(f"<td>{c}</td>" for c in samples.REG_CATEGORIES)
+    html = ("<html><head><meta charset='utf-8'></head><body>"
+            f"<p>ĐƠN VỊ: {UNIT_NAME}</p><p>BIỂU ĐĂNG KÝ</p><p>Mô hình \"Dân vận khéo\" năm 2022</p>"
+            "<table border=1><tr><td rowspan=2>TT</td><td rowspan=2>Tên tập thể, cá nhân</td>"
+            "<td rowspan=2>Tên mô hình</td><td colspan=7>PHÂN LOẠI MÔ HÌNH</td><td rowspan=2>Ghi chú</td></tr>"
+            f"<tr>{head}</tr>"
+            f"<tr><td>1</td><td>{THIS_YEAR[0][0]}</td><td>{THIS_YEAR[0][1]}</td><td>1</td>{'<td></td>' * 7}</tr>"
+            "</table></body></html>").encode()
+    r = read_document("Biểu đăng ký.doc", html, unit=UNIT)
+    assert (r.kind, r.state, r.format, codes(r)) == ("registration", "accepted", "doc", [])
+    assert entries(r) == EXPECTED[:1]
 
 
 def test_libreoffice_overrunning_its_time_is_killed_with_its_whole_group() -> None:
@@ -123,9 +140,10 @@ def test_libreoffice_overrunning_its_time_is_killed_with_its_whole_group() -> No
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if profile.encode() in cmdline:
+        if profile.encode() in cmdline and state != "Z":
             alive.append(pid)
     assert alive == [], "LibreOffice processes left running"
     # The conversion's share of the document's time leaves the reader time to answer before its parent gives up.

@@ -210,3 +210,26 @@ def test_health_verdict_levels_follow_the_worst_problem() -> None:
                    outbox={"failed": 1, "uncertain": 1}, worker_heartbeat=now)
     assert stuck.verdict(now).level == "warn" and "Có 2 thư gửi đi" in stuck.verdict(now).problems[0]
     assert fine.verdict(now + timedelta(minutes=6)).level == "bad"  # the worker's heartbeat is stale
+
+
+def test_the_health_bar_macro_says_the_verdict_in_words_and_class(offline_cfg: Path) -> None:  # noqa: F811
+    """_health.html's bar (for the top of every page) carries the same verdict as the overview's box."""
+    from pipeline.desk.queries import Health
+
+    app = create_app(Context(load_config(offline_cfg)), clock=Clock(utc(NOW)), login_delay=0)
+    now = utc(NOW)
+    base = dict(last_error=None, last_error_at=None, outbox={"pending": 0, "failed": 0, "uncertain": 0}, tz=NOW.tzinfo)
+    cases = {
+        "bad": Health(last_ok=None, failing_since=None, **base),
+        "warn": Health(last_ok=None, failing_since=None, worker_heartbeat=now, **base),
+        "ok": Health(last_ok=now, failing_since=None, worker_heartbeat=now, **base),
+    }
+    with app.app_context():
+        bar = app.jinja_env.get_template("_health.html").module.bar  # type: ignore[attr-defined]
+        html = {level: re.sub(r"\s+", " ", str(bar(h, now))) for level, h in cases.items()}
+    assert '<div class="healthbar bad" id="healthbar" role="status" data-level="bad">' in html["bad"]
+    assert "Hệ thống đang có sự cố</b>: Dịch vụ tiếp nhận thư không chạy" in html["bad"]
+    assert "(và 1 vấn đề khác, xem Tổng quan)" in html["bad"]
+    assert '<div class="healthbar warn"' in html["warn"] and "Cần chú ý</b>: Hệ thống chưa đọc được" in html["warn"]
+    assert '<div class="healthbar" id="healthbar"' in html["ok"] and "Hệ thống hoạt động bình thường" in html["ok"]
+    assert "Hộp thư đọc thành công lần cuối: <b>21/02/2022 09:00</b>" in html["ok"]

@@ -35,7 +35,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the child imports this check
 
 # What one preview shows at most (the page says when there is more).
 CAPS = {"sheets": 10, "rows": 200, "columns": 40, "chars": 300, "paragraphs": 60}
-TABLE_FORMATS = ("xlsx", "xlsm", "xls", "ods", "docx")
+TABLE_FORMATS = ("xlsx", "xlsm", "xlsb", "xls", "ods", "docx")  # what the intake's readers read as cells
 # The precheck's verdicts in the words of staff (the findings' own texts tell a unit how to fix its file).
 PROBLEMS = {"file-bomb": "tệp nén bất thường (có thể là “bom nén”), không mở để bảo vệ hệ thống",
             "file-too-large": "tệp quá lớn để xem trước", "file-encrypted": "tệp có đặt mật khẩu",

@@ -3,8 +3,8 @@ bytes (never by the name or the type the sender declared) for how they may be sh
 
     image  JPEG, PNG, GIF or WebP of a sane size: shown on the page (<img> from the desk itself)
     pdf    a PDF: opened in the browser's own viewer (served inline as application/pdf)
-    table  a spreadsheet (xlsx, xlsm, xls, ods) or a Word file (docx): its cells as an HTML table, read in a
-           child process (pipeline.desk.cells)
+    table  a spreadsheet (xlsx, xlsm, xlsb, xls, ods) or a Word file (docx): its cells as an HTML table, read
+           in a child process (pipeline.desk.cells)
     file   anything else, HTML and SVG included (a page or a drawing from our own origin could run script):
            download only
 
@@ -17,18 +17,18 @@ from __future__ import annotations
 import struct
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from werkzeug.http import dump_options_header
 
+from pipeline.desk.cells import TABLE_FORMATS
 from pipeline.mail import mime
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.context import Context
 
 IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
-TABLE_FORMATS = ("xlsx", "xlsm", "xls", "ods", "docx")
 # A browser decodes a whole image to show it: a phone's 50-megapixel photo is fine, a 60000×60000 PNG of a
 # few kilobytes (a "pixel flood") would take the staff's browser down with it.
 MAX_IMAGE_PIXELS = 100_000_000
@@ -121,12 +121,12 @@ def view_of(att: Attachment, limits: dict[str, int]) -> View:
 
 
 def _active(att: Attachment, data: bytes) -> bool:
-    """HTML or SVG, by name, declared type or content."""
+    """HTML or SVG (or XML, which may be either), by name, declared type or content."""
     name = att.filename.lower()
-    declared = att.declared_type.lower()
+    declared = att.declared_type.lower().split(";")[0].strip()
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return (name.endswith((".html", ".htm", ".xhtml", ".svg", ".svgz", ".xml", ".mht", ".mhtml"))
-            or any(t in declared for t in ("html", "svg", "xml"))
+            or "html" in declared or "svg" in declared or declared in ("text/xml", "application/xml")
             or any(head.startswith(m.encode()) for m in _ACTIVE))
 
 

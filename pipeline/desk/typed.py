@@ -1,9 +1,10 @@
 """The rows staff type in from a photo or a scan of a table form, so that it counts like a read form.
 
 The fields are those of the document's form definition (``rules.forms[kind]``): the name and the model,
-one of its categories, the section (tập thể / cá nhân: the form's default unless staff choose the other, as a
-unit may add section rows to any form), and its required extra columns. What staff typed is checked here and becomes ``Entry`` values, recorded with the accept (or, for a
-document accepted earlier without them, with an action of their own; pipeline.ledger.review).
+one of its categories, the section (tập thể / cá nhân: the form's default unless staff choose the other, as
+a unit may add section rows to any form), and its required extra columns. What staff typed is checked here
+and becomes ``Entry`` values, recorded with the accept (or, for a document accepted earlier without them,
+with an action of their own; pipeline.ledger.review).
 
 On the page a row is a group of fields named ``r<i>.name``, ``r<i>.model``, ``r<i>.category``,
 ``r<i>.section`` and ``r<i>.x.<column key>``; ``rows`` says how many groups the page had. A row left wholly
@@ -123,7 +124,8 @@ def _extra_problem(col: Column, text: str) -> str | None:
         except ValueError:
             return "phải là một số nguyên"
         if (col.min is not None and n < col.min) or (col.max is not None and n > col.max):
-            return f"phải trong khoảng {col.min if col.min is not None else '…'}–{col.max if col.max is not None else '…'}"
+            low, high = ("…" if b is None else b for b in (col.min, col.max))
+            return f"phải trong khoảng {low}–{high}"
     if col.type == "date":
         m = _DATE.match(text)
         try:

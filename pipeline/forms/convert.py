@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,11 +108,21 @@ def to_docx(exe: str, data: bytes, fmt: str, seconds: float) -> bytes:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill soffice and soffice.bin below it (its own session: the group is LibreOffice's and only its), and
+    wait a little for the group to be gone: SIGKILL is delivered on the way, and soffice.bin is not our child
+    to wait for."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is LibreOffice's and only its
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
 
 
 def _profile() -> str:

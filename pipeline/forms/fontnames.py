@@ -1,10 +1,10 @@
 """The fonts a file names, when some are old Vietnamese font encodings (.VnTime → TCVN3, VNI-Times → VNI).
 
-Read from the file's own bytes, beside the readers (which keep only text): .xlsx per cell (the cell's style
-→ its font, or the font of a rich-text run of its shared string), .docx from the runs' and styles' w:rFonts,
-OpenDocument from the font declarations, the binary .xls/.doc from the font names stored in them. A file
-naming no legacy font costs one small read (xlsx styles.xml, docx fontTable.xml); the sheets are walked only
-when a legacy font is named. Nothing here raises: a part that cannot be read names no font.
+Read from the file's own bytes, beside the readers (which keep only text): .xlsx and .xls per cell (the
+cell's style → its font, or the font of a rich-text run of its shared string), .docx from the runs' and
+styles' w:rFonts, OpenDocument from the fonts its styles use. A file naming no legacy font costs one small
+read (xlsx styles.xml and a small sharedStrings.xml, docx fontTable.xml); the sheets are walked only when a
+legacy font is named. Nothing here raises: a part that cannot be read names no font.
 """
 from __future__ import annotations
 
@@ -23,11 +23,16 @@ _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _LEGACY_VAL = re.compile(rb'val="(?:\.vn|vni-)', re.IGNORECASE)  # a legacy font named in a spreadsheet part
 _RFONTS = re.compile(rb"<w:rFonts\b([^>]*)>")
 _ATTR = re.compile(rb'w:(?:ascii|hAnsi|cs|eastAsia)="([^"]+)"')
-_ODF_FONT = re.compile(rb'(?:style:name|svg:font-family|style:font-name(?:-asian|-complex)?)="([^"]+)"')
-_BINARY_FONT = re.compile(r"(?:\.Vn|VNI-)[A-Za-z][A-Za-z0-9 \-]{1,30}")
+_ODF_FACE = re.compile(rb"<style:font-face\b[^>]*>")
+_ODF_NAME = re.compile(rb'style:name="([^"]+)"')
+_ODF_FAMILY = re.compile(rb'svg:font-family="([^"]+)"')
+_ODF_FONT = re.compile(rb'style:font-name(?:-asian|-complex)?="([^"]+)"')
 _BINARY_HINT = re.compile(rb"\.Vn|VNI-|\.\x00V\x00n\x00|V\x00N\x00I\x00-\x00")
 _CELL_REF = re.compile(r"([A-Z]+)(\d+)")
 _MAX_SCAN = 64 * 2**20  # a part bigger than this is not searched for fonts (the reader refuses it anyway)
+_SMALL_PART = 2**20
+_MAX_CELLS = 200_000  # past this many legacy-font cells in a sheet, its cells are decided without their fonts
+_TEXT_TYPES = ("s", "inlineStr", "str")
 
 
 def encoding_of_font(name: str) -> str | None:
@@ -35,7 +40,7 @@ def encoding_of_font(name: str) -> str | None:
     n = name.strip().strip("'\"").upper()
     if n.startswith(".VN"):
         return TCVN3
-    if n.startswith("VNI-") or n == "VNI":
+    if n.startswith("VNI-"):
         return VNI
     return None
 
@@ -62,8 +67,8 @@ def read_fonts(fmt: str, data: bytes) -> Fonts:
             return _docx(data)
         if fmt in ("ods", "odt"):
             return _odf(data)
-        if fmt in ("xls", "doc"):
-            return _binary(data)
+        if fmt == "xls":
+            return _xls(data)
     except Exception:  # noqa: BLE001 - a part that cannot be read names no font; the characters still tell
         return Fonts()
     return Fonts()
@@ -73,12 +78,12 @@ def _ranked(counts: Counter[str]) -> tuple[str, ...]:
     return tuple(n for n, _ in counts.most_common() if encoding_of_font(n))
 
 
-def _member(zf: zipfile.ZipFile, name: str) -> bytes | None:
+def _member(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes | None:
     try:
         info = zf.getinfo(name)
     except KeyError:
         return None
-    return zf.read(info) if info.file_size <= _MAX_SCAN else None
+    return zf.read(info) if info.file_size <= (limit or _MAX_SCAN) else None
 
 
 # ---------------------------------------------------------------- xlsx: styles.xml + each cell's style
@@ -91,8 +96,11 @@ def _parse(xml: bytes) -> Any:
 def _xlsx(data: bytes) -> Fonts:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         styles = _member(zf, "xl/styles.xml") or b""
-        shared = _member(zf, "xl/sharedStrings.xml") or b""
-        if not _LEGACY_VAL.search(styles) and not _LEGACY_VAL.search(shared):
+        # Rich text runs name their fonts in the shared strings: looked for there when the styles name one,
+        # or when the strings are few (a big Unicode workbook is not read twice for it).
+        named = bool(_LEGACY_VAL.search(styles))
+        shared = _member(zf, "xl/sharedStrings.xml", None if named else _SMALL_PART) or b""
+        if not named and not _LEGACY_VAL.search(shared):
             return Fonts()
         xf_font = _xf_fonts(styles)  # style index → font name (the cells' own fonts)
         string_font = _string_fonts(shared) if _LEGACY_VAL.search(shared) else {}
@@ -102,7 +110,9 @@ def _xlsx(data: bytes) -> Fonts:
             xml = _member(zf, path)
             if xml is None:
                 continue
-            cells[sheet] = _legacy_cells(xml, xf_font, string_font, counts)
+            found = _legacy_cells(xml, xf_font, string_font, counts)
+            if found is not None:
+                cells[sheet] = found
     return Fonts(_ranked(counts), cells, set(cells))
 
 
@@ -158,8 +168,8 @@ def _col_index(letters: str) -> int:
 
 
 def _legacy_cells(xml: bytes, xf_font: dict[int, str], string_font: dict[int, str],
-                  counts: Counter[str]) -> dict[tuple[int, int], str]:
-    """(row, column index) → font, for the sheet's cells holding text in a legacy font."""
+                  counts: Counter[str]) -> dict[tuple[int, int], str] | None:
+    """(row, column index) → font, for the sheet's cells holding text in a legacy font; None past _MAX_CELLS."""
     from lxml import etree
 
     out: dict[tuple[int, int], str] = {}
@@ -168,6 +178,8 @@ def _legacy_cells(xml: bytes, xf_font: dict[int, str], string_font: dict[int, st
                                  resolve_entities=False, no_network=True):
         if el.tag == _S + "row":
             el.clear()
+            while el.getprevious() is not None:  # the rows read so far are not kept
+                del el.getparent()[0]
             continue
         ref = _CELL_REF.fullmatch(el.get("r", ""))
         if ref:
@@ -176,14 +188,21 @@ def _legacy_cells(xml: bytes, xf_font: dict[int, str], string_font: dict[int, st
             col += 1
             parent = el.getparent()
             row = int(parent.get("r", row)) if parent is not None else row
-        font = xf_font.get(int(el.get("s", "0") or 0), "")
-        if el.get("t") == "s":
-            v = el.findtext(_S + "v")
-            if v and v.isdigit() and int(v) in string_font:
-                font = string_font[int(v)]
-        if encoding_of_font(font):
-            out[(row, col)] = font
-            counts[font] += 1
+        kind = el.get("t")
+        if kind in _TEXT_TYPES:  # numbers and dates are not converted: their fonts do not matter
+            font = xf_font.get(int(el.get("s", "0") or 0), "")
+            if kind == "s":
+                v = el.findtext(_S + "v")
+                if v and v.isdigit() and int(v) in string_font:
+                    font = string_font[int(v)]
+            elif kind == "inlineStr":  # rich text kept in the cell (openpyxl writes it so)
+                font = next((n for rf in el.iterfind(f"{_S}is/{_S}r/{_S}rPr/{_S}rFont")
+                             if encoding_of_font(n := rf.get("val", ""))), font)
+            if encoding_of_font(font):
+                out[(row, col)] = font
+                counts[font] += 1
+                if len(out) > _MAX_CELLS:
+                    return None
         el.clear()
     return out
 
@@ -225,22 +244,47 @@ def soft_hyphens_as_text(data: bytes) -> bytes:
     return out.getvalue()
 
 
-# ---------------------------------------------------------------- OpenDocument and binary Office files
+# ---------------------------------------------------------------- OpenDocument and Excel 97-2003
 def _odf(data: bytes) -> Fonts:
+    """The fonts the styles use (style:font-name refers to a declared font face by its style:name)."""
     counts: Counter[str] = Counter()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for part in ("content.xml", "styles.xml"):
-            for name in _ODF_FONT.findall(_member(zf, part) or b""):
-                counts[name.decode("utf-8", "replace").strip("'")] += 1
+        parts = [_member(zf, part) or b"" for part in ("styles.xml", "content.xml")]
+    faces: dict[bytes, bytes] = {}
+    for xml in parts:
+        for decl in _ODF_FACE.findall(xml):
+            name, family = _ODF_NAME.search(decl), _ODF_FAMILY.search(decl)
+            if name and family:
+                faces[name.group(1)] = family.group(1)
+    for xml in parts:
+        for ref in _ODF_FONT.findall(xml):
+            counts[faces.get(ref, ref).decode("utf-8", "replace").replace("&apos;", "'").strip("'")] += 1
     return Fonts(_ranked(counts))
 
 
-def _binary(data: bytes) -> Fonts:
-    """Excel 97 FONT records and Word 97 font tables store the names as 8-bit or UTF-16 text."""
-    if len(data) > _MAX_SCAN or not _BINARY_HINT.search(data):
-        return Fonts()
+def _xls(data: bytes) -> Fonts:
+    """Excel 97-2003: each cell's XF record names its font (xlrd, with the formatting records)."""
+    if not _BINARY_HINT.search(data):
+        return Fonts()  # the name is stored as 8-bit or UTF-16 text: no legacy font is named
+    import xlrd
+
+    book = xlrd.open_workbook(file_contents=data, formatting_info=True, on_demand=True, logfile=io.StringIO())
+    fonts = [f.name for f in book.font_list]
+    xf_font = {i: fonts[xf.font_index] for i, xf in enumerate(book.xf_list) if xf.font_index < len(fonts)}
+    cells: dict[str, dict[tuple[int, int], str]] = {}
     counts: Counter[str] = Counter()
-    for text in (data.decode("latin-1"), data[: len(data) // 2 * 2].decode("utf-16-le", "replace"),
-                 data[1: 1 + (len(data) - 1) // 2 * 2].decode("utf-16-le", "replace")):
-        counts.update(m.strip() for m in _BINARY_FONT.findall(text))
-    return Fonts(_ranked(counts))
+    for index in range(book.nsheets):
+        sheet = book.get_sheet(index)
+        found: dict[tuple[int, int], str] = {}
+        text = ((r, c, xf_font.get(cell.xf_index, "")) for r in range(sheet.nrows)
+                for c, cell in enumerate(sheet.row(r)) if cell.ctype == xlrd.XL_CELL_TEXT)
+        for r, c, font in text:
+            if encoding_of_font(font):
+                found[(r + 1, c)] = font
+                counts[font] += 1
+                if len(found) > _MAX_CELLS:
+                    break
+        else:
+            cells[sheet.name] = found
+        book.unload_sheet(index)
+    return Fonts(_ranked(counts), cells, set(cells))

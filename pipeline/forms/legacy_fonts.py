@@ -30,8 +30,8 @@ from pipeline.forms.legacy_tables import TCVN3_ROWS, VNI_ROWS
 from pipeline.forms.legacy_tables import VNI as VNI_MAP
 from pipeline.forms.readers import Cell, Document, Grid, read_docx
 from pipeline.forms.syllables import is_syllable
-from pipeline.model import DocumentReading
 from pipeline.forms.rules import Rules
+from pipeline.model import DocumentReading
 
 LABELS = {TCVN3: "TCVN3/ABC", VNI: "VNI"}
 SAMPLE_ROWS = 60  # rows of each table read before deciding (the title, the header and the first entries)
@@ -48,8 +48,8 @@ _PROBE = {TCVN3: re.compile("[" + re.escape("".join(TCVN3_MAP)) + "]"),
 # Characters legacy text is full of and Vietnamese Unicode never uses ("ª", "¸", "®"; VNI's "ø", "ï", "ñ"):
 # a document with none of them and no legacy font named is not looked at further.
 _VIETNAMESE_LATIN1 = frozenset("àáâãèéêìíòóôõùúýÀÁÂÃÈÉÊÌÍÒÓÔÕÙÚÝ")
-_SUSPECT = re.compile("[" + re.escape("".join(sorted((set(TCVN3_MAP) | {q[-1] for q in VNI_MAP}) - _VIETNAMESE_LATIN1)))
-                      + "]")
+_SUSPECT = re.compile("[" + re.escape("".join(sorted((set(TCVN3_MAP) | {q[-1] for q in VNI_MAP})
+                                                     - _VIETNAMESE_LATIN1))) + "]")
 # A word: letters, the Latin-1 signs TCVN3 uses as letters (¡…¾ × ÷), combining marks.
 _TOKEN = re.compile(r"(?:[^\W\d_]|[\u00a1-\u00bf\u00d7\u00f7\u0300-\u036f])+")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -219,11 +219,16 @@ def prepare(doc: Document, fmt: str, data: bytes) -> tuple[Document, Legacy | No
     if found is None:
         return replace(doc, grids=[replace(g, rows=itertools.chain(head, g.rows)) for g, head in heads]), None
     encoding, named = found
-    legacy = Legacy(encoding, named, fonts.cells, frozenset(fonts.known), any(_UNICODE_ONLY.search(t) for t in texts))
+    mixed = any(_UNICODE_ONLY.search(t) for t in texts)
+    legacy = Legacy(encoding, named, fonts.cells, frozenset(fonts.known), mixed)
     if fmt == "docx" and encoding == TCVN3 and fontnames.has_soft_hyphens(data):
         # Its ư letters were written as soft hyphens, which the reader drops: read it again with them.
-        doc = read_docx(fontnames.soft_hyphens_as_text(data))
-        heads = [(g, []) for g in doc.grids]
+        try:
+            doc = read_docx(fontnames.soft_hyphens_as_text(data))
+        except Exception:  # noqa: BLE001 - the file as first read is still read, without those letters
+            pass
+        else:
+            heads = [(g, []) for g in doc.grids]
     grids = [replace(g, rows=legacy.rows(g, head)) for g, head in heads]
     return replace(doc, grids=grids, paragraphs=[legacy.text(p) for p in doc.paragraphs]), legacy
 

@@ -67,10 +67,12 @@ def check(filename: str, data: bytes, limits: dict[str, int]) -> Verdict:
         return Verdict("jpg")
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return Verdict("png")
+    if not data and ext in ("xlsx", "xlsm", "xls", "ods", "docx", "odt", "doc", "rtf", "pdf"):
+        return Verdict(ext, "file-corrupt", "tệp rỗng")
     if ext in ("xlsx", "xlsm", "xls", "ods", "docx", "odt", "pdf"):
-        if not data:
-            return Verdict(ext, "file-corrupt", "tệp rỗng")
         return Verdict(ext, "file-corrupt", "nội dung không đúng định dạng ." + ext)
+    # A .doc that is no Word 97 file is often a web page or text saved under that name by some program:
+    # LibreOffice, which the conversion uses, reads those too.
     return Verdict(ext or None)
 
 

@@ -108,7 +108,8 @@ def _page(pk: int | None, part: str | None, d: Any, *, rows: list[typed.TypedRow
     unit_id = d.unit_id if d is not None else msg.unit_id
     review = _review_view(d, rows) if d is not None else None
     html = render_template(
-        "preview.html", msg=msg, d=d, att=att, view=view, cells=cells, unit=ctx.units.by_id(unit_id) if unit_id else None,
+        "preview.html", msg=msg, d=d, att=att, view=view, cells=cells,
+        unit=ctx.units.by_id(unit_id) if unit_id else None,
         filename=att.filename if att is not None else d.filename, described=describe(view) if view else "Tệp",
         size=size_label(att.size) if att is not None else "", part=att.part if att is not None else part,
         review=review, problems=problems, section_labels=typed.SECTION_LABELS,
@@ -155,8 +156,8 @@ def document_accept(document_id: int) -> Any:
     rows_kind = form.get("rows_kind") or None
     lay = typed.layout(ctx.rules.forms.get(rows_kind or ""))
     rows = typed.read_rows(form, lay, typed.row_count(form)) if lay is not None else []
-    if form.get("more") and lay is not None:  # more rows to type: the page again, nothing recorded
-        return _page(None, None, d, rows=rows + typed.blank_rows(lay, len(rows) + 5)[len(rows):])
+    if form.get("more"):  # more rows to type: the page again, nothing recorded
+        return _page(None, None, d, rows=rows + typed.blank_rows(lay, len(rows) + 5)[len(rows):] if lay else None)
     entered: tuple[Any, ...] = ()
     if any(not r.blank for r in rows):
         assert lay is not None

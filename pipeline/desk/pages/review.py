@@ -38,7 +38,7 @@ def confirmation_page(exc: actions.NeedsConfirmation, action_url: str, cancel_ur
     again with the change's token. Nothing has changed yet (409 when the change is not the one confirmed)."""
     fields = [(k, v) for k, v in request.form.items(multi=True) if k not in (CSRF_FIELD, "confirm")]
     html = render_template("review_confirm.html", plan=exc.plan, stale=exc.stale, fields=fields,
-                           action_url=action_url, cancel_url=cancel_url, tz=desk().ctx.cfg.tz)
+                           action_url=action_url, cancel_url=cancel_url)
     return Response(html, status=409 if exc.stale else 200, mimetype="text/html")
 
 

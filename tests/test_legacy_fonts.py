@@ -201,9 +201,10 @@ def legacy_xlsx(data: bytes, encoding: str, font: str | None, capitals_font: str
     return buf.getvalue()
 
 
-def legacy_docx(data: bytes, encoding: str, font: str, *, in_style: bool = False) -> bytes:
-    """A Word document typed in a legacy font: its runs' text in ``encoding``, the font named on every run or,
-    ``in_style``, on the Normal style only."""
+def legacy_docx(data: bytes, encoding: str, font: str, *, in_style: bool = False,
+                only: set[str] | None = None) -> bytes:
+    """A Word document typed in a legacy font: its runs' text (or the paragraphs' in ``only``) in ``encoding``,
+    the font named on each such run or, ``in_style``, on the Normal style only."""
     from docx import Document
 
     doc = Document(io.BytesIO(data))
@@ -212,7 +213,7 @@ def legacy_docx(data: bytes, encoding: str, font: str, *, in_style: bool = False
     paragraphs = [*doc.paragraphs, *(p for t in doc.tables for row in t.rows for c in row.cells for p in c.paragraphs)]
     seen: set[int] = set()
     for p in paragraphs:
-        if id(p._p) in seen:  # a merged cell is listed once per grid column it spans
+        if id(p._p) in seen or (only is not None and p.text not in only):  # a merged cell: once per column
             continue
         seen.add(id(p._p))
         for run in p.runs:
@@ -325,6 +326,16 @@ def test_legacy_entries_typed_into_the_districts_unicode_form() -> None:
         assert_read_in_unicode(r, TCVN3, font)
         assert r.unit_line == UBND.name and r.title == 'BIỂU ĐĂNG KÝ Mô hình "Dân vận khéo" năm 2022'
         assert [e.note for e in r.entries] == ["Có", None, None, None]
+
+
+def test_legacy_entries_typed_into_the_districts_unicode_word_form() -> None:
+    """The entries typed in VNI-Times into the district's Unicode .docx: the runs say which text is VNI."""
+    made = legacy_docx(samples.registration_docx(UBND.name, ENTRIES), VNI, "VNI-Times",
+                       only={t for e in ENTRIES for t in e[:2]})
+    data = officefiles.convert(made, "docx", "docx")
+    r = read_document("Bieu dang ky.docx", data, unit=UBND)
+    assert_read_in_unicode(r, VNI, "VNI-Times")
+    assert r.unit_line == UBND.name and r.title == 'BIỂU ĐĂNG KÝ Mô hình "Dân vận khéo" năm 2022'
 
 
 def test_a_rich_text_run_in_a_legacy_font() -> None:

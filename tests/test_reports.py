@@ -305,7 +305,8 @@ def test_staff_email(data):
     subject, html, text = render_staff_email(env, data, attachment_name="tong-hop-2022-03-10.xlsx")
     assert subject == f"[{ORG}] Tổng hợp “Dân vận khéo” năm 2022 – số liệu đến ngày 10/03/2022"
     assert "CĐCS đã đăng ký mô hình: 2/4 (50,0%; chỉ tiêu 100%)" in text
-    assert "- Công đoàn Phường <Bồ Đề> (Khối HCSN) – Đăng ký mô hình “Dân vận khéo” năm 2022, hạn 22/02/2022: Quá hạn, chưa nộp" in text
+    assert ("- Công đoàn Phường <Bồ Đề> (Khối HCSN) – Đăng ký mô hình “Dân vận khéo” năm 2022, hạn 22/02/2022: "
+            "Quá hạn, chưa nộp") in text
     assert "Công đoàn Phường &lt;Bồ Đề&gt;" in html and "<Bồ Đề>" not in html
     assert "<strong>2/4</strong>" in html
     assert "Đơn vị chưa gửi, đã quá hạn" in html and "Đơn vị chưa gửi, sắp đến hạn" in html

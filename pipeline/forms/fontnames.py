@@ -22,6 +22,8 @@ _S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _LEGACY_VAL = re.compile(rb'val="(?:\.vn|vni-)', re.IGNORECASE)  # a legacy font named in a spreadsheet part
 _RFONTS = re.compile(rb"<w:rFonts\b([^>]*)>")
+_RUN = re.compile(rb"<w:r[ >].*?</w:r>", re.DOTALL)
+_T = re.compile(rb"<w:t(?: [^>]*)?>([^<]*)</w:t>")
 _ATTR = re.compile(rb'w:(?:ascii|hAnsi|cs|eastAsia)="([^"]+)"')
 _ODF_FACE = re.compile(rb"<style:font-face\b[^>]*>")
 _ODF_NAME = re.compile(rb'style:name="([^"]+)"')
@@ -57,6 +59,7 @@ class Fonts:
     names: tuple[str, ...] = ()
     cells: dict[str, dict[tuple[int, int], str]] | None = None  # sheet → (row, column index) → legacy font
     known: set[str] = field(default_factory=set)  # sheets whose every cell's font is known
+    texts: tuple[str, ...] | None = None  # docx: the text of the runs set in a legacy font
 
 
 def read_fonts(fmt: str, data: bytes) -> Fonts:
@@ -213,13 +216,25 @@ def _docx(data: bytes) -> Fonts:
         table = _member(zf, "word/fontTable.xml")
         if table is not None and not re.search(rb'w:name="(?:\.vn|vni-)', table, re.IGNORECASE):
             return Fonts()  # Word and LibreOffice list every font the document uses there
-        counts: Counter[str] = Counter()
-        for part in ("word/document.xml", "word/styles.xml"):
-            xml = _member(zf, part) or b""
-            for attrs in _RFONTS.findall(xml):
-                for name in set(_ATTR.findall(attrs)):
-                    counts[name.decode("utf-8", "replace")] += 1
-    return Fonts(_ranked(counts))
+        document, styles = _member(zf, "word/document.xml") or b"", _member(zf, "word/styles.xml") or b""
+    counts: Counter[str] = Counter()
+    for xml in (document, styles):
+        for attrs in _RFONTS.findall(xml):
+            for name in set(_ATTR.findall(attrs)):
+                counts[name.decode("utf-8", "replace")] += 1
+    # The text of the runs that name a legacy font themselves (none: the styles set it for all the text).
+    texts = []
+    for run in _RUN.findall(document):
+        fonts = _RFONTS.search(run)
+        if fonts and any(encoding_of_font(n.decode("utf-8", "replace")) for n in _ATTR.findall(fonts.group(1))):
+            texts.append(_xml_text(b"".join(_T.findall(run))))
+    return Fonts(_ranked(counts), texts=tuple(texts) if texts else None)
+
+
+def _xml_text(raw: bytes) -> str:
+    from html import unescape
+
+    return unescape(raw.decode("utf-8", "replace"))
 
 
 def has_soft_hyphens(data: bytes) -> bool:

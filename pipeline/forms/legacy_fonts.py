@@ -146,19 +146,23 @@ def looks_legacy(s: Score) -> bool:
     return s.gain >= MIN_GAIN and s.gain >= MIN_SHARE * s.changed
 
 
-def detect(texts: list[str], fonts: Fonts | None = None) -> tuple[str, tuple[str, ...]] | None:
-    """(encoding, the legacy fonts named for it) of a document's ``texts``, or None for Unicode."""
+def detect(texts: list[str], fonts: Fonts | None = None,
+           in_fonts: list[str] | None = None) -> tuple[str, tuple[str, ...]] | None:
+    """(encoding, the legacy fonts named for it) of a document's ``texts``, or None for Unicode.
+    ``in_fonts``: the texts the file sets in a legacy font, where it says which (default: all)."""
     named: dict[str, list[str]] = {}
     for name in fonts.names if fonts else ():
         named.setdefault(encoding_of_font(name) or "", []).append(name)
     if not named and not any(_SUSPECT.search(t) for t in texts):
         return None
+    if named:
+        # A font named is believed unless its text contradicts it (more words Vietnamese as they stand).
+        marked = {e: score(texts if in_fonts is None else in_fonts, e) for e in named}
+        backed = [e for e in (TCVN3, VNI) if e in marked and (marked[e].changed == 0 or marked[e].gain > 0)]
+        if backed:
+            best = max(backed, key=lambda e: marked[e].gain)
+            return best, tuple(named[best])
     scores = {e: score(texts, e) for e in (TCVN3, VNI)}
-    # A font named is believed unless the text contradicts it (more words Vietnamese as they stand).
-    backed = [e for e in (TCVN3, VNI) if e in named and (scores[e].changed == 0 or scores[e].gain > 0)]
-    if backed:
-        best = max(backed, key=lambda e: scores[e].gain)
-        return best, tuple(named[best])
     found = [e for e in (TCVN3, VNI) if looks_legacy(scores[e])]
     if found:
         return max(found, key=lambda e: scores[e].gain), ()
@@ -215,7 +219,7 @@ def prepare(doc: Document, fmt: str, data: bytes) -> tuple[Document, Legacy | No
     fonts = fontnames.read_fonts(fmt, data)
     heads = [(g, list(itertools.islice(g.rows, SAMPLE_ROWS))) for g in doc.grids]
     texts = [*doc.paragraphs, *(v for _, head in heads for _, cells in head for v in cells if type(v) is str)]
-    found = detect(texts, fonts)
+    found = detect(texts, fonts, _in_fonts(heads, fonts))
     if found is None:
         return replace(doc, grids=[replace(g, rows=itertools.chain(head, g.rows)) for g, head in heads]), None
     encoding, named = found
@@ -231,6 +235,17 @@ def prepare(doc: Document, fmt: str, data: bytes) -> tuple[Document, Legacy | No
             heads = [(g, []) for g in doc.grids]
     grids = [replace(g, rows=legacy.rows(g, head)) for g, head in heads]
     return replace(doc, grids=grids, paragraphs=[legacy.text(p) for p in doc.paragraphs]), legacy
+
+
+def _in_fonts(heads: list[tuple[Grid, list[tuple[int, list[Cell]]]]], fonts: Fonts) -> list[str] | None:
+    """The texts the file sets in a legacy font, where it says which: the sampled cells (xlsx, xls), the
+    runs (docx)."""
+    if fonts.texts is not None:
+        return list(fonts.texts)
+    if fonts.cells is None or not heads or any(g.name not in fonts.known for g, _ in heads):
+        return None
+    return [v for g, head in heads for rno, cells in head for col, v in enumerate(cells)
+            if type(v) is str and (rno, col) in fonts.cells[g.name]]
 
 
 def noted(reading: DocumentReading, legacy: Legacy | None, rules: Rules) -> DocumentReading:

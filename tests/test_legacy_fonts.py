@@ -13,13 +13,12 @@ import email
 import io
 import unicodedata
 from email import policy
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import officefiles
-from conftest import DISTRICT, Harness
+from conftest import DISTRICT, SHARED, Harness
 from intake_demo import samplemail, samples
 from pipeline.forms import read_document
 from pipeline.forms.fontnames import encoding_of_font, is_upper_font, read_fonts
@@ -27,9 +26,9 @@ from pipeline.forms.legacy_fonts import TCVN3, VNI, detect, from_unicode, to_uni
 from pipeline.forms.legacy_tables import TCVN3 as TCVN3_MAP
 from pipeline.forms.legacy_tables import VNI as VNI_MAP
 from pipeline.forms.syllables import is_syllable
-from pipeline.model import DocumentReading, Unit
+from pipeline.model import DocumentReading, Finding, Unit
 
-PLAN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ke-hoach-2022.md"
+PLAN = SHARED / "reference" / "ke-hoach-2022.md"
 UBND = Unit("cq001", "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên", "hcsn", ("cdcs.ubnd@longbien.gov.vn",))
 ENTRIES = [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac"),
            ("Tổ công đoàn Trường học", "Người tốt việc tốt ở khu phố", "vhxh"),
@@ -229,15 +228,15 @@ def tcvn3_form() -> bytes:
     return legacy_xlsx(samples.registration_xlsx(UBND.name, ENTRIES), TCVN3, ".VnTime", ".VnTimeH")
 
 
-def legacy_finding(r: DocumentReading) -> Any:
+def legacy_finding(r: DocumentReading) -> Finding:
     found = [f for f in r.findings if f.code == "legacy-encoding"]
     assert len(found) == 1, [f.code for f in r.findings]
     assert found[0].severity == "warning"
     return found[0]
 
 
-def assert_read_in_unicode(r: DocumentReading, encoding: str, font: str | None, *, kind: str = "registration") -> None:
-    assert (r.kind, r.state) == (kind, "accepted"), [f.message for f in r.findings]
+def assert_read_in_unicode(r: DocumentReading, encoding: str, font: str | None) -> None:
+    assert (r.kind, r.state) == ("registration", "accepted"), [f.message for f in r.findings]
     assert [e.name for e in r.entries] == NAMES
     assert [e.model for e in r.entries] == [e[1] for e in ENTRIES]
     assert [e.categories for e in r.entries] == [(e[2],) for e in ENTRIES]

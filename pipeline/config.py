@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -142,12 +143,23 @@ class Config:
     idle: bool = True                 # `intake run` waits on IMAP IDLE where the server offers it
     idle_renew_minutes: float = 10.0  # end and re-enter IDLE this often (servers drop it after ~29 minutes)
     desk: DeskConfig = DeskConfig()
+    phone: str | None = None          # the office's telephone, in the signature of every mail to units
+    place: str = ""                   # the date line's place: "Long Biên, ngày 05 tháng 02 năm 2022"
 
     @functools.cached_property
     def own_addresses(self) -> tuple[str, ...]:
         """Addresses whose mail is the district's own outgoing mail (read for every mail: computed once)."""
         addrs = {a for a in (self.mailbox.username, addr_of(self.smtp.sender), self.smtp.username) if a and "@" in a}
         return tuple(sorted(a.lower() for a in addrs))
+
+
+_PLACE = re.compile(r"\b(?:quận|huyện|thị xã|thành phố|tỉnh)\s+(.+)$", re.IGNORECASE)
+
+
+def place_of(organisation: str) -> str:
+    """The district in the organisation's name ("Liên đoàn Lao động quận Long Biên" → "Long Biên"), else ""."""
+    m = _PLACE.search(organisation.strip())
+    return m.group(1).strip() if m else ""
 
 
 def load_config(path: str | Path) -> Config:
@@ -158,6 +170,8 @@ def load_config(path: str | Path) -> Config:
     return Config(
         path=path,
         organisation=f.organisation,
+        phone=f.phone,
+        place=f.place if f.place is not None else place_of(f.organisation),
         year=f.year,
         timezone=f.timezone,
         tz=ZoneInfo(f.timezone),

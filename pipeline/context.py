@@ -40,6 +40,7 @@ class Context:
         self._units_stamp: tuple[int, int] | None = None
         self.units  # load (and check) now: a bad units file fails at start, not mid-pass
         self.env: jinja2.Environment = template_env(cfg.templates_dir)
+        self.env.globals.update(office_phone=cfg.phone, office_place=cfg.place)
         self.rules = load_rules(cfg.rules_dir)
         self.campaigns = campaigns_of(cfg, self.rules)
         self.year = cfg.year

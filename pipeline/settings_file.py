@@ -290,6 +290,8 @@ class ConfigFile(Section):
     organisation: Text
     year: int_in(2000, 2100)
     timezone: Text = "Asia/Ho_Chi_Minh"
+    phone: Text | None = None
+    place: Text | None = None
     mailbox: MailboxSection
     smtp: SmtpSection
     storage: StorageSection

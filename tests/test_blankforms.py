@@ -330,3 +330,21 @@ def test_write_forms(tmp_path: Path) -> None:
     assert [p.name for p in write_forms(tmp_path, year=2024)][0] == "Biểu đăng ký mô hình Dân vận khéo năm 2024.xlsx"
     assert not list(tmp_path.glob("**/*.tmp"))
     assert fold_compact(paths[0].name)  # plain NFC text
+
+
+# Advance widths of Times Bold (Adobe AFM, 1/1000 em) for the label's letters; Vietnamese marks add none.
+_TIMES_BOLD = {"Đ": 722, "Ơ": 778, "N": 722, " ": 250, "V": 722, "Ị": 389, ":": 333}
+
+
+@pytest.mark.parametrize("kind", FORMS)
+def test_unit_label_is_whole(kind: str) -> None:
+    ws = load_workbook(io.BytesIO(blank_form(kind, unit_name=UNIT_NAME))).active
+    label = next(c for row in ws.iter_rows(min_row=1, max_row=6) for c in row if c.value == "ĐƠN VỊ:")
+    size = label.font.sz
+    text_px = sum(_TIMES_BOLD[ch] for ch in label.value) / 1000 * size * 96 / 72
+    # Excel: a column of width w is w * 7 + 5 pixels (the default font's digit is 7 px wide).
+    col_px = ws.column_dimensions[label.column_letter].width * 7 + 5
+    assert label.font.b and size == 13
+    assert col_px >= text_px + 8, (col_px, text_px)  # a few pixels of cell padding on each side
+    # The unit name is in the next cell, so the label cannot overflow into it.
+    assert ws.cell(label.row, label.column + 1).value == UNIT_NAME

@@ -419,4 +419,4 @@ def test_render_reminder_missing_before_and_after(obligations, env):
     assert "(còn 7 ngày)" in text
     subject, text, _ = render_reminder(env, unit, report, missing, "weekly-2", organisation=ORG)
     assert subject == f"[{ORG}] Đề nghị gửi Báo cáo kết quả thực hiện 6 tháng đầu năm 2022 – đã quá hạn 15/06/2022"
-    assert "đã quá hạn" in text and "mã nhắc: weekly-2" in text
+    assert "đã quá hạn" in text and "nhắc hằng tuần lần 2 sau hạn" in text and "weekly-2" not in text

@@ -400,7 +400,7 @@ def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, cli
     assert "hieutruong.aimo@gmail.com" in page and "Công đoàn Trường Tiểu học Ái Mộ" in page
     unit = client.get("/units/th014").get_data(as_text=True)
     assert "Thư gửi đi bị trả lại" in unit and f"thư báo #{pk}" in unit
-    assert "Thư nhắc hạn" in unit and "before-7" in unit
+    assert "Thư nhắc hạn" in unit and "nhắc trước hạn 7 ngày" in unit and "before-7" not in unit
     m = re.search(r'name="target" value="bounce"><input type="hidden" name="target_id" value="(\d+)"', page)
     r = client.post("/review/ignore", data={"csrf_token": csrf_in(page), "target": "bounce",
                                             "target_id": m.group(1), "reason": "đã gọi điện cho đơn vị"})

@@ -43,7 +43,7 @@ def sent(h: Harness) -> list[EmailMessage]:
 
 
 def reminders_sent(h: Harness) -> list[EmailMessage]:
-    return [m for m in sent(h) if "mã nhắc" in m.get_body(("plain",)).get_content()]
+    return [m for m in sent(h) if "Thư nhắc gửi tự động" in m.get_body(("plain",)).get_content()]
 
 
 def remind(h: Harness, today: str, *extra: str, capsys: pytest.CaptureFixture[str] | None = None) -> str:
@@ -74,7 +74,7 @@ def test_reminders_across_the_year_each_stage_once(intake: Harness, capsys: pyte
     assert "22/02/2022" in first["Subject"]
     assert first["Auto-Submitted"] == "auto-generated"
     text = first.get_body(("plain",)).get_content()
-    assert "còn 7 ngày" in text and "before-7" in text
+    assert "còn 7 ngày" in text and "nhắc trước hạn 7 ngày" in text and "before-7" not in text
     assert {(u, o, s) for u, o, s, _ in stages(intake)} == {(u, "registration", "before-7") for u in ALL_UNITS}
 
     # The same day again, and after a restart: nothing more.
@@ -104,7 +104,7 @@ def test_reminders_across_the_year_each_stage_once(intake: Harness, capsys: pyte
     fix = next(m for m in msgs if m["To"] == MAYDG)
     assert "Đề nghị gửi lại" in fix["Subject"]
     fix_text = fix.get_body(("plain",)).get_content()
-    assert "chưa đạt yêu cầu" in fix_text and "before-2" in fix_text
+    assert "chưa đạt yêu cầu" in fix_text and "nhắc trước hạn 2 ngày" in fix_text
     assert "Sheet" in fix_text or "dòng" in fix_text  # where to fix
     intake.smtp.clear()
 
@@ -122,7 +122,7 @@ def test_reminders_across_the_year_each_stage_once(intake: Harness, capsys: pyte
     msgs = reminders_sent(intake)
     assert sorted(m["To"].split(",")[0] for m in msgs) == sorted([MAYDG, "doug@example.com",
                                                                    "doug@penguin.example.com"])
-    assert all("weekly-1" in m.get_body(("plain",)).get_content() for m in msgs)
+    assert all("nhắc hằng tuần lần 1 sau hạn" in m.get_body(("plain",)).get_content() for m in msgs)
     assert all(("gửi lại" if m["To"] == MAYDG else "đã quá hạn") in m["Subject"] for m in msgs)
     rows = stages(intake)
     for unit in ("dn027", "peer1", "peer2"):

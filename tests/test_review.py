@@ -153,7 +153,7 @@ def test_the_ledger_checks_the_state_as_it_writes_and_the_desk_says_why_it_refus
     with pytest.raises(StateChanged) as refused:  # the ledger writes nothing twice
         intake.ctx.store.ignore_item("message", item.message_pk, reason="", note="", actor="lan", now=intake.now())
     assert (refused.value.table, refused.value.state) == ("messages", "ignored")
-    with pytest.raises(actions.ReviewError, match=r"Thư #\d+ đã được xử lý \(trạng thái hiện tại: ignored\)"):
+    with pytest.raises(actions.ReviewError, match=r"Thư #\d+ đã được xử lý \(trạng thái hiện tại: bỏ qua\)"):
         actions.assign(intake.ctx, item.message_pk, "cq001", actor="lan")
     intake.ctx.store.reset_for_reprocess(item.message_pk, intake.now())  # `intake reprocess`: the mail is 'received' again
     with pytest.raises(actions.ReviewError, match=r"thư #\d+ đã thay đổi \(trạng thái received\); không hoàn tác"):

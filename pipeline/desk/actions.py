@@ -31,7 +31,7 @@ from pipeline.desk import confirm as foresee
 from pipeline.desk.confirm import Plan
 from pipeline.forms.blank import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
-from pipeline.model import Entry, period_label
+from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, Entry, period_label
 from pipeline.outbox.compose import build_mail
 from pipeline.outbox.send import flush_outbox
 from pipeline.ledger.outbox import OutboxItem
@@ -142,7 +142,8 @@ def document_or_fail(c: Connection, doc_id: int) -> Any:
 
 
 def already_handled(what: str, state: str) -> ReviewError:
-    return ReviewError(f"{what} đã được xử lý (trạng thái hiện tại: {state}); không làm lại lần nữa")
+    shown = {**DOC_STATE_LABELS, **MAIL_STATE_LABELS}.get(state, state)  # staff read words, not state codes
+    return ReviewError(f"{what} đã được xử lý (trạng thái hiện tại: {shown}); không làm lại lần nữa")
 
 
 _MISSING = {"messages": "không có thư #{}", "documents": "không có tài liệu #{}",
@@ -220,7 +221,8 @@ def assign(ctx: Context, message_pk: int, unit_id: str, *, actor: str, add_addre
             ctx.store.add_action_params(action_id, address_added=True)
     state = _process(ctx, message_pk, now)
     _flush(ctx, now)
-    msg = f"Thư #{message_pk} đã được gán cho {unit.name} và xử lý ({state}); biên nhận gửi tới {sender}."
+    msg = (f"Thư #{message_pk} đã được gán cho {unit.name} và xử lý ({MAIL_STATE_LABELS.get(state, state)}); "
+           f"biên nhận gửi tới {sender}.")
     if added:
         msg += f" Địa chỉ {sender} đã được thêm vào đơn vị: thư sau sẽ được nhận thẳng."
     return ActionResult(action_id, msg + note, _outbox_ids(ctx, f"receipt:{message_pk}:"))

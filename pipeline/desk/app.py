@@ -26,6 +26,7 @@ from pipeline.desk.queue import queue
 from pipeline.desk.web import MAX_UPLOAD, YEAR_PAGES, Desk, bp, desk, shown_year, view_ctx
 from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
+from pipeline.plan.reminder_text import stage_label
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _filters(app: Flask, ctx: Any) -> None:
         queue_kind=lambda s: QUEUE_KIND_LABELS.get(s, s),
         action_label=lambda s: ACTION_LABELS.get(s, s),
         group_label=lambda s: GROUP_LABELS.get(s, s),
+        stage=stage_label,
         recipients=lambda row: ", ".join(queries.recipients(row)),
         percent=lambda x: f"{x * 100:.1f}%".replace(".", ","),
         num=lambda x: f"{x:.1f}".replace(".", ","),

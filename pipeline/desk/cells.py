@@ -114,21 +114,7 @@ def cells_of(fmt: str, data: bytes, caps: dict[str, int]) -> dict[str, Any]:
 def child_main() -> None:
     """Answer each request ``(rules, (fmt, data, caps))`` on stdin with ``(reply, stats)``, as the intake's
     reading process does (isolation.child_main: same limit, signals and framing)."""
-    import resource
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    limit = int(sys.argv[1])
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ValueError, OSError):
-        pass
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # nothing a reader prints can get into the replies
-    requests = sys.stdin.buffer
-    import python_calamine  # noqa: F401 - imported once, not with the first file
-    import lxml.etree  # noqa: F401
+    requests, replies = isolation.enter_child()
 
     while True:
         try:

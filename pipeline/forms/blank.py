@@ -46,6 +46,17 @@ FONT = "Times New Roman"
 DATE_LINE = "….. ngày …tháng …năm {year}"
 MARKER_NAMES = ("_intake_form", "_intake_version", "_intake_year", "_intake_unit")
 _CATEGORY_WIDTH, _COLUMN_WIDTH = 9, 16
+UNIT_LABEL, UNIT_LABEL_SIZE = "ĐƠN VỊ:", 13
+
+
+def label_width(text: str, size: int) -> float:
+    """Column width (Excel's units: one ``0`` of 11 pt Calibri) that holds ``text`` in bold ``size`` pt.
+
+    Capitals of bold Times are about 1.25 of Calibri's ``0`` at the same size; plus a margin, because
+    Excel clips a cell's text when the next cell is filled (the unit name sits right after the label)."""
+    return round(len(text) * 1.25 * size / 11 + 2, 1)
+
+
 # The shipped definitions' blank forms. Code that has the configured rules (a Context) asks them instead:
 # ``rules.blank_forms(campaign.forms)``.
 FORMS = default_rules().blank_forms()
@@ -149,7 +160,7 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
         date_row, unit_row = r, r + 1
     else:
         unit_row, date_row = r, r + 1
-    put(unit_row, 1, "ĐƠN VỊ:", font=font(13, bold=True), alignment=Alignment(vertical="bottom"))
+    put(unit_row, 1, UNIT_LABEL, font=font(UNIT_LABEL_SIZE, bold=True), alignment=Alignment(vertical="bottom"))
     put(unit_row, 2, unit, font=font(13, bold=True), protection=unlocked, border=dotted,
         alignment=Alignment(horizontal="left", vertical="bottom", shrink_to_fit=True))
     put(unit_row, 3, None, font=font(13, bold=True), protection=unlocked, border=dotted)
@@ -250,6 +261,8 @@ def blank_form(kind: str, *, year: int = 2022, unit_name: str | None = None, row
     for c, (col, cat) in enumerate(layout, start=1):
         width = (cat.width or _CATEGORY_WIDTH) if cat is not None else (col.width or _COLUMN_WIDTH)
         ws.column_dimensions[L(c)].width = width
+    # The first column is narrow (TT) but holds the ĐƠN VỊ label: widen it so the label is never clipped.
+    ws.column_dimensions["A"].width = max(ws.column_dimensions["A"].width, label_width(UNIT_LABEL, UNIT_LABEL_SIZE))
 
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4

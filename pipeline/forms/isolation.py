@@ -82,8 +82,9 @@ def _read_message(stream: BinaryIO) -> Any:
     return pickle.loads(body)
 
 
-def child_main() -> None:
-    """Answer each request on stdin with its reply, until stdin ends (the parent closed it or died)."""
+def enter_child() -> tuple[BinaryIO, BinaryIO]:
+    """What a reading child does first: ignore the signals its parent decides on, cap its memory at
+    ``argv[1]`` bytes, and keep its protocol apart from anything printed. Returns (requests, replies)."""
     import resource
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
@@ -99,10 +100,18 @@ def child_main() -> None:
     # library prints can get into the protocol.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    requests = sys.stdin.buffer
     # Import the readers now, so the first document does not pay for it.
     import lxml.etree  # noqa: F401
     import python_calamine  # noqa: F401
+
+    return sys.stdin.buffer, replies
+
+
+def child_main() -> None:
+    """Answer each request on stdin with its reply, until stdin ends (the parent closed it or died)."""
+    import resource
+
+    requests, replies = enter_child()
 
     while True:
         try:

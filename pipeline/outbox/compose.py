@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import jinja2
 
 from pipeline.ledger.outbox import OutboxItem
+from pipeline.plan.vn import vn_date_long
 
 
 def template_env(templates_dir: Path) -> jinja2.Environment:
@@ -31,6 +32,9 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
     )
     env.filters["ddmmyyyy"] = lambda d: d.strftime("%d/%m/%Y") if d else ""
     env.filters["ddmmyyyy_hhmm"] = lambda d: d.strftime("%H:%M ngày %d/%m/%Y") if d else ""
+    env.filters["date_long"] = vn_date_long
+    # The office's details in every signature and date line; Context sets them from config.yaml.
+    env.globals.update(office_phone=None, office_place="")
     return env
 
 

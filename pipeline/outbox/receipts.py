@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from pipeline.forms.rules import Rules
+from pipeline.forms import _IMAGES  # the formats read as photos: one list, the reader's
 from pipeline.model import DOC_STATE_LABELS, SECTION_LABELS, DocumentReading, period_label
 
 
@@ -33,7 +34,9 @@ def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
             "by_category": [(label, n) for label, n in zip(categories.values(), row) if n],
         })
         total += len(ents)
-    issues = sorted(reading.findings, key=lambda f: (f.severity != "error", f.row or 0))
+    # A file left for staff: the receipt itself says so and what the unit may do, the finding would repeat it.
+    shown = [f for f in reading.findings if not (reading.state == "needs_review" and f.code == "needs-review")]
+    issues = sorted(shown, key=lambda f: (f.severity != "error", f.row or 0))
     return {
         "filename": filename,
         "kind": reading.kind,
@@ -45,8 +48,10 @@ def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
                            if reading.campaign and arrival and reading.campaign != arrival and not reading.period
                            else None),
         "state": reading.state,
+        "is_image": reading.format in _IMAGES,
         "state_label": DOC_STATE_LABELS.get(reading.state, reading.state),
         "on_time": on_time,
+        "due": due,
         "due_label": due.strftime("%d/%m/%Y") if due else "",
         "counts": counts,
         "total": total,
@@ -56,7 +61,21 @@ def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
     }
 
 
+def resend_by(due: datetime | None, now: datetime) -> str | None:
+    """What a rejection says of the deadline: resend before it ends, or, once it has passed, at once."""
+    if due is None:
+        return None
+    if now <= due:
+        return f"Đề nghị đơn vị gửi lại trước hết ngày {due.strftime('%d/%m/%Y')}."
+    return (f"Hạn gửi là ngày {due.strftime('%d/%m/%Y')}, đến nay đã quá hạn; "
+            "đề nghị đơn vị gửi lại sớm nhất có thể.")
+
+
 def receipt_view(*, organisation: str, unit_name: str, received_at: datetime, subject: str,
                  documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The receipt of one mail; a rejected document's deadline is judged at ``received_at`` (the receipt
+    leaves within the pass that read the mail)."""
+    docs = [dict(d, resend=resend_by(d.get("due"), received_at) if d["state"] == "rejected" else None)
+            for d in documents]
     return {"organisation": organisation, "unit_name": unit_name, "received_at": received_at,
-            "subject": subject, "documents": list(documents)}
+            "subject": subject, "documents": docs}

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pipeline.model import Unit
 from pipeline.plan.deadlines import ObligationState
 from pipeline.plan.obligations import Obligation
-from pipeline.plan.vn import vn_date, vn_datetime
+from pipeline.plan.vn import vn_date, vn_date_long, vn_datetime
 from pipeline.textnorm import fold
 
 if TYPE_CHECKING:
@@ -27,6 +27,14 @@ def _stage_kind(stage: str) -> str:
     return stage.split("-", 1)[0]
 
 
+def stage_label(stage: str) -> str:
+    """The stage in words for the unit ("before-2" → "nhắc trước hạn 2 ngày"); the code stays in the outbox key."""
+    kind, _, n = stage.partition("-")
+    words = {"before": f"nhắc trước hạn {n} ngày", "after": f"nhắc sau hạn {n} ngày",
+             "weekly": f"nhắc hằng tuần lần {n} sau hạn"}
+    return words.get(kind, "nhắc gửi văn bản")
+
+
 def render_reminder(
     env: jinja2.Environment,
     unit: Unit,
@@ -36,11 +44,13 @@ def render_reminder(
     *,
     organisation: str,
     today: date | None = None,
+    form_attached: bool = False,
 ) -> tuple[str, str, str]:
     """Subject, plain text and HTML of one reminder, from templates/reminder.txt.j2 and .html.j2.
 
     ``env`` is a jinja2.Environment whose loader sees templates/; the HTML template switches
-    autoescaping on by itself, so any environment is safe.
+    autoescaping on by itself, so any environment is safe. ``form_attached``: the mail carries the blank form
+    with the unit's name filled in (the text says so).
     """
     if obligation.due_date is None:
         raise ValueError(f"obligation {obligation.id!r} has no due date: nothing to remind")
@@ -68,7 +78,9 @@ def render_reminder(
         "form_name": obligation.form_name,
         "deadline": vn_date(due),
         "deadline_text": obligation.deadline_text,
-        "stage": stage,
+        "stage_label": stage_label(stage),
+        "form_attached": form_attached,
+        "date_line": vn_date_long(today) if today is not None else None,
         "before": kind == "before",
         "overdue": kind != "before",
         "days_left": days_left,
@@ -94,4 +106,4 @@ def render_reminder(
     return subject, text, html
 
 
-__all__ = ["render_reminder"]
+__all__ = ["render_reminder", "stage_label"]

@@ -108,10 +108,11 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
                                                state.state if state else "missing", to, cc))
         if dry_run:
             continue
-        subject, text, html = render_reminder(ctx.env, unit, obligation, state, item.stage,
-                                              organisation=cfg.organisation, today=today)
         form = next((f for f in (form_attachment(k, year=ctx.year, unit_name=unit.name, rules=ctx.rules)
                                  for k in obligation.kinds) if f is not None), None)
+        subject, text, html = render_reminder(ctx.env, unit, obligation, state, item.stage,
+                                              organisation=cfg.organisation, today=today,
+                                              form_attached=form is not None)
         mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html,
                               attachments=[form] if form else [])
         # The campaign is in the key: next year's "registration" reminders are new mail, not repeats.

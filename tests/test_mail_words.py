@@ -138,3 +138,17 @@ def test_reminder_words_stage_form_and_date(env, registration) -> None:
     _, text, _ = render_reminder(env, unit, registration, missing, "after-1", organisation=ORG,
                                  today=date(2022, 2, 23))
     assert "nhắc sau hạn 1 ngày" in text and "gửi kèm thư này" not in text
+
+
+def test_review_notice_of_a_rejection_says_by_when_and_is_dated(env, registration) -> None:
+    from pipeline.outbox.receipts import resend_by
+
+    decided = datetime(2022, 2, 21, 10, 0, tzinfo=TZ)
+    notice = dict(action="reject", unit_name="CĐCS Phường Bồ Đề", organisation=ORG, filename="anh.jpg",
+                  received_at=datetime(2022, 2, 20, 9, 15, tzinfo=TZ), kind_label="", period_label=None,
+                  on_time=None, due=None, reason="Ảnh mờ, không đọc được", form_attached=True,
+                  resend=resend_by(registration.due_at, decided), decided_at=decided)
+    for name in ("review_notice.txt.j2", "review_notice.html.j2"):
+        body = env.get_template(name).render(**notice)
+        assert "Đề nghị đơn vị gửi lại trước hết ngày 22/02/2022." in body
+        assert "Long Biên, ngày 21 tháng 02 năm 2022" in body

@@ -33,6 +33,7 @@ from pipeline.forms.blank import form_attachment
 from pipeline.errors import IntakeError, TemporaryError
 from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, Entry, period_label
 from pipeline.outbox.compose import build_mail
+from pipeline.outbox.receipts import resend_by
 from pipeline.outbox.send import flush_outbox
 from pipeline.ledger.outbox import OutboxItem
 from pipeline.ledger.review import ASSIGNABLE, ENTERED, RowMissing, StateChanged, review_key
@@ -244,8 +245,8 @@ def release(ctx: Context, message_pk: int, *, actor: str, now: datetime | None =
     return ActionResult(action_id, msg, _outbox_ids(ctx, f"receipt:{message_pk}:"))
 
 
-def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, reason: str = "", on_time: bool | None = None,
-            due: datetime | None = None) -> OutboxItem | None:
+def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, now: datetime, reason: str = "",
+            on_time: bool | None = None, due: datetime | None = None) -> OutboxItem | None:
     """The mail that tells the unit what staff decided about its file (the ledger keys it by the action)."""
     unit = ctx.units.by_id(d.unit_id) if d.unit_id else None
     to = msg_row.sender
@@ -257,10 +258,16 @@ def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, reason: str = ""
         if form:
             attachments.append(form)
     received = from_iso(d.received_at).astimezone(ctx.cfg.tz)
+    resend = None
+    if action == "reject":  # by when to send again: the deadline of the document's own campaign
+        from pipeline.worker.mailpass import on_time_for
+
+        _, by = on_time_for(ctx, d.kind, d.period, received, campaign=d.campaign or ctx.cfg.year, accepted=False)
+        resend = resend_by(by.astimezone(ctx.cfg.tz) if by else None, now)
     view = dict(action=action, unit_name=unit.name, organisation=ctx.cfg.organisation, filename=d.filename,
                 received_at=received, kind_label=ctx.rules.kind_label(d.kind), period_label=period_label(d.period),
                 on_time=on_time, due=due.astimezone(ctx.cfg.tz) if due else None, reason=reason,
-                form_attached=bool(attachments))
+                form_attached=bool(attachments), resend=resend, decided_at=now.astimezone(ctx.cfg.tz))
     text = ctx.env.get_template("review_notice.txt.j2").render(**view)
     html = ctx.env.get_template("review_notice.html.j2").render(**view)
     base = (msg_row.subject or "").strip() or d.filename
@@ -312,7 +319,7 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
     _guard(plan, confirm)
     campaign = int(period[:4]) if period else choices.year  # as the ledger records it
     on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), campaign=campaign, unit_id=d.unit_id)
-    item = _notice(ctx, "accept", d, msg_row, on_time=on_time, due=due)
+    item = _notice(ctx, "accept", d, msg_row, now=now, on_time=on_time, due=due)
     with _refusals():
         action_id = ctx.store.accept_document(document_id, kind=kind, period=period, on_time=on_time, actor=actor,
                                               now=now, notice=item, typed=entries)
@@ -363,7 +370,7 @@ def reject(ctx: Context, document_id: int, *, reason: str, actor: str, now: date
     if len(reason) < 5:
         raise ReviewError("hãy ghi lý do từ chối để đơn vị biết cần sửa gì (ít nhất vài chữ)")
     d, msg_row = _reviewable(ctx, document_id)
-    item = _notice(ctx, "reject", d, msg_row, reason=reason)
+    item = _notice(ctx, "reject", d, msg_row, now=now, reason=reason)
     with _refusals():
         action_id = ctx.store.reject_document(document_id, reason=reason, actor=actor, now=now, notice=item,
                                               finding=f"Cán bộ LĐLĐ Quận không ghi nhận tệp này: {reason}")

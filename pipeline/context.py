@@ -106,6 +106,12 @@ class Context:
                 start = from_iso(fixed)
             else:
                 start = self.campaigns[self.cfg.year].opens_at
+                # A ledger made before horizons were kept (upgraded from the first release) was collecting
+                # since its first mail: its late mail must not turn "too early" because `year` moved meanwhile.
+                oldest = self.store.first_received_at_any()
+                if oldest is not None:
+                    was_open = self.campaigns.open_at(oldest, upto=self.cfg.year)
+                    start = min(start, was_open.opens_at if was_open is not None else oldest)
                 self.store.set_kv("mailbox.horizon", iso(start), now or datetime.now(timezone.utc))
         self._horizon = start
         return start

@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from conftest import DISTRICT, Harness
@@ -31,7 +32,8 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 UBND = "cdcs.ubnd@longbien.gov.vn"      # cq001
 AIMO = "thaimo.longbien@gmail.com"      # th014
 MAYDG = "congdoan@maydg.com.vn"         # dn027
-NAMES = {UBND: "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên", AIMO: "Công đoàn Trường Tiểu học Ái Mộ",
+PEER1 = "doug@example.com"              # peer1
+NAMES = {PEER1: "Công đoàn thử nghiệm 1", UBND: "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên", AIMO: "Công đoàn Trường Tiểu học Ái Mộ",
          MAYDG: "Công đoàn Công ty Cổ phần May Đức Giang"}
 
 
@@ -165,6 +167,8 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     # Ái Mộ registers for 2023; May Đức Giang sends a 2022 registration form in February 2023.
     registration(intake, AIMO, 2023, at(2023, 2, 10), "<r2023@aimo>")
     registration(intake, MAYDG, 2022, at(2023, 2, 11), "<r2022-late@maydg>")
+    # A 2023 form sent before the 2023 plan opens (26/01) counts for 2023, not for 2022.
+    registration(intake, PEER1, 2023, at(2023, 1, 20), "<r2023-early@peer1>")
     intake.poll()
 
     after = {m["message_id"]: m for m in intake.export()["messages"]}
@@ -181,6 +185,8 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     assert (again["kind"], again["campaign"], again["state"], again["on_time"]) == ("registration", 2022, "accepted",
                                                                                   False)
     assert after["<r2022-late@maydg>"]["campaign"] == 2023
+    early = after["<r2023-early@peer1>"]["documents"][0]
+    assert (early["campaign"], early["state"], early["on_time"], early["issues"]) == (2023, "accepted", True, [])
 
     mails = {m["In-Reply-To"]: body(m) for m in receipts(intake)}
     assert "nộp muộn so với hạn 15/12/2022" in mails["<y2022@maydg>"]
@@ -210,7 +216,7 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     # Reminders of 2023 go to the units that owe 2023's registration, UBND included.
     assert cli.main(["--config", str(intake.cfg_path), "remind", "--today", "2023-02-15"]) == 0
     reminded = {r.unit_id for r in intake.ctx.store.reminder_rows(2023) if r.obligation_id == "registration"}
-    assert reminded == {"cq001", "dn027", "peer1", "peer2"}
+    assert reminded == {"cq001", "dn027", "peer2"}
     assert all(r.campaign == 2023 for r in intake.ctx.store.reminder_rows(2023))
 
     # status / export: the current campaign by default, any other with --year.
@@ -220,7 +226,9 @@ def test_the_office_moves_to_2023_by_changing_year(intake: Harness, capsys: pyte
     assert "KẾ HOẠCH NĂM 2023" in now and "Biểu đăng ký 2023.xlsx" in now and "Bao cao quy III.docx" not in now
     assert cli.main(["--config", str(intake.cfg_path), "status", "--year", "2022"]) == 0
     then = capsys.readouterr().out
-    assert "KẾ HOẠCH NĂM 2022" in then and "Bao cao quy III.docx" in then and "Biểu đăng ký 2023.xlsx" not in then
+    assert "KẾ HOẠCH NĂM 2022" in then and "Bao cao quy III.docx" in then
+    # of the 2023 forms only the one that arrived while 2022 was open, marked as counting for 2023
+    assert then.count("Biểu đăng ký 2023.xlsx") == 1 and "[tính cho năm 2023; đúng hạn]" in then
     out = intake.cfg_path.parent / "export-2022.json"
     assert cli.main(["--config", str(intake.cfg_path), "export", "--year", "2022", "--out", str(out)]) == 0
     exported = json.loads(out.read_text(encoding="utf-8"))
@@ -335,3 +343,20 @@ def test_an_obligation_met_by_any_report_form_needs_a_period(tmp_path: Path) -> 
         campaigns[2022]
     assert str(info.value).startswith(f"{path}: obligation 'thang-1' (obligations[0]).period: ")
     assert "bao-cao-thang" in str(info.value)
+
+
+def test_a_ledger_without_a_horizon_keeps_collecting_from_its_first_campaign(intake: Harness) -> None:
+    """A ledger upgraded from the first release has mail but no horizon; the office may move to 2023 first."""
+    registration(intake, UBND, 2022, at(2022, 2, 10), "<r2022@ubnd>")
+    intake.poll()
+    with intake.ctx.store.tx() as c:
+        c.execute(sa.text("DELETE FROM kv WHERE key = 'mailbox.horizon'"))
+    set_config(intake, year=2023)
+    assert intake.ctx.horizon() == datetime(2022, 1, 26, tzinfo=TZ)
+    assert intake.ctx.reminded_years() == [2022, 2023]
+    # 2022's annual report, late in January 2023, is still answered and counted for 2022.
+    report(intake, UBND, "BÁO CÁO Kết quả thực hiện năm 2022", "Bao cao nam 2022.docx", at(2023, 1, 5), "<y2022@ubnd>")
+    intake.poll()
+    [doc] = [d for m in intake.export()["messages"] if m["message_id"] == "<y2022@ubnd>" for d in m["documents"]]
+    assert (doc["period"], doc["campaign"], doc["on_time"]) == ("2022-Y", 2022, False)
+

@@ -109,7 +109,7 @@ def desk_figures(client: Any) -> dict[str, Any]:
     units = client.get("/units").get_data(as_text=True)
     cells: dict[tuple[str, str], str] = {}
     for unit_id, row in re.findall(r'<tr id="unit-(\w+)">(.*?)</tr>', units, re.S):
-        for ob, standing in re.findall(r'data-obligation="([\w-]+)"><span class="standing st-\w+" '
+        for ob, standing in re.findall(r'data-obligation="([\w-]+)">(?:<span class="cell-label">[^<]*</span>)?<span class="standing st-\w+" '
                                        r'data-standing="(\w+)"', row):
             cells[(unit_id, ob)] = standing
     out["units_page"] = cells

@@ -193,19 +193,22 @@ def test_a_form_added_as_data_goes_end_to_end(office: Harness, capsys: pytest.Ca
     send(office, AIMO, "Phiếu đăng ký mô hình năm 2023", "Phieu dang ky.xlsx", bad, at(2, 10), "<bad@aimo>")
     office.poll()
     receipt = receipt_to(office, "<bad@aimo>")
-    cell = f"'Phiếu đăng ký'!{get_column_letter(cols['Số người tham gia'])}{header + 3}"
+    cell = f"{get_column_letter(cols['Số người tham gia'])}{header + 3}, trang Phiếu đăng ký"
     body = text(receipt)
     assert "đọc là: Phiếu đăng ký mô hình “Dân vận khéo” (mẫu 2023)." in body
     assert "Kết quả: chưa ghi nhận, cần sửa và gửi lại." in body
     assert "gửi lại tệp đã sửa (Phiếu đăng ký 2023)" in body
-    assert (f"* [Lỗi] {cell}: Ô {cell} (cột Số người tham gia): «mười» không phải số nguyên từ 1 trở lên."
+    # the finding names its cell once, as people name it
+    assert (f"* [Lỗi]: Ô {cell} (cột Số người tham gia): «mười» không phải số nguyên từ 1 trở lên."
             in body), body
     [(name, data)] = attachments(receipt)
     assert name == f"{NEW_FILE} - {AIMO_NAME}.xlsx"
     assert read_marker(data, rules) == {"form": "dang-ky-2023", "version": "1", "year": "2023", "unit": AIMO_NAME}
     [doc] = [d for m in office.export()["messages"] if m["message_id"] == "<bad@aimo>" for d in m["documents"]]
     assert (doc["kind"], doc["campaign"], doc["state"], doc["entries"]) == ("dang-ky-2023", 2023, "rejected", [])
-    assert [(i["code"], i["location"]) for i in doc["issues"]] == [("bad-integer", cell)]
+    # the export keeps the cell reference itself
+    ref = f"'Phiếu đăng ký'!{get_column_letter(cols['Số người tham gia'])}{header + 3}"
+    assert [(i["code"], i["location"]) for i in doc["issues"]] == [("bad-integer", ref)]
 
     # Corrected: accepted, on time, its categories named as the form prints them.
     fixed, _, _ = fill(blank, good)

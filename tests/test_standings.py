@@ -73,8 +73,8 @@ def desk_on(cfg: Path, when: datetime, prepare: Any = None) -> Any:
 def unit_cell(html: str, unit_id: str, ob: str) -> tuple[str, str]:
     """(standing, words) of a unit's cell on the units page."""
     row = re.search(rf'<tr id="unit-{unit_id}">(.*?)</tr>', html, re.S).group(1)
-    m = re.search(rf'data-obligation="{ob}"><span class="standing st-(\w+)" data-standing="\w+"[^>]*>([^<]*)</span>',
-                  row)
+    m = re.search(rf'data-obligation="{ob}">(?:<span class="cell-label">[^<]*</span>)?<span class="standing '
+                  rf'st-(\w+)" data-standing="\w+"[^>]*>([^<]*)</span>', row)
     return m.group(1), m.group(2)
 
 

@@ -24,6 +24,7 @@ from pipeline.desk.pages import overview, preview, reports, review, units  # noq
 from pipeline.desk.auth import CSRF_FIELD, DeskSession, Flashes, LoginThrottle, Sessions
 from pipeline.desk.queue import queue
 from pipeline.desk.web import MAX_UPLOAD, YEAR_PAGES, Desk, bp, desk, shown_year, view_ctx
+from pipeline.forms.rules import cell_label
 from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, period_label
 from pipeline.ledger.schema import from_iso
 from pipeline.plan.reminder_text import stage_label
@@ -102,6 +103,7 @@ def _filters(app: Flask, ctx: Any) -> None:
         state_label=lambda s: STATE_LABELS_VI.get(s, s),
         kind_label=lambda k: ctx.rules.kind_label(k) if k else "",
         period_label=lambda p: period_label(p) or "",
+        cell_label=cell_label,
         mail_state=lambda s: MAIL_STATE_LABELS.get(s, s),
         doc_state=lambda s: DOC_LABELS.get(s, s),
         outbox_state=lambda s: OUTBOX_STATE_LABELS.get(s, s or ""),

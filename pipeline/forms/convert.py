@@ -62,7 +62,7 @@ def read_request(req: Request, rules: Rules) -> DocumentReading:
     try:
         docx = to_docx(exe, req.data, req.fmt, seconds)
     except TimeoutError:
-        return fail(rules, "file-timeout", req.fmt, f"LibreOffice quá {seconds:.0f} giây")
+        return fail(rules, "file-timeout", req.fmt, f"chuyển đổi tệp quá {seconds:.0f} giây")
     except MemoryError:
         return fail(rules, "file-too-large", req.fmt, "không đủ bộ nhớ để đọc")
     except (ConversionFailed, OSError):
@@ -95,6 +95,7 @@ def to_docx(exe: str, data: bytes, fmt: str, seconds: float) -> bytes:
             proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
+            _drop_profile()  # a profile half written by a killed LibreOffice could fail every later file
             raise TimeoutError(f"LibreOffice overran {seconds:.0f} s") from None
         except BaseException:
             _kill_group(proc)
@@ -123,6 +124,13 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         except (ProcessLookupError, PermissionError):
             return
         time.sleep(0.02)
+
+
+def _drop_profile() -> None:
+    global _PROFILE
+    if _PROFILE is not None:
+        shutil.rmtree(_PROFILE, ignore_errors=True)
+        _PROFILE = None
 
 
 def _profile() -> str:

@@ -13,6 +13,7 @@ Lookups for what people see: ``kind_label(kind)``, ``forms[id].category_labels()
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,21 @@ class Vocabulary:
     scored: frozenset[str]  # required columns and categories: how header-like a row is
 
 
+_CELL_REF = re.compile(r"^(?:'((?:[^']|'')+)'|([^!]+))!([A-Z]{1,3}[0-9]+)$")
+
+
+def cell_label(location: str | None) -> str:
+    """A cell as people name it: "Sheet1!D9" → "D9, trang Sheet1" ("'Biểu đăng ký'!I9" → "I9, trang Biểu đăng
+    ký"); a Word table's "Bảng 1, dòng 5" stays. The findings keep the reference itself (export, desk links)."""
+    if not location:
+        return ""
+    m = _CELL_REF.match(location)
+    if not m:
+        return location
+    sheet = m[1].replace("''", "'") if m[1] is not None else m[2]
+    return f"{m[3]}, trang {sheet}"
+
+
 @dataclass(frozen=True)
 class Rules:
     """Everything the form readers need from ``rules/``; picklable, so it can go to the worker."""
@@ -139,7 +155,7 @@ class Rules:
         if form is not None and type_ in _FORM_CHECKS and type_ not in form.checks:
             return None
         values = _Blank(params)
-        values.update(location=location or "", row=row if row is not None else "", column=column or "")
+        values.update(location=cell_label(location), row=row if row is not None else "", column=column or "")
         return Finding(
             code=rule.code,
             severity=rule.severity,

@@ -201,6 +201,12 @@ class MessagesMixin(Database):
             c.execute(messages.update().where(messages.c.id == pk).values(
                 state="error", reason=reason, attempts=messages.c.attempts + 1, updated_at=iso(now)))
 
+    def first_received_at_any(self) -> datetime | None:
+        """When the oldest recorded mail arrived (any state); None for an empty ledger."""
+        with self.tx() as c:
+            value = c.execute(sa.select(sa.func.min(messages.c.received_at))).scalar()
+        return from_iso(value) if value else None
+
     def last_received_at(self) -> datetime | None:
         """When the newest recorded mail arrived (any state)."""
         with self.tx() as c:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from pipeline.forms.rules import Rules
 from pipeline.forms import _IMAGES  # the formats read as photos: one list, the reader's
+from pipeline.forms.rules import cell_label
 from pipeline.model import DOC_STATE_LABELS, SECTION_LABELS, DocumentReading, period_label
 
 
@@ -56,7 +57,9 @@ def document_view(filename: str, reading: DocumentReading, on_time: bool | None,
         "counts": counts,
         "total": total,
         "category_labels": list(categories.values()),
-        "issues": [{"severity": f.severity, "location": f.location, "message": f.message, "code": f.code}
+        # A finding whose message names its cell is not prefixed with it again.
+        "issues": [{"severity": f.severity, "code": f.code, "message": f.message,
+                    "location": None if cell_label(f.location) in f.message else cell_label(f.location) or None}
                    for f in issues],
     }
 

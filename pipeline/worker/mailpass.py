@@ -96,7 +96,7 @@ def read_attachment(ctx: Context, att: Attachment, parsed: ParsedMail, unit: Any
     try:
         reading = forms.read_document(att.filename, att.data, content_type=att.content_type,
                                       subject=parsed.subject, unit=unit, year=arrival,
-                                      campaigns=ctx.campaigns.candidates(arrival), rules=ctx.rules)
+                                      campaigns=ctx.campaigns.candidates(ctx.cfg.year), rules=ctx.rules)
     except Exception as exc:  # a reader bug is a finding on this document, never a dead pass
         log.exception("reader failed on %s", att.filename)
         reading = DocumentReading(kind="unknown", period=None, state="needs_review", findings=(Finding(

@@ -10,6 +10,8 @@ from desk_helpers import browser, desk_harness, downloads, live_desk  # noqa: F4
 from desk_helpers import LiveDesk, all_css, by_css, deliver_form, deliver_scan, local, login, registration
 
 UBND = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"
+CODE_WORDS = ("processed", "quarantined", "needs_review", "intake run", "before-", "after-", "weekly-", "Sheet1!",
+              "obligation")  # (the units file's column names are shown, explained, on the units page)
 
 
 def _width(driver: Any, width: int) -> None:
@@ -53,3 +55,11 @@ def test_every_page_fits_the_window(live_desk: LiveDesk, browser: Any, width: in
         assert driver.execute_script("return window.innerWidth") == width
         scroll = driver.execute_script("return document.documentElement.scrollWidth")
         assert scroll <= width, (path, scroll, _overflow(driver))
+        # what people read is Vietnamese: no words of the code (states, stage codes, commands, cell references)
+        text = by_css(driver, "body").text
+        leaked = [w for w in CODE_WORDS if w in text]
+        assert not leaked, (path, leaked)
+    # an overdue report stands apart from one not yet due, and the bar says the worker is not running
+    driver.get(live_desk.url + "/units")
+    assert "Quá hạn, chưa nộp" in by_css(driver, "body").text
+    assert by_css(driver, "#healthbar").get_attribute("data-level") in ("warn", "bad")

@@ -555,3 +555,21 @@ def test_content_disposition_keeps_the_vietnamese_name() -> None:
     kind, params = parse_options_header(value)
     assert kind == "attachment" and params["filename"] == 'Biểu "đăng ký" Đức Giang.xlsx'
     assert 'filename="Bieu \\"dang ky\\" Duc Giang.xlsx"' in value
+
+
+def test_word_97_and_opendocument_files_are_previewed_as_their_cells(client: Any, desk: Any) -> None:
+    """.doc (through LibreOffice, as the intake reads it) and .odt open as a preview of their table's cells."""
+    import officefiles
+    from intake_demo import samples
+
+    docx = samples.registration_docx(AIMO, [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac")])
+    files = [("Biểu đăng ký.doc", officefiles.convert(docx, "docx", "doc"), "application/msword"),
+             ("Biểu đăng ký.odt", officefiles.convert(docx, "docx", "odt"),
+              "application/vnd.oasis.opendocument.text")]
+    pk = mail(desk.ctx, STRANGER, files, when=local(2022, 2, 20), mid="<word@x>")
+    pages = links(text(client.get("/review")), rf"/mail/{pk}/files/[^\"]+")
+    assert len(pages) == 2
+    for url in pages:
+        html = text(client.get(url))
+        assert re.search(r'id="preview" data-how="table"', html), html[:500]
+        assert "<td>Tổ công đoàn Văn phòng</td>" in html and "<td>Một cửa thân thiện</td>" in html

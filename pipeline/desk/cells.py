@@ -35,7 +35,8 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the child imports this check
 
 # What one preview shows at most (the page says when there is more).
 CAPS = {"sheets": 10, "rows": 200, "columns": 40, "chars": 300, "paragraphs": 60}
-TABLE_FORMATS = ("xlsx", "xlsm", "xlsb", "xls", "ods", "docx")  # what the intake's readers read as cells
+# what the intake's readers read as cells (.doc and .rtf through LibreOffice, as the intake reads them)
+TABLE_FORMATS = ("xlsx", "xlsm", "xlsb", "xls", "ods", "docx", "odt", "doc", "rtf")
 # The precheck's verdicts in the words of staff (the findings' own texts tell a unit how to fix its file).
 PROBLEMS = {"file-bomb": "tệp nén bất thường (có thể là “bom nén”), không mở để bảo vệ hệ thống",
             "file-too-large": "tệp quá lớn để xem trước", "file-encrypted": "tệp có đặt mật khẩu",
@@ -87,9 +88,16 @@ def _text(value: Any, limit: int) -> str:
 
 def cells_of(fmt: str, data: bytes, caps: dict[str, int]) -> dict[str, Any]:
     """The first cells of a file, as plain data (see ``Cells``). Runs in the child."""
-    from pipeline.forms.readers import col_letter, read_docx, read_spreadsheet
+    from pipeline.forms.readers import col_letter, read_docx, read_odt, read_spreadsheet
 
-    doc = read_docx(data) if fmt == "docx" else read_spreadsheet(data)
+    if fmt in ("doc", "rtf"):
+        from pipeline.forms.convert import conversion_seconds, soffice, to_docx
+
+        exe = soffice()
+        if exe is None:
+            raise RuntimeError("LibreOffice is not installed")
+        data, fmt = to_docx(exe, data, fmt, conversion_seconds(caps.get("seconds", 20))), "docx"
+    doc = read_docx(data) if fmt == "docx" else read_odt(data) if fmt == "odt" else read_spreadsheet(data)
     sheets = []
     for grid in doc.grids[:caps["sheets"]]:
         rows: list[tuple[int, list[str]]] = []

@@ -92,14 +92,17 @@ class Context:
     def horizon(self, now: datetime | None = None) -> datetime:
         """Mail received before this instant is neither answered nor counted.
 
-        ``mailbox.since`` when set; else what the first pass fixed (the opening of the campaign current
-        then), so that changing ``year`` later does not hide last year's late mail.
+        ``mailbox.since`` when set; else what was fixed before (the last ``since``, or at the first pass the
+        opening of the campaign current then), so that changing ``year`` later does not hide last year's late mail.
         """
         if self._horizon is not None:
             return self._horizon
         since = self.cfg.mailbox.since
         if since is not None:
             start = datetime.combine(since, datetime.min.time(), tzinfo=self.cfg.tz)
+            # kept, so that taking `since` out of the config later leaves the horizon where it was
+            if self.store.get_kv("mailbox.horizon") != iso(start):
+                self.store.set_kv("mailbox.horizon", iso(start), now or datetime.now(timezone.utc))
         else:
             fixed = self.store.get_kv("mailbox.horizon")
             if fixed:

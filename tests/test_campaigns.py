@@ -130,6 +130,9 @@ def test_since_moves_the_first_contact_earlier(intake: Harness) -> None:
         assert "trước khi bắt đầu thu nhận (26/01/2022)" in rows[mid]["reason"], rows[mid]["reason"]
         assert rows[mid]["campaign"] is None
     assert [m["To"] for m in receipts(intake)] == [UBND]
+    # The horizon stays where `since` put it when the key is taken out of the config again.
+    set_config(intake, **{"mailbox.since": None})
+    assert intake.ctx.horizon() == datetime(2021, 1, 1, tzinfo=TZ)
 
 
 def test_since_moves_the_first_contact_later(intake: Harness) -> None:

@@ -20,7 +20,6 @@ reason its replies are plain lists and dicts: a class of the child's ``__main__`
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from collections import OrderedDict
@@ -31,7 +30,6 @@ from typing import Any
 
 from pipeline.forms import isolation, precheck
 
-_ROOT = str(Path(__file__).resolve().parents[2])  # the child imports this checkout's code, installed or not
 
 # What one preview shows at most (the page says when there is more).
 CAPS = {"sheets": 10, "rows": 200, "columns": 40, "chars": 300, "paragraphs": 60}
@@ -150,18 +148,8 @@ class _CellsReader(isolation.Reader):
     """isolation.Reader (one child, one file at a time, killed and restarted when it dies or overruns),
     started on this file."""
 
-    def _ready(self, memory_bytes: int) -> subprocess.Popen[bytes]:
-        if self.proc is not None and (self.proc.poll() is not None or self.memory_bytes != memory_bytes):
-            self.stop()
-        if self.proc is None:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            self.proc = subprocess.Popen([sys.executable, "-P", str(Path(__file__).resolve()), str(memory_bytes)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         env=env, close_fds=True)
-            self.memory_bytes = memory_bytes
-            self.starts += 1
-        return self.proc
+    def _command(self, memory_bytes: int) -> list[str]:
+        return [sys.executable, "-P", str(Path(__file__).resolve()), str(memory_bytes)]
 
 
 _READER: _CellsReader | None = None

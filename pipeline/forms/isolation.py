@@ -199,13 +199,16 @@ class Reader:
         if self.proc is None:
             env = dict(os.environ)
             env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from pipeline.forms.isolation import child_main; child_main()",
-                 str(memory_bytes)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+            self.proc = subprocess.Popen(self._command(memory_bytes), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, env=env, close_fds=True)
             self.memory_bytes = memory_bytes
             self.starts += 1
         return self.proc
+
+    def _command(self, memory_bytes: int) -> list[str]:
+        """The child's command line; its last argument is the memory limit (see enter_child)."""
+        return [sys.executable, "-c", "from pipeline.forms.isolation import child_main; child_main()",
+                str(memory_bytes)]
 
     def _exit_code(self) -> int | None:
         if self.proc is None:

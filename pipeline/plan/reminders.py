@@ -58,11 +58,6 @@ class RemindSummary:
         return "\n".join(lines)
 
 
-def reminder_policy(ctx: Context) -> reminder_rules.ReminderPolicy:
-    """rules/reminders.yaml with what the campaign in view sets differently."""
-    return ctx.campaign.reminders
-
-
 def current_states(ctx: Context) -> dict[tuple[str, str], deadlines.ObligationState]:
     """Every unit's state on every obligation of the campaign in view (``ctx.year``)."""
     return deadlines.unit_states(ctx.obligations, ctx.units.units, ctx.documents(),
@@ -86,7 +81,7 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
     today = today or local_today(ctx, now)
     summary = RemindSummary(today=today, dry_run=dry_run)
     states = current_states(ctx)
-    due = reminder_rules.reminders_due(ctx.obligations, reminder_policy(ctx), states, ctx.units.units, today,
+    due = reminder_rules.reminders_due(ctx.obligations, ctx.campaign.reminders, states, ctx.units.units, today,
                                        already_sent=ctx.store.reminder_stages_sent(ctx.year))
     obligations = {o.id: o for o in ctx.obligations}
     cc = tuple(cfg.staff) if cfg.remind_cc_staff else ()
@@ -130,4 +125,4 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
     return summary
 
 
-__all__ = ["PlannedReminder", "RemindSummary", "run_reminders", "current_states", "reminder_policy", "local_today"]
+__all__ = ["PlannedReminder", "RemindSummary", "run_reminders", "current_states", "local_today"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.worker.service import run_worker
 
-    return run_worker(Path(args.config), poll_seconds=args.poll_seconds)
+    paths = args.configs or [args.config]
+    return run_worker([Path(p) for p in paths], poll_seconds=args.poll_seconds, wait=not args.no_wait)
 
 
 def cmd_forms(args: argparse.Namespace) -> int:
@@ -266,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--send", action="store_true", help="also email it to staff (once per day and occasion)")
     _year_option(rp)
     rp.set_defaults(func=cmd_report)
-    rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule (one per database)")
+    rn = sub.add_parser("run", help="the worker: poll, reminders, reports on a schedule; one worker per district "
+                                    "at a time, others stand by and take over")
+    rn.add_argument("-c", "--config", dest="configs", action="append", metavar="CONFIG",
+                    help="a district's config file; repeat to serve several districts (default: --config before run)")
+    rn.add_argument("--no-wait", action="store_true",
+                    help="leave a district served by another worker to it (exit 3 if none is left) instead of "
+                         "standing by")
     rn.add_argument("--poll-seconds", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     rn.set_defaults(func=cmd_run)
     f = sub.add_parser("forms", help="write the blank forms of a campaign (rules/forms/ definitions) as fillable "
@@ -305,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The ledger, the workbooks and the exports hold people's names and addresses: the service's user only
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:

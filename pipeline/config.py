@@ -18,6 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pipeline.errors import ConfigError
+from pipeline.ledger.backend import StorageOptions, district_url
 from pipeline.schema import read_mapping, validate
 from pipeline.settings_checks import GOOGLE_TOKEN_URI, addr_of, env_secret, secret_file_problem
 from pipeline.settings_file import ConfigFile, MailboxSection, OAuthSection, ServerSection, SmtpSection
@@ -95,6 +96,11 @@ class SmtpConfig(ServerConfig):
     sender: str = ""
     per_minute: int = 20
     per_day: int = 400
+    reserve_for_receipts: int = 160  # of per_day, kept for receipts and alerts (send.py)
+
+    @property
+    def receipt_reserve(self) -> int:
+        return min(self.reserve_for_receipts, max(self.per_day - 1, 0))
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ class Config:
     tz: ZoneInfo
     mailbox: MailboxConfig
     smtp: SmtpConfig
-    database_url: str
+    database_url: str  # on PostgreSQL: with the district's schema and the timeouts (ledger/backend.py)
     archive_dir: Path
     units_file: Path
     staff: tuple[str, ...]
@@ -138,6 +144,7 @@ class Config:
     remind_cc_staff: bool
     digest_weekday: str = "mon"
     alert_after_minutes: int = 60
+    receipt_delay_alert_minutes: int = 15  # receipts expected to wait longer → one alert to staff
     quiet_alert_days: int = 3
     quiet_days_before_deadline: int = 7
     idle: bool = True                 # `intake run` waits on IMAP IDLE where the server offers it
@@ -145,6 +152,8 @@ class Config:
     desk: DeskConfig = DeskConfig()
     phone: str | None = None          # the office's telephone, in the signature of every mail to units
     place: str = ""                   # the date line's place: "Long Biên, ngày 05 tháng 02 năm 2022"
+    district: str = "intake"          # its schema when districts share one PostgreSQL database
+    storage: StorageOptions = StorageOptions()  # the connection pool and timeouts
 
     @functools.cached_property
     def own_addresses(self) -> tuple[str, ...]:
@@ -167,6 +176,9 @@ def load_config(path: str | Path) -> Config:
     path = Path(path).resolve()
     f = validate(ConfigFile, read_mapping(path), path, context={"base": path.parent})
     w = f.worker
+    s = f.storage
+    storage = StorageOptions(pool_size=s.pool_size, max_overflow=s.max_overflow, pool_timeout=s.pool_timeout,
+                             connect_timeout=s.connect_timeout, statement_timeout=s.statement_timeout)
     return Config(
         path=path,
         organisation=f.organisation,
@@ -177,7 +189,9 @@ def load_config(path: str | Path) -> Config:
         tz=ZoneInfo(f.timezone),
         mailbox=MailboxConfig(**_server(f.mailbox)),
         smtp=SmtpConfig(**_server(f.smtp)),
-        database_url=f.storage.database_url(path.parent),
+        database_url=district_url(f.storage.database_url(path.parent), f.district, storage),
+        district=f.district,
+        storage=storage,
         archive_dir=f.storage.archive,
         units_file=f.units,
         staff=f.staff,
@@ -189,6 +203,7 @@ def load_config(path: str | Path) -> Config:
         remind_cc_staff=w.remind_cc_staff,
         digest_weekday=w.digest_weekday,
         alert_after_minutes=w.alert_after_minutes,
+        receipt_delay_alert_minutes=w.receipt_delay_alert_minutes,
         quiet_alert_days=w.quiet_alert_days,
         quiet_days_before_deadline=w.quiet_days_before_deadline,
         idle=w.idle,

@@ -33,7 +33,7 @@ class Context:
 
     def __init__(self, cfg: Config, *, units: UnitDirectory | None = None) -> None:
         self.cfg = cfg
-        self.store = Store(cfg.database_url)
+        self.store = Store(cfg.database_url, cfg.storage)
         self.archive = Archive(cfg.archive_dir)
         self._fixed_units = units
         self._units: UnitDirectory | None = None

@@ -214,7 +214,25 @@ class SmtpSection(ServerSection):
     DEFAULT_PORTS: ClassVar[dict[str, int]] = {"ssl": 465, "starttls": 587, "plain": 25}
     sender: Text
     per_minute: int_in(1, 10000) = 20
-    per_day: int_in(1, 100000) = 400
+    # Gmail lets an account send about 500 mails a rolling day, Google Workspace 2,000: the default keeps a
+    # margin under whichever the account is (a @gmail.com sender on smtp.gmail.com, or another domain there).
+    per_day: int_in(1, 100000) | None = None
+    # Of each day, this many are kept for receipts (and staff alerts): reminders and reports wait for tomorrow
+    # rather than use them. Default: 40% of per_day.
+    reserve_for_receipts: int_in(0, 100000) | None = None
+
+    @model_validator(mode="after")
+    def _daily_defaults(self) -> SmtpSection:
+        if self.per_day is None:
+            workspace = (self.host or "").lower() == "smtp.gmail.com" and not addr_of(self.sender).lower().endswith(
+                ("@gmail.com", "@googlemail.com"))
+            object.__setattr__(self, "per_day", 1800 if workspace else 400)
+        if self.reserve_for_receipts is None:
+            object.__setattr__(self, "reserve_for_receipts", self.per_day * 2 // 5)
+        elif self.reserve_for_receipts >= self.per_day:
+            raise ValueError(f"reserve_for_receipts ({self.reserve_for_receipts}) phải nhỏ hơn per_day "
+                             f"({self.per_day}): nếu không, thư nhắc không bao giờ được gửi")
+        return self
 
     @field_validator("sender")
     @classmethod
@@ -225,8 +243,14 @@ class SmtpSection(ServerSection):
 
 
 class StorageSection(Section):
-    database: Text   # a file path (SQLite) or any SQLAlchemy URL
+    database: Text   # a file path (SQLite) or a URL: postgresql://user@host/db (driver psycopg), any SQLAlchemy URL
     archive: FilePath
+    pool_size: int_in(1, 100) = 5
+    max_overflow: int_in(0, 100) = 2
+    pool_timeout: _number(1, 600, "phải là số giây trong khoảng 1..600, đang là {!r}") = 30.0
+    connect_timeout: int_in(1, 600) = 10
+    # PostgreSQL: one statement longer than this is cancelled (0: no limit)
+    statement_timeout: _number(0, 3600, "phải là số giây trong khoảng 0..3600, đang là {!r}") = 60.0
 
     def database_url(self, base: Path) -> str:
         if "://" in self.database:
@@ -241,6 +265,7 @@ class WorkerSection(Section):
     remind_cc_staff: bool = False
     digest_weekday: Annotated[Weekday, BeforeValidator(as_text)] = "mon"
     alert_after_minutes: int_in(1, 7 * 24 * 60) = 60
+    receipt_delay_alert_minutes: int_in(1, 7 * 24 * 60) = 15
     quiet_alert_days: int_in(0, 60) = 3
     quiet_days_before_deadline: int_in(0, 60) = 7
     idle: bool = True
@@ -288,6 +313,8 @@ class DeskSection(Section):
 
 class ConfigFile(Section):
     organisation: Text
+    # Districts side by side on one PostgreSQL database: each its own schema, named by this short id
+    district: Text = "intake"
     year: int_in(2000, 2100)
     timezone: Text = "Asia/Ho_Chi_Minh"
     phone: Text | None = None
@@ -302,6 +329,15 @@ class ConfigFile(Section):
     keep_first_attempt_date: bool = False
     worker: Annotated[WorkerSection, BeforeValidator(_present)] = WorkerSection()
     desk: Annotated[DeskSection, BeforeValidator(_present)] = DeskSection()
+
+    @field_validator("district")
+    @classmethod
+    def _district(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
+            raise ValueError(f"mã quận/huyện phải bắt đầu bằng chữ thường không dấu, rồi chữ thường, số hoặc _ "
+                             f"(tối đa 41 ký tự), đang là {value!r}; mỗi quận dùng chung một cơ sở dữ liệu "
+                             "PostgreSQL phải có mã riêng / a district id is [a-z][a-z0-9_]{0,40}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -19,11 +19,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pgserver import PostgresServer  # noqa: E402
 from servers import Dovecot, OAuthProvider, RefusingImap, SmtpSink, dovecot_available  # noqa: E402
 
 from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
+from pipeline.ledger.backend import district_url  # noqa: E402
 from pipeline.context import Context  # noqa: E402
 from pipeline.worker.mailpass import PassSummary, run_pass
 
@@ -68,6 +70,7 @@ SERVER_FIXTURES = frozenset({
     "live_desk", "browser",                 # desk_helpers: the desk on a port, Chromium
     "provider", "plain_provider", "gmail",  # test_oauth: OAuthProvider, Dovecot with XOAUTH2
     "sink",                                 # test_smtp: SmtpSink
+    "pg_url",                               # the private PostgreSQL cluster (tests/pgserver.py)
 })
 
 # What the guard refuses to start in an unmarked test: in-process servers, by their start method ...
@@ -90,6 +93,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+        elif getattr(item, "callspec", None) is not None and item.callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.servers)  # its database is the PostgreSQL cluster, started lazily
 
 
 @pytest.hookimpl(wrapper=True)
@@ -173,6 +178,53 @@ def peer_mail() -> Path:
     return require_peer_mail()
 
 
+# --------------------------------------------------------------------------- the ledger's database
+
+# A test module that sets BACKENDS = ("sqlite", "postgresql") runs each test using the ledger (through
+# `intake`, `database` or `db_url`) on both; any other module on SQLite alone.
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    if backends and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The private PostgreSQL cluster's URL (one per session); a test needing it fails when it cannot start."""
+    with PostgresServer() as pg:
+        yield pg.url
+
+
+_districts = iter(range(1, 10**9))
+
+
+def fresh_district() -> str:
+    """A district id not used before in this session: a fresh, empty schema on the cluster."""
+    return f"t{os.getpid()}_{next(_districts)}"
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    """config.yaml's (storage.database, district) for the backend: None on SQLite (the file beside the
+    config), the cluster and a fresh district on PostgreSQL."""
+    if backend == "sqlite":
+        return None
+    return request.getfixturevalue("pg_url"), fresh_district()
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A ledger URL of its own for the test: a SQLite file, or a fresh district schema on the cluster."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'intake.db'}"
+    return district_url(request.getfixturevalue("pg_url"), fresh_district())
+
+
 @pytest.fixture
 def dovecot() -> Any:
     with Dovecot() as d:
@@ -215,7 +267,7 @@ class Harness:
 
 def write_config(tmp: Path, *, imap_port: int, smtp_port: int, extra: dict[str, Any] | None = None,
                  mailbox_extra: dict[str, Any] | None = None,
-                 smtp_extra: dict[str, Any] | None = None) -> Path:
+                 smtp_extra: dict[str, Any] | None = None, database: tuple[str, str] | None = None) -> Path:
     (tmp / "units.csv").write_text(UNITS_CSV, encoding="utf-8")
     cfg: dict[str, Any] = {
         "organisation": "Liên đoàn Lao động quận Long Biên",
@@ -232,13 +284,19 @@ def write_config(tmp: Path, *, imap_port: int, smtp_port: int, extra: dict[str, 
         "staff": ["staff@example.org"],
         **(extra or {}),
     }
+    if database is not None:  # (URL, district): the ledger on PostgreSQL
+        cfg["storage"] = {**cfg["storage"], "database": database[0]}
+        cfg["district"] = database[1]
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
 
 
 @pytest.fixture
-def intake(tmp_path: Path, dovecot: Any, smtp: Any, monkeypatch: pytest.MonkeyPatch) -> Harness:
+def intake(tmp_path: Path, dovecot: Any, smtp: Any, monkeypatch: pytest.MonkeyPatch,
+           database: tuple[str, str] | None) -> Iterator[Harness]:
     monkeypatch.setenv("INTAKE_TEST_IMAP_PW", dovecot.password)
-    path = write_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp.port)
-    return Harness(cfg_path=path, ctx=Context(load_config(path)), dovecot=dovecot, smtp=smtp)
+    path = write_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp.port, database=database)
+    harness = Harness(cfg_path=path, ctx=Context(load_config(path)), dovecot=dovecot, smtp=smtp)
+    yield harness
+    harness.ctx.store.engine.dispose()  # PostgreSQL: the test's connections close now, not when collected

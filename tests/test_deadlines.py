@@ -10,7 +10,7 @@ import pytest
 from pipeline.plan.deadlines import ObligationState, document_on_time, is_on_time, obligation_for, unit_states
 from pipeline.plan.campaigns import load_campaigns
 from pipeline.plan.reminder_rules import ReminderPolicy, load_reminder_policy, reminder_schedule, reminders_due
-from pipeline.plan.reminder_text import render_reminder
+from pipeline.plan.reminder_text import ReminderPart, render_reminder
 from pipeline.errors import ConfigError
 from pipeline.model import DocumentRecord, Finding, Unit
 
@@ -396,8 +396,7 @@ def test_render_reminder_for_rejected_document(obligations, env):
         (Finding("no-category", "error", "Chưa đánh số (1) vào cột phân loại", "Sheet1!F9", 9, "GPMB"),
          Finding("empty-model", "error", "Thiếu tên mô hình", None, 11, "Tên mô hình")),
     )
-    subject, text, html = render_reminder(
-        env, unit, by_id(obligations, "registration"), state, "before-2", organisation=ORG, today=date(2022, 2, 20)
+    subject, text, html = render_reminder(env, unit, [ReminderPart(by_id(obligations, "registration"), state, "before-2")], organisation=ORG, today=date(2022, 2, 20)
     )
     assert subject == f"[{ORG}] Đề nghị gửi lại Đăng ký mô hình “Dân vận khéo” năm 2022 (hạn 22/02/2022)"
     assert "Kính gửi: Ban Chấp hành Công đoàn cơ sở Trường THCS <Gia Thụy>" in text
@@ -413,10 +412,10 @@ def test_render_reminder_missing_before_and_after(obligations, env):
     unit = Unit("cd01", "Công đoàn Phường Bồ Đề", "hcsn", ("a@b.vn",))
     report = by_id(obligations, "report-h1")
     missing = ObligationState("cd01", "report-h1", "missing")
-    subject, text, _ = render_reminder(env, unit, report, missing, "before-7", organisation=ORG, today=date(2022, 6, 8))
+    subject, text, _ = render_reminder(env, unit, [ReminderPart(report, missing, "before-7")], organisation=ORG, today=date(2022, 6, 8))
     assert subject == f"[{ORG}] Nhắc gửi Báo cáo kết quả thực hiện 6 tháng đầu năm 2022 – hạn 15/06/2022"
     assert text.startswith("Kính gửi: Ban Chấp hành Công đoàn Phường Bồ Đề\n")
     assert "(còn 7 ngày)" in text
-    subject, text, _ = render_reminder(env, unit, report, missing, "weekly-2", organisation=ORG)
+    subject, text, _ = render_reminder(env, unit, [ReminderPart(report, missing, "weekly-2")], organisation=ORG)
     assert subject == f"[{ORG}] Đề nghị gửi Báo cáo kết quả thực hiện 6 tháng đầu năm 2022 – đã quá hạn 15/06/2022"
     assert "đã quá hạn" in text and "nhắc hằng tuần lần 2 sau hạn" in text and "weekly-2" not in text

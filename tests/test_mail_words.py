@@ -15,7 +15,7 @@ from pipeline.outbox.compose import template_env
 from pipeline.outbox.receipts import document_view, receipt_view
 from pipeline.plan.campaigns import load_campaigns
 from pipeline.plan.deadlines import ObligationState
-from pipeline.plan.reminder_text import render_reminder
+from pipeline.plan.reminder_text import ReminderPart, render_reminder
 from pipeline.plan.vn import vn_date_line, vn_date_long
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,8 +113,9 @@ def test_phone_in_every_signature(env, rules, registration) -> None:
     text, html = _receipt(env, rules, _rejected(), datetime(2022, 2, 21, 9, 15, tzinfo=TZ), registration.due_at)
     assert f"Điện thoại: {PHONE}" in text and f"Điện thoại: {PHONE}" in html
     unit = Unit("cd01", "Công đoàn Phường Bồ Đề", "hcsn", ("a@b.vn",))
-    _, text, html = render_reminder(env, unit, registration, ObligationState("cd01", "registration", "missing"),
-                                    "before-2", organisation=ORG, today=date(2022, 2, 20))
+    _, text, html = render_reminder(env, unit, [ReminderPart(registration, ObligationState("cd01", "registration",
+                                                                                        "missing"), "before-2")],
+                                    organisation=ORG, today=date(2022, 2, 20))
     assert f"Điện thoại: {PHONE}" in text and f"Điện thoại: {PHONE}" in html
     notice = dict(action="reject", unit_name=unit.name, organisation=ORG, filename="anh.jpg",
                   received_at=datetime(2022, 2, 21, 9, 15), kind_label="", period_label=None, on_time=None,
@@ -129,13 +130,13 @@ def test_phone_in_every_signature(env, rules, registration) -> None:
 def test_reminder_words_stage_form_and_date(env, registration) -> None:
     unit = Unit("cd01", "Công đoàn Phường Bồ Đề", "hcsn", ("a@b.vn",))
     missing = ObligationState("cd01", "registration", "missing")
-    _, text, html = render_reminder(env, unit, registration, missing, "before-2", organisation=ORG,
+    _, text, html = render_reminder(env, unit, [ReminderPart(registration, missing, "before-2")], organisation=ORG,
                                     today=date(2022, 2, 20), form_attached=True)
     for body in (text, html):
         assert "nhắc trước hạn 2 ngày" in body and "before-2" not in body and "mã nhắc" not in body
         assert "gửi kèm thư này" in body
         assert "Long Biên, ngày 20 tháng 02 năm 2022" in body
-    _, text, _ = render_reminder(env, unit, registration, missing, "after-1", organisation=ORG,
+    _, text, _ = render_reminder(env, unit, [ReminderPart(registration, missing, "after-1")], organisation=ORG,
                                  today=date(2022, 2, 23))
     assert "nhắc sau hạn 1 ngày" in text and "gửi kèm thư này" not in text
 

@@ -155,7 +155,7 @@ def test_smtp_xoauth2_refused_keeps_the_mail_for_later(tmp_path: Path, provider:
 
         gmail.append(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký", "x", message_id="<smtp-oauth@x>"))
         summary = run_pass(ctx)
-        assert summary.new == 1 and summary.outbox == {"sent": 0, "retry": 1, "failed": 0, "waiting": 0}
+        assert summary.new == 1 and summary.outbox == {"sent": 0, "retry": 1, "failed": 0, "dropped": 0, "waiting": 0}
         [row] = ctx.store.outbox_rows("receipt")
         assert row.state == "pending" and "mã truy cập OAuth" in row.last_error
 

@@ -63,7 +63,7 @@ class FakeTransport:
 
 
 def _cfg(per_minute=10_000, per_day=100_000):
-    return SimpleNamespace(per_minute=per_minute, per_day=per_day, sender="Intake <intake@so.example.vn>")
+    return SimpleNamespace(per_minute=per_minute, per_day=per_day, receipt_reserve=0, sender="Intake <intake@so.example.vn>")
 
 
 def _states(store):
@@ -79,7 +79,7 @@ def test_each_item_is_claimed_before_it_is_sent_and_marked_after(store):
 
     t = FakeTransport(fate)
     assert flush_outbox(store, _cfg(), NOW, transport_factory=t) == {"sent": 5, "retry": 0, "failed": 0,
-                                                                      "waiting": 0}
+                                                                      "dropped": 0, "waiting": 0}
     assert seen == [["sent"] * i + ["sending"] + ["pending"] * (4 - i) for i in range(5)]
     assert _states(store) == [(i, "sent", 1) for i in range(1, 6)]
     assert store.sent_since(NOW) == 5
@@ -113,7 +113,7 @@ def test_each_item_gets_its_own_outcome(store):
 
     t = FakeTransport(fate)
     got = flush_outbox(store, _cfg(), NOW, transport_factory=t)
-    assert got == {"sent": 4, "retry": 1, "failed": 1, "waiting": 0}
+    assert got == {"sent": 4, "retry": 1, "failed": 1, "dropped": 0, "waiting": 0}
     rows = {r.id: r for r in store.outbox_rows()}
     assert [rows[i].state for i in range(1, 7)] == ["sent", "failed", "sent", "pending", "sent", "sent"]
     assert "550" in rows[2].last_error and "421" in rows[4].last_error and rows[1].last_error is None
@@ -158,14 +158,15 @@ def test_a_crash_after_the_claim_leaves_the_item_uncertain(store):
 
 def test_an_item_claimed_by_another_sender_is_left_to_it(store, monkeypatch):
     _enqueue(store, 3)
-    due = store.due_outbox
+    next_due = store.next_due
 
-    def due_then_claimed_elsewhere(now, limit):
-        rows = due(now, limit)
-        assert store.claim_outbox(2, now)  # another worker got there between the query and our claim
-        return rows
+    def next_then_claimed_elsewhere(now, **kw):
+        row = next_due(now, **kw)
+        if row is not None and row.id == 2:
+            assert store.claim_outbox(2, now)  # another worker got there between the query and our claim
+        return row
 
-    monkeypatch.setattr(store, "due_outbox", due_then_claimed_elsewhere)
+    monkeypatch.setattr(store, "next_due", next_then_claimed_elsewhere)
     t = FakeTransport()
     assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 2
     assert t.sent == [("u0@example.vn",), ("u2@example.vn",)]
@@ -181,7 +182,7 @@ def test_a_server_that_cannot_be_reached_ends_the_flush_and_the_rest_waits_uncla
         raise SmtpUnavailable("không kết nối được máy chủ SMTP")
 
     got = flush_outbox(store, _cfg(), NOW, transport_factory=FakeTransport(unreachable))
-    assert got == {"sent": 0, "retry": 1, "failed": 0, "waiting": 3}
+    assert got == {"sent": 0, "retry": 1, "failed": 0, "dropped": 0, "waiting": 3}
     rows = {r.key: r for r in store.outbox_rows()}
     assert (rows["k0"].state, rows["k0"].attempts) == ("pending", 1)
     assert [(rows[k].state, rows[k].attempts, rows[k].last_error) for k in ("k1", "k2", "k3")] == \

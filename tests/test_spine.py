@@ -15,6 +15,7 @@ from conftest import DISTRICT, Harness, require_peer_mail
 from intake_demo import samplemail
 from intake_demo import samples
 
+BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"

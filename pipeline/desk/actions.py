@@ -34,7 +34,8 @@ from pipeline.errors import IntakeError, TemporaryError
 from pipeline.model import DOC_STATE_LABELS, MAIL_STATE_LABELS, Entry, period_label
 from pipeline.outbox.compose import build_mail
 from pipeline.outbox.receipts import resend_by
-from pipeline.outbox.send import flush_outbox
+from pipeline.outbox.standing import standings_after_decision
+from pipeline.plan.sending import send_due
 from pipeline.ledger.outbox import OutboxItem
 from pipeline.ledger.review import ASSIGNABLE, ENTERED, RowMissing, StateChanged, review_key
 from pipeline.ledger.schema import documents, from_iso, messages, outbox
@@ -110,7 +111,7 @@ def accept_choices(ctx: Context, campaign: int | None) -> AcceptChoices:
 def _flush(ctx: Context, now: datetime) -> None:
     """Send what the action queued; when SMTP is down the worker's next pass sends it."""
     try:
-        flush_outbox(ctx.store, ctx.cfg.smtp, now)
+        send_due(ctx, now)
     except TemporaryError as exc:
         log.warning("outbox not flushed after a review action: %s", exc)
     except IntakeError as exc:
@@ -246,8 +247,10 @@ def release(ctx: Context, message_pk: int, *, actor: str, now: datetime | None =
 
 
 def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, now: datetime, reason: str = "",
-            on_time: bool | None = None, due: datetime | None = None) -> OutboxItem | None:
-    """The mail that tells the unit what staff decided about its file (the ledger keys it by the action)."""
+            on_time: bool | None = None, due: datetime | None = None,
+            counts_as: tuple[str, str | None, int] | None = None) -> OutboxItem | None:
+    """The mail that tells the unit what staff decided about its file (the ledger keys it by the action), and
+    where the unit stands after it; ``counts_as``: the (kind, period, campaign) an accepted file is recorded as."""
     unit = ctx.units.by_id(d.unit_id) if d.unit_id else None
     to = msg_row.sender
     if unit is None or not to:
@@ -267,7 +270,9 @@ def _notice(ctx: Context, action: str, d: Any, msg_row: Any, *, now: datetime, r
     view = dict(action=action, unit_name=unit.name, organisation=ctx.cfg.organisation, filename=d.filename,
                 received_at=received, kind_label=ctx.rules.kind_label(d.kind), period_label=period_label(d.period),
                 on_time=on_time, due=due.astimezone(ctx.cfg.tz) if due else None, reason=reason,
-                form_attached=bool(attachments), resend=resend, decided_at=now.astimezone(ctx.cfg.tz))
+                form_attached=bool(attachments), resend=resend, decided_at=now.astimezone(ctx.cfg.tz),
+                standings=standings_after_decision(ctx, unit, d, accepted=action == "accept", counts_as=counts_as,
+                                                   now=now))
     text = ctx.env.get_template("review_notice.txt.j2").render(**view)
     html = ctx.env.get_template("review_notice.html.j2").render(**view)
     base = (msg_row.subject or "").strip() or d.filename
@@ -319,7 +324,7 @@ def accept(ctx: Context, document_id: int, *, kind: str, period: str | None, act
     _guard(plan, confirm)
     campaign = int(period[:4]) if period else choices.year  # as the ledger records it
     on_time, due = on_time_for(ctx, kind, period, from_iso(d.received_at), campaign=campaign, unit_id=d.unit_id)
-    item = _notice(ctx, "accept", d, msg_row, now=now, on_time=on_time, due=due)
+    item = _notice(ctx, "accept", d, msg_row, now=now, on_time=on_time, due=due, counts_as=(kind, period, campaign))
     with _refusals():
         action_id = ctx.store.accept_document(document_id, kind=kind, period=period, on_time=on_time, actor=actor,
                                               now=now, notice=item, typed=entries)

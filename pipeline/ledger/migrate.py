@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from pipeline.errors import IntakeError, SchemaOutdated, StoreBusy
+from pipeline.ledger import backend
 from pipeline.ledger.schema import metadata
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from pipeline.ledger.db import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-REVISIONS = ("0001", "0002", "0003")  # oldest first, as in migrations/versions (tests/test_migrations.py checks)
+REVISIONS = ("0001", "0002", "0003", "0004")  # oldest first, as in migrations/versions (tests/test_migrations.py checks)
 HEAD = REVISIONS[-1]
 FIRST_RELEASE = "0001"  # what a database without a version table was made with
 VERSION_TABLE = "alembic_version"
@@ -110,7 +111,7 @@ def current(url: str) -> tuple[str | None, bool]:
     path = _sqlite_path(url)
     if path is not None and not path.is_file():
         return None, False
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(backend.normalised(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as c:
             return schema_state(c)
@@ -137,10 +138,26 @@ def alembic_config(c: Connection, **attributes: Any) -> Config:
     return cfg
 
 
+def make_pg_schema(url: str) -> None:
+    """The district's PostgreSQL schema, made if missing (under the schema lock: two processes starting
+    on an empty database would otherwise both try to make it)."""
+    schema = backend.schema_of(url)
+    if schema is None:
+        return
+    exists = sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s")
+    with _schema_transaction(url) as c:
+        # looked up first: CREATE SCHEMA IF NOT EXISTS needs the right to create even when it exists
+        if c.execute(exists, {"s": schema}).first() is None:
+            c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+
+
 @contextmanager
 def _schema_transaction(url: str) -> Iterator[Connection]:
     """One transaction holding the write lock for a whole schema change: the worker or the desk on the same
-    database waits, and a failure anywhere leaves the database as it was."""
+    database waits, and a failure anywhere leaves the database as it was. PostgreSQL has no database-wide
+    write lock: an advisory lock named after the district's schema serialises its creation and upgrades
+    (other districts on the same server go on)."""
+    url = backend.normalised(url)
     sqlite = url.startswith("sqlite")
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **({"connect_args": {"timeout": 30}} if sqlite else {}))
     if sqlite:
@@ -161,6 +178,10 @@ def _schema_transaction(url: str) -> Iterator[Connection]:
                 c.begin()  # SQLite: waits up to 30 s for a pass or the desk to finish writing
             except OperationalError as exc:
                 raise StoreBusy(f"database unavailable: {exc.orig}") from exc
+            if engine.dialect.name == "postgresql":
+                c.execute(sa.text("SET LOCAL statement_timeout = 0"))  # an upgrade may take its time
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('intake-schema:' || :schema))"),
+                          {"schema": backend.schema_of(url) or "public"})
             yield c
             if sqlite:
                 broken = c.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
@@ -185,5 +206,5 @@ def _in_memory(url: str) -> bool:
 def where(url: str) -> str:
     """The database as people know it: its file, or its URL without the password."""
     path = _sqlite_path(url)
-    return str(path) if path is not None else sa.engine.make_url(url).render_as_string(hide_password=True)
+    return str(path) if path is not None else backend.where(url)
 

@@ -1,6 +1,7 @@
 """Outbox rows: mail waiting to be sent, claimed for one SMTP conversation, then sent or failed.
 
-An item's key is unique, so enqueueing the same mail twice (a replayed pass) adds nothing.
+An item's key is unique, so enqueueing the same mail twice (a replayed pass) adds nothing. What a person
+waits for leaves first (``PRIORITY``): a unit's receipt before staff alerts, reminders and reports.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pipeline.ledger.db import Database
-from pipeline.ledger.schema import iso, outbox
+from pipeline.ledger.schema import from_iso, iso, outbox
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,22 @@ class OutboxItem:
     message_pk: int | None = None
     unit_id: str | None = None
     campaign: int | None = None  # the campaign a receipt or reminder is about
+
+
+# Lower leaves first; within a rank, the oldest due first. "notice" (a unit's document judged by staff) is a
+# receipt too: the unit waits for it.
+PRIORITY = {"receipt": 0, "notice": 0, "alert": 1, "reminder": 2, "report": 3}
+LOWEST = max(PRIORITY.values())
+# What may use the part of the day's sending limit kept for receipts (smtp.reserve_for_receipts): receipts,
+# and the few alerts that tell staff something is wrong.
+MAY_USE_RESERVE = frozenset(p for p, rank in PRIORITY.items() if rank <= 1)
+
+
+def rank_of(purpose: str) -> int:
+    return PRIORITY.get(purpose, LOWEST)
+
+
+_RANK = sa.case(*((outbox.c.purpose == p, r) for p, r in PRIORITY.items()), else_=LOWEST)
 
 
 def outbox_row(item: OutboxItem, now: datetime) -> dict[str, Any]:
@@ -50,10 +67,54 @@ class OutboxMixin(Database):
             return self._enqueue(c, item, now)
 
     def due_outbox(self, now: datetime, limit: int) -> list[sa.Row[Any]]:
+        """Pending items due at ``now``, in the order they leave: receipts first, then by due time."""
         with self.tx() as c:
             return list(c.execute(sa.select(outbox).where(
                 outbox.c.state == "pending", outbox.c.next_attempt_at <= iso(now)
-            ).order_by(outbox.c.id).limit(limit)))
+            ).order_by(_RANK, outbox.c.next_attempt_at, outbox.c.id).limit(limit)))
+
+    def next_due(self, now: datetime, *, purposes: frozenset[str] | None = None,
+                 skip: frozenset[int] = frozenset()) -> sa.Row[Any] | None:
+        """The one item to send next (read just before it is sent, so a receipt recorded a second ago
+        overtakes every reminder still waiting); ``purposes``: only these; ``skip``: ids passed over."""
+        q = sa.select(outbox).where(outbox.c.state == "pending", outbox.c.next_attempt_at <= iso(now))
+        if purposes is not None:
+            q = q.where(outbox.c.purpose.in_(sorted(purposes)))
+        if skip:
+            q = q.where(outbox.c.id.not_in(sorted(skip)))
+        with self.tx() as c:
+            return c.execute(q.order_by(_RANK, outbox.c.next_attempt_at, outbox.c.id).limit(1)).first()
+
+    def waiting_outbox(self) -> list[sa.Row[Any]]:
+        """Every pending item (without its bytes), in the order it will leave: what the desk's forecast reads."""
+        cols = [c for c in outbox.c if c.name != "raw"]
+        with self.tx() as c:
+            return list(c.execute(sa.select(*cols).where(outbox.c.state == "pending")
+                                  .order_by(_RANK, outbox.c.next_attempt_at, outbox.c.id)))
+
+    def sent_times(self, since: datetime) -> list[datetime]:
+        """When each item sent since ``since`` left, oldest first (the sending limits' windows)."""
+        with self.tx() as c:
+            return [from_iso(r[0]) for r in c.execute(
+                sa.select(outbox.c.sent_at).where(outbox.c.state == "sent", outbox.c.sent_at > iso(since))
+                .order_by(outbox.c.sent_at))]
+
+    def drop_outbox(self, oid: int, reason: str, now: datetime) -> bool:
+        """A pending item that must not leave any more (a reminder the unit no longer owes): kept, with why."""
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
+                state="dropped", last_error=reason, sent_at=None, next_attempt_at=iso(now))).rowcount == 1
+
+    def rewrite_outbox(self, oid: int, subject: str, smtp_message_id: str, raw: bytes) -> None:
+        """A pending item's mail made again before it leaves (a reminder now naming fewer obligations)."""
+        with self.tx() as c:
+            c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
+                subject=subject, smtp_message_id=smtp_message_id, raw=raw))
+
+    def defer_outbox(self, oid: int, until: datetime) -> None:
+        with self.tx() as c:
+            c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending")
+                      .values(next_attempt_at=iso(until)))
 
     def claim_outbox(self, oid: int, now: datetime) -> bool:
         """Mark an item 'sending' before the SMTP conversation; only one claimant wins."""
@@ -81,9 +142,11 @@ class OutboxMixin(Database):
                 state="uncertain", last_error="worker stopped during sending; check the Sent folder")).rowcount
 
     def sent_since(self, since: datetime, limit: int | None = None) -> int:
-        """Items sent at or after ``since`` (counted on the covering index (state, sent_at)); with ``limit``,
-        counting stops there (``min(count, limit)``): enough to know whether a sending limit is reached."""
-        where = (outbox.c.state == "sent", outbox.c.sent_at >= iso(since))
+        """Items sent after ``since`` (counted on the covering index (state, sent_at)); with ``limit``,
+        counting stops there (``min(count, limit)``): enough to know whether a sending limit is reached.
+        After, not at: stamps are whole seconds, and a job that runs every 60 s must find last minute's mail
+        outside the window, not every other minute."""
+        where = (outbox.c.state == "sent", outbox.c.sent_at > iso(since))
         with self.tx() as c:
             if limit is None:
                 return int(c.execute(sa.select(sa.func.count()).select_from(outbox).where(*where)).scalar() or 0)

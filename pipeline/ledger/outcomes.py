@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipeline.ledger.db import Database
+from pipeline.ledger.db import Database, serialise
 from pipeline.ledger.outbox import OutboxItem, outbox_row
 from pipeline.ledger.schema import bounces, documents, entries, findings, from_iso, iso, messages, outbox
 from pipeline.model import DocumentReading
@@ -66,7 +66,7 @@ class OutcomesMixin(Database):
             c.execute(findings.delete().where(findings.c.document_id.in_(ids)))
             c.execute(documents.update().where(documents.c.superseded_by.in_(ids)).values(superseded_by=None))
             c.execute(documents.delete().where(documents.c.id.in_(ids)))
-        for d in rows:
+        for d in sorted(rows, key=lambda d: repr((d.unit_id, d.kind, d.period))):  # the locks in one order
             self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
 
     def record_outcomes(self, records: Sequence[OutcomeRecord], now: datetime) -> list[list[int]]:
@@ -97,7 +97,8 @@ class OutcomesMixin(Database):
                 todo.append((rec, row.received_at))
                 known[rec.pk] = None  # a second record for the same message in this batch is a no-op
             doc_ids = self._write_outcomes(c, todo, now, groups) if todo else []
-            for unit_id, campaign, kind, period in groups:
+            # in one order for every writer: two passes locking the same groups never wait on each other
+            for unit_id, campaign, kind, period in sorted(groups, key=lambda g: repr((g[0], g[2], g[3]))):
                 self._resupersede(c, unit_id, campaign, kind, period)
             return [doc_ids[i] if i is not None else [] for i in slots]
 
@@ -183,12 +184,22 @@ class OutcomesMixin(Database):
                 period_cond)).scalar()
         return from_iso(value) if value else None
 
+    def _lock_groups(self, c: Connection, unit_id: str | None, groups: Sequence[tuple[str, str | None]]) -> None:
+        """Take the locks of a unit's (kind, period) groups in one order before re-marking several of them."""
+        if unit_id is not None:
+            for kind, period in sorted(set(groups), key=repr):
+                serialise(c, "supersede", unit_id, kind, period)
+
     def _resupersede(self, c: Connection, unit_id: str | None, campaign: int | None, kind: str,
                      period: str | None) -> None:
         """The newest accepted document of a kind for a unit, campaign and period counts; older ones are
-        superseded (a registration of 2023 does not supersede the one of 2022)."""
+        superseded (a registration of 2023 does not supersede the one of 2022).
+
+        Serialised per unit, kind and period until the transaction ends: two writers (a pass and a desk
+        action) each seeing only their own new document would otherwise both leave it current."""
         if unit_id is None:
             return
+        serialise(c, "supersede", unit_id, kind, period)
         period_cond = documents.c.period.is_(None) if period is None else documents.c.period == period
         campaign_cond = documents.c.campaign.is_(None) if campaign is None else documents.c.campaign == campaign
         group = sa.and_(documents.c.unit_id == unit_id, campaign_cond, documents.c.kind == kind, period_cond,

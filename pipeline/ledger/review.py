@@ -189,6 +189,7 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
             if typed:
                 c.execute(entries.delete().where(entries.c.document_id == document_id))
                 c.execute(entries.insert(), _entry_rows(document_id, typed))
+            self._lock_groups(c, d.unit_id, [(d.kind, d.period), (kind, period)])
             self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
             self._resupersede(c, d.unit_id, values.get("campaign", d.campaign), kind, period)
             params: dict[str, Any] = {"kind": kind, "period": period}
@@ -295,6 +296,7 @@ class ReviewMixin(OutcomesMixin, OutboxMixin):
                 if before["entries"]:
                     c.execute(entries.insert(), [dict(document_id=d.id, **e) for e in before["entries"]])
                 c.execute(documents.update().where(documents.c.superseded_by == d.id).values(superseded_by=None))
+                self._lock_groups(c, d.unit_id, [(d.kind, d.period), (before["kind"], before["period"])])
                 self._resupersede(c, d.unit_id, d.campaign, d.kind, d.period)
                 self._resupersede(c, d.unit_id, before.get("campaign", d.campaign), before["kind"], before["period"])
             elif a.action == "entries":

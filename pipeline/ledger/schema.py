@@ -1,7 +1,8 @@
 """The ledger's tables: columns, constraints, indexes, and how times are stored.
 
 Times are stored as UTC ISO-8601 strings so that they sort and compare the same way on every
-backend. The dedup keys (Message-ID + content hash, Gmail's X-GM-MSGID, outbox keys, reminder
+backend. Text columns are CleanString/CleanText (cleantext.py): what PostgreSQL would refuse is cleaned on
+the way in, with the same DDL as String/Text. The dedup keys (Message-ID + content hash, Gmail's X-GM-MSGID, outbox keys, reminder
 stages) are unique constraints: a replay after a crash finds what was already done.
 
 A change here needs a revision in migrations/versions/ that makes the same change to an existing
@@ -13,39 +14,41 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
+from pipeline.ledger.cleantext import CleanString, CleanText  # text made storable on every backend
+
 metadata = sa.MetaData()
 
 poll_state = sa.Table(
     "poll_state", metadata,
-    sa.Column("folder", sa.String(255), primary_key=True),
+    sa.Column("folder", CleanString(255), primary_key=True),
     sa.Column("uidvalidity", sa.BigInteger, nullable=False),
     sa.Column("last_uid", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", CleanString(40), nullable=False),
 )
 
 messages = sa.Table(
     "messages", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("message_id", sa.String(998), nullable=False, default=""),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("message_id", CleanString(998), nullable=False, default=""),
+    sa.Column("sha256", CleanString(64), nullable=False),
     sa.Column("gm_msgid", sa.BigInteger, nullable=True, unique=True),
-    sa.Column("folder", sa.String(255), nullable=False),
+    sa.Column("folder", CleanString(255), nullable=False),
     sa.Column("uidvalidity", sa.BigInteger, nullable=False),
     sa.Column("uid", sa.BigInteger, nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
-    sa.Column("received_at", sa.String(40), nullable=False),
-    sa.Column("sender", sa.String(320)),
-    sa.Column("from_name", sa.Text),
-    sa.Column("subject", sa.Text),
-    sa.Column("unit_id", sa.String(64)),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("reason", sa.Text),
+    sa.Column("received_at", CleanString(40), nullable=False),
+    sa.Column("sender", CleanString(320)),
+    sa.Column("from_name", CleanText),
+    sa.Column("subject", CleanText),
+    sa.Column("unit_id", CleanString(64)),
+    sa.Column("state", CleanString(20), nullable=False),
+    sa.Column("reason", CleanText),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("generation", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("created_at", CleanString(40), nullable=False),
+    sa.Column("updated_at", CleanString(40), nullable=False),
     # set by staff on the desk: process this mail as if it came from that unit / despite a failed auth check
-    sa.Column("assigned_unit_id", sa.String(64), nullable=True),
+    sa.Column("assigned_unit_id", CleanString(64), nullable=True),
     sa.Column("released", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # the campaign (year) open when the mail arrived; None: before any campaign (not answered)
     sa.Column("campaign", sa.Integer, nullable=True),
@@ -58,22 +61,22 @@ documents = sa.Table(
     "documents", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("message_pk", sa.Integer, sa.ForeignKey("messages.id"), nullable=False, index=True),
-    sa.Column("unit_id", sa.String(64), index=True),
-    sa.Column("part", sa.String(64), nullable=False),
-    sa.Column("filename", sa.Text, nullable=False),
-    sa.Column("content_type", sa.String(255)),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("unit_id", CleanString(64), index=True),
+    sa.Column("part", CleanString(64), nullable=False),
+    sa.Column("filename", CleanText, nullable=False),
+    sa.Column("content_type", CleanString(255)),
+    sa.Column("sha256", CleanString(64), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("period", sa.String(16)),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("format", sa.String(16)),
-    sa.Column("title", sa.Text),
-    sa.Column("unit_line", sa.Text),
+    sa.Column("kind", CleanString(20), nullable=False),
+    sa.Column("period", CleanString(16)),
+    sa.Column("state", CleanString(20), nullable=False),
+    sa.Column("format", CleanString(16)),
+    sa.Column("title", CleanText),
+    sa.Column("unit_line", CleanText),
     sa.Column("on_time", sa.Boolean, nullable=True),
-    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("received_at", CleanString(40), nullable=False),
     sa.Column("superseded_by", sa.Integer, nullable=True),
-    sa.Column("reviewed_by", sa.String(120), nullable=True),
+    sa.Column("reviewed_by", CleanString(120), nullable=True),
     # the campaign (year) the document counts for: the year it names, else the one open when it arrived
     sa.Column("campaign", sa.Integer, nullable=True),
 )
@@ -82,57 +85,58 @@ entries = sa.Table(
     "entries", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
-    sa.Column("section", sa.String(20), nullable=False),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("model", sa.Text, nullable=False),
-    sa.Column("categories", sa.Text, nullable=False),  # JSON list
-    sa.Column("result", sa.Text),
-    sa.Column("note", sa.Text),
+    sa.Column("section", CleanString(20), nullable=False),
+    sa.Column("name", CleanText, nullable=False),
+    sa.Column("model", CleanText, nullable=False),
+    sa.Column("categories", CleanText, nullable=False),  # JSON list
+    sa.Column("result", CleanText),
+    sa.Column("note", CleanText),
     sa.Column("row", sa.Integer),
-    sa.Column("location", sa.String(120)),
-    sa.Column("extra", sa.Text, nullable=True),  # JSON object: the form's other columns, key → text
+    sa.Column("location", CleanString(120)),
+    sa.Column("extra", CleanText, nullable=True),  # JSON object: the form's other columns, key → text
 )
 
 findings = sa.Table(
     "findings", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id"), nullable=False, index=True),
-    sa.Column("code", sa.String(64), nullable=False),
-    sa.Column("severity", sa.String(10), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("location", sa.String(120)),
+    sa.Column("code", CleanString(64), nullable=False),
+    sa.Column("severity", CleanString(10), nullable=False),
+    sa.Column("message", CleanText, nullable=False),
+    sa.Column("location", CleanString(120)),
     sa.Column("row", sa.Integer),
-    sa.Column("column", sa.String(120)),
+    sa.Column("column", CleanString(120)),
 )
 
 outbox = sa.Table(
     "outbox", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("key", sa.String(255), nullable=False, unique=True),
-    sa.Column("purpose", sa.String(20), nullable=False),  # receipt | reminder | report | alert
+    sa.Column("key", CleanString(255), nullable=False, unique=True),
+    sa.Column("purpose", CleanString(20), nullable=False),  # receipt | reminder | report | alert
     sa.Column("message_pk", sa.Integer, nullable=True),
-    sa.Column("unit_id", sa.String(64), nullable=True),
-    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("smtp_message_id", sa.String(255), nullable=False),
+    sa.Column("unit_id", CleanString(64), nullable=True),
+    sa.Column("recipients", CleanText, nullable=False),  # JSON list
+    sa.Column("subject", CleanText, nullable=False),
+    sa.Column("smtp_message_id", CleanString(255), nullable=False),
     sa.Column("raw", sa.LargeBinary, nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),  # pending | sending | sent | failed | uncertain
+    sa.Column("state", CleanString(20), nullable=False),  # pending | sending | sent | failed | uncertain | dropped
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("next_attempt_at", sa.String(40), nullable=False),
-    sa.Column("sent_at", sa.String(40)),
+    sa.Column("last_error", CleanText),
+    sa.Column("created_at", CleanString(40), nullable=False),
+    sa.Column("next_attempt_at", CleanString(40), nullable=False),
+    sa.Column("sent_at", CleanString(40)),
     sa.Column("campaign", sa.Integer, nullable=True),  # the campaign a receipt or reminder is about
+    sa.Column("claimed_by", CleanString(120), nullable=True),  # the worker (lease holder id) sending it
 )
 
 reminders = sa.Table(
     "reminders", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("unit_id", sa.String(64), nullable=False),
-    sa.Column("obligation_id", sa.String(64), nullable=False),
-    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("unit_id", CleanString(64), nullable=False),
+    sa.Column("obligation_id", CleanString(64), nullable=False),
+    sa.Column("stage", CleanString(32), nullable=False),
     sa.Column("outbox_id", sa.Integer, nullable=True),  # None: stage passed over by a later one
-    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_at", CleanString(40), nullable=False),
     # obligation ids recur every year ("registration"): a stage is once per unit, obligation AND campaign
     sa.Column("campaign", sa.Integer, nullable=False),
     sa.UniqueConstraint("campaign", "unit_id", "obligation_id", "stage", name="uq_reminder_campaign_stage"),
@@ -143,50 +147,51 @@ bounces = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("message_pk", sa.Integer, nullable=False, unique=True),
     sa.Column("outbox_id", sa.Integer, nullable=True),
-    sa.Column("unit_id", sa.String(64), nullable=True),
-    sa.Column("recipients", sa.Text, nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("unit_id", CleanString(64), nullable=True),
+    sa.Column("recipients", CleanText, nullable=False),
+    sa.Column("created_at", CleanString(40), nullable=False),
 )
 
 review_actions = sa.Table(
     "review_actions", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("action", sa.String(20), nullable=False),  # assign | release | accept | reject | ignore
-    sa.Column("target", sa.String(20), nullable=False),  # message | document | bounce
+    sa.Column("action", CleanString(20), nullable=False),  # assign | release | accept | reject | ignore
+    sa.Column("target", CleanString(20), nullable=False),  # message | document | bounce
     sa.Column("target_id", sa.Integer, nullable=False),
-    sa.Column("params", sa.Text, nullable=False),  # JSON: what staff chose
-    sa.Column("before", sa.Text, nullable=False),  # JSON: what it was, so that undo restores it
-    sa.Column("actor", sa.String(120), nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("undone_by", sa.String(120), nullable=True),
-    sa.Column("undone_at", sa.String(40), nullable=True),
+    sa.Column("params", CleanText, nullable=False),  # JSON: what staff chose
+    sa.Column("before", CleanText, nullable=False),  # JSON: what it was, so that undo restores it
+    sa.Column("actor", CleanString(120), nullable=False),
+    sa.Column("created_at", CleanString(40), nullable=False),
+    sa.Column("undone_by", CleanString(120), nullable=True),
+    sa.Column("undone_at", CleanString(40), nullable=True),
 )
 
 desk_sessions = sa.Table(
     "desk_sessions", metadata,
-    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the cookie value
-    sa.Column("username", sa.String(120), nullable=False),
-    sa.Column("csrf", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("last_seen_at", sa.String(40), nullable=False),
-    sa.Column("expires_at", sa.String(40), nullable=False),
+    sa.Column("token_hash", CleanString(64), primary_key=True),  # sha256 of the cookie value
+    sa.Column("username", CleanString(120), nullable=False),
+    sa.Column("csrf", CleanString(64), nullable=False),
+    sa.Column("created_at", CleanString(40), nullable=False),
+    sa.Column("last_seen_at", CleanString(40), nullable=False),
+    sa.Column("expires_at", CleanString(40), nullable=False),
 )
 
 locks = sa.Table(
     "locks", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(120), nullable=False),  # unique per process start: host:pid:random
-    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("name", CleanString(64), primary_key=True),
+    sa.Column("holder", CleanString(120), nullable=False),  # unique per process start: host:pid:random
+    sa.Column("host", CleanString(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("acquired_at", sa.String(40), nullable=False),
-    sa.Column("heartbeat_at", sa.String(40), nullable=False),
+    sa.Column("acquired_at", CleanString(40), nullable=False),
+    sa.Column("heartbeat_at", CleanString(40), nullable=False),
+    sa.Column("expires_at", CleanString(40), nullable=True),  # by the database's clock (leases.py)
 )
 
 kv = sa.Table(
     "kv", metadata,
-    sa.Column("key", sa.String(120), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("key", CleanString(120), primary_key=True),
+    sa.Column("value", CleanText, nullable=False),
+    sa.Column("updated_at", CleanString(40), nullable=False),
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipeline.ledger.leases import LeaseMixin
 from pipeline.ledger.liveness import LivenessMixin
 from pipeline.ledger.messages import MessagesMixin
 from pipeline.ledger.outbox import OutboxMixin
@@ -26,10 +27,11 @@ from pipeline.model import DocumentRecord, Finding
 
 
 class Store(ReviewMixin, MessagesMixin, OutcomesMixin, RemindersMixin, OutboxMixin, LivenessMixin,
-            DeskSessionsMixin):
-    def document_records(self, campaign: int | None = None) -> list[DocumentRecord]:
-        """Every document of a known unit (of ``campaign`` when given), as the deadline logic sees them."""
-        cond = documents.c.unit_id.is_not(None)
+            LeaseMixin, DeskSessionsMixin):
+    def document_records(self, campaign: int | None = None, unit_id: str | None = None) -> list[DocumentRecord]:
+        """Every document of a known unit (of ``campaign``, of ``unit_id`` when given), as the deadline logic
+        sees them."""
+        cond = documents.c.unit_id.is_not(None) if unit_id is None else documents.c.unit_id == unit_id
         if campaign is not None:
             cond = sa.and_(cond, documents.c.campaign == campaign)
         with self.tx() as c:

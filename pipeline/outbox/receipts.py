@@ -75,10 +75,11 @@ def resend_by(due: datetime | None, now: datetime) -> str | None:
 
 
 def receipt_view(*, organisation: str, unit_name: str, received_at: datetime, subject: str,
-                 documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+                 documents: Sequence[dict[str, Any]], standings: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The receipt of one mail; a rejected document's deadline is judged at ``received_at`` (the receipt
-    leaves within the pass that read the mail)."""
+    leaves within the pass that read the mail). ``standings``: where the unit stands in the campaigns of its
+    documents (pipeline/outbox/standing.py), shown after them."""
     docs = [dict(d, resend=resend_by(d.get("due"), received_at) if d["state"] == "rejected" else None)
             for d in documents]
     return {"organisation": organisation, "unit_name": unit_name, "received_at": received_at,
-            "subject": subject, "documents": docs}
+            "subject": subject, "documents": docs, "standings": list(standings)}

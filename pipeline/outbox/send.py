@@ -1,4 +1,15 @@
-"""Sending the outbox: what is due, within Gmail's limits, each item claimed before SMTP and marked after.
+"""Sending the outbox: one item at a time, the most awaited first, within Gmail's limits, each item claimed
+just before SMTP and marked after.
+
+Order (ledger/outbox.py PRIORITY): receipts and notices about a unit's own document, then staff alerts, then
+reminders, then reports; the next item is read again before each mail, so a receipt recorded meanwhile
+overtakes everything still waiting. Limits: ``smtp.per_minute`` and ``smtp.per_day`` (a rolling 24 hours, as
+Gmail counts); reminders and reports leave only while more than ``smtp.reserve_for_receipts`` of the day
+remain, so a morning of reminders never leaves the afternoon's receipts waiting for tomorrow: what does not
+fit waits (later that day, the next day) and is checked again when its turn comes.
+
+A reminder is checked again just before it leaves (``recheck``, given by the caller that knows the plan,
+pipeline/plan/sending.py): one the unit no longer owes is dropped and recorded as dropped, never sent.
 
 An item is claimed ('sending') before the SMTP conversation and marked 'sent' after it: a crash in
 between leaves it 'uncertain' for staff rather than risking a second copy in a unit's inbox.
@@ -7,11 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from pipeline.config import SmtpConfig
 from pipeline.errors import SmtpRejected, SmtpUnavailable
+from pipeline.ledger.outbox import MAY_USE_RESERVE
+from pipeline.ledger.schema import iso
 from pipeline.ledger.store import Store
 from pipeline.outbox.smtp import SmtpTransport, Transport
 
@@ -21,30 +35,83 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
 
 
-def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
-                 transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport) -> dict[str, int]:
-    """Send what is due, within the per-minute and per-day limits; the rest waits for its window.
+@dataclass(frozen=True)
+class Verdict:
+    """What a recheck says of an item about to leave: send it as it is, drop it (with the reason staff read),
+    or send it made again (``subject``/``message_id``/``raw``: a reminder now naming fewer obligations)."""
 
-    Each item is claimed ('sending') before it is handed to SMTP and marked after: if the process dies in
-    between, the item stays 'sending' and the next pass makes it 'uncertain' (never resent by itself).
+    action: str  # send | drop | rewrite
+    reason: str = ""
+    subject: str = ""
+    message_id: str = ""
+    raw: bytes = b""
+
+
+SEND = Verdict("send")
+Recheck = Callable[[Any, datetime], Verdict]
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """How many mails may leave now: this minute, this day, and this day for what is not a receipt."""
+
+    minute: int
+    day: int
+    ordinary: int
+
+    @classmethod
+    def of(cls, store: Store, cfg: SmtpConfig, now: datetime) -> Allowance:
+        day_sent = store.sent_since(now - timedelta(days=1), limit=cfg.per_day)
+        return cls(minute=cfg.per_minute - store.sent_since(now - timedelta(minutes=1), limit=cfg.per_minute),
+                   day=cfg.per_day - day_sent, ordinary=cfg.per_day - cfg.receipt_reserve - day_sent)
+
+    def purposes(self, sent: int) -> frozenset[str] | None:
+        """What may leave after ``sent`` more mails: nothing (empty), receipts and alerts only, or all (None)."""
+        if sent >= self.minute or sent >= self.day:
+            return frozenset()
+        return None if sent < self.ordinary else MAY_USE_RESERVE
+
+
+def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
+                 transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport,
+                 recheck: Recheck | None = None) -> dict[str, int]:
+    """Send what is due, most awaited first, within the limits; the rest waits for its window.
+
+    Returns counts: sent, retry, failed, dropped (reminders no longer owed) and waiting (due, not sent).
     """
-    counts = {"sent": 0, "retry": 0, "failed": 0, "waiting": 0}
-    budget = min(cfg.per_minute - store.sent_since(now - timedelta(minutes=1), limit=cfg.per_minute),
-                 cfg.per_day - store.sent_since(now - timedelta(days=1), limit=cfg.per_day))
-    due = store.due_outbox(now, limit=max(budget, 0) + 1000)
+    counts = {"sent": 0, "retry": 0, "failed": 0, "dropped": 0, "waiting": 0}
+    allowance = Allowance.of(store, cfg, now)
     transport: Transport | None = None
+    passed: set[int] = set()  # items that failed to connect this time: not tried again in this flush
     try:
-        for row in due:
-            if counts["sent"] >= budget:
-                counts["waiting"] += 1  # not claimed: it keeps its place for the next window
-                continue
+        while True:
+            purposes = allowance.purposes(counts["sent"])
+            if purposes is not None and not purposes:
+                break
+            row = store.next_due(now, purposes=purposes, skip=frozenset(passed))
+            if row is None:
+                break
+            if recheck is not None:
+                verdict = recheck(row, now)
+                if verdict.action == "drop":
+                    if store.drop_outbox(row.id, verdict.reason, now):
+                        counts["dropped"] += 1
+                        log.info("outbox item %s (%s) dropped: %s", row.id, row.key, verdict.reason)
+                    continue
+                raw = row.raw
+                if verdict.action == "rewrite":
+                    store.rewrite_outbox(row.id, verdict.subject, verdict.message_id, verdict.raw)
+                    raw = verdict.raw
+            else:
+                raw = row.raw
             if not store.claim_outbox(row.id, now):
-                continue  # another sender claimed it first
+                passed.add(row.id)  # another sender claimed it first
+                continue
             fresh = transport is None  # this item opens the connection
             try:
                 if transport is None:
                     transport = transport_factory(cfg)
-                transport.send(row.raw, cfg.sender, json.loads(row.recipients))
+                transport.send(raw, cfg.sender, json.loads(row.recipients))
             except SmtpRejected as exc:
                 store.finish_outbox(row.id, "failed", now, error=str(exc))
                 counts["failed"] += 1
@@ -59,7 +126,6 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                 if fresh:
                     # The server could not be reached at all: the rest waits for the next flush instead of
                     # each item paying the connection timeout (and a retry delay) in turn.
-                    counts["waiting"] += len(due) - due.index(row) - 1
                     break
             else:
                 store.finish_outbox(row.id, "sent", now)
@@ -67,4 +133,6 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
     finally:
         if transport is not None:
             transport.close()
+    counts["waiting"] = sum(1 for r in store.waiting_outbox() if r.next_attempt_at <= iso(now))
     return counts
+

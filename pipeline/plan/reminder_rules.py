@@ -112,6 +112,15 @@ def reminder_schedule(obligation: Obligation, policy: ReminderPolicy) -> tuple[t
     return tuple(stages)
 
 
+def current_stage(obligation: Obligation, policy: ReminderPolicy, today: date) -> str | None:
+    """The stage of an obligation that may be sent ``today``: the latest whose day has come, up to the
+    cut-off; None before the first stage and after the cut-off."""
+    if obligation.due_date is None or today > obligation.due_date + timedelta(days=policy.cutoff_days_after):
+        return None
+    passed = [stage for stage, day in reminder_schedule(obligation, policy) if day <= today]
+    return passed[-1] if passed else None
+
+
 def reminders_due(
     obligations: Iterable[Obligation],
     policy: ReminderPolicy,
@@ -157,4 +166,5 @@ def reminders_due(
     return result
 
 
-__all__ = ["ReminderPolicy", "ReminderDue", "load_reminder_policy", "reminder_schedule", "reminders_due"]
+__all__ = ["ReminderPolicy", "ReminderDue", "current_stage", "load_reminder_policy", "reminder_schedule",
+           "reminders_due"]

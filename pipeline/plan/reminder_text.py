@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from pipeline.model import Unit
 from pipeline.plan.deadlines import ObligationState
@@ -35,23 +36,17 @@ def stage_label(stage: str) -> str:
     return words.get(kind, "nhắc gửi văn bản")
 
 
-def render_reminder(
-    env: jinja2.Environment,
-    unit: Unit,
-    obligation: Obligation,
-    state: ObligationState | None,
-    stage: str,
-    *,
-    organisation: str,
-    today: date | None = None,
-    form_attached: bool = False,
-) -> tuple[str, str, str]:
-    """Subject, plain text and HTML of one reminder, from templates/reminder.txt.j2 and .html.j2.
+@dataclass(frozen=True)
+class ReminderPart:
+    """One obligation a reminder names: the unit's state on it and the stage being sent."""
 
-    ``env`` is a jinja2.Environment whose loader sees templates/; the HTML template switches
-    autoescaping on by itself, so any environment is safe. ``form_attached``: the mail carries the blank form
-    with the unit's name filled in (the text says so).
-    """
+    obligation: Obligation
+    state: ObligationState | None
+    stage: str
+
+
+def _part_context(part: ReminderPart, today: date | None) -> dict[str, object]:
+    obligation, state, stage = part.obligation, part.state, part.stage
     if obligation.due_date is None:
         raise ValueError(f"obligation {obligation.id!r} has no due date: nothing to remind")
     due = obligation.due_date
@@ -68,22 +63,14 @@ def render_reminder(
                 "message": f.message,
                 "severity": "Lỗi" if f.severity == "error" else "Lưu ý",
             })
-    days_left = (due - today).days if today is not None else None
-    context = {
-        "organisation": organisation,
-        "unit_name": unit.name,
-        "addressee": _addressee(unit.name),
-        "unit_id": unit.unit_id,
+    return {
         "title": obligation.title,
         "form_name": obligation.form_name,
         "deadline": vn_date(due),
         "deadline_text": obligation.deadline_text,
-        "stage_label": stage_label(stage),
-        "form_attached": form_attached,
-        "date_line": vn_date_long(today) if today is not None else None,
         "before": kind == "before",
         "overdue": kind != "before",
-        "days_left": days_left,
+        "days_left": (due - today).days if today is not None else None,
         "rejected": rejected,
         "rejected_received": (
             vn_datetime(state.received_at.astimezone(obligation.due_at.tzinfo))
@@ -92,18 +79,61 @@ def render_reminder(
         ),
         "findings": findings,
     }
+
+
+def _subject(parts: Sequence[ReminderPart], items: Sequence[dict[str, object]]) -> str:
+    if len(parts) == 1:
+        part, item = parts[0], items[0]
+        title, due = part.obligation.title, item["deadline"]
+        if item["rejected"]:
+            return f"Đề nghị gửi lại {title} (hạn {due})"
+        if item["before"]:
+            return f"Nhắc gửi {title} – hạn {due}"
+        return f"Đề nghị gửi {title} – đã quá hạn {due}"
+    earliest = min(parts, key=lambda p: p.obligation.due_date or date.max)
+    late = any(not i["before"] for i in items)
+    return (f"Nhắc gửi {len(parts)} văn bản: " + "; ".join(p.obligation.title for p in parts)
+            + (" – có văn bản đã quá hạn" if late else f" – hạn gần nhất {vn_date(earliest.obligation.due_date)}"))
+
+
+def render_reminder(
+    env: jinja2.Environment,
+    unit: Unit,
+    parts: Sequence[ReminderPart],
+    *,
+    organisation: str,
+    today: date | None = None,
+    form_attached: bool = False,
+) -> tuple[str, str, str]:
+    """Subject, plain text and HTML of one reminder naming every obligation in ``parts`` (one mail per unit
+    and day: several obligations due the same day go together), from templates/reminder.txt.j2 and .html.j2.
+
+    ``env`` is a jinja2.Environment whose loader sees templates/; the HTML template switches
+    autoescaping on by itself, so any environment is safe. ``form_attached``: the mail carries the blank
+    form(s) with the unit's name filled in (the text says so).
+    """
+    if not parts:
+        raise ValueError("a reminder names at least one obligation")
+    parts = sorted(parts, key=lambda p: (p.obligation.due_date or date.max, p.obligation.id))
+    items = [_part_context(p, today) for p in parts]
+    labels = list(dict.fromkeys(stage_label(p.stage) for p in parts))
+    context = {
+        "organisation": organisation,
+        "unit_name": unit.name,
+        "addressee": _addressee(unit.name),
+        "unit_id": unit.unit_id,
+        "title": "; ".join(p.obligation.title for p in parts),
+        "items": items,
+        "stage_label": "; ".join(labels),
+        "form_attached": form_attached,
+        "date_line": vn_date_long(today) if today is not None else None,
+    }
     text = env.get_template("reminder.txt.j2").render(**context)
     html = env.get_template("reminder.html.j2").render(**context)
-    if rejected:
-        subject = f"Đề nghị gửi lại {obligation.title} (hạn {vn_date(due)})"
-    elif kind == "before":
-        subject = f"Nhắc gửi {obligation.title} – hạn {vn_date(due)}"
-    else:
-        subject = f"Đề nghị gửi {obligation.title} – đã quá hạn {vn_date(due)}"
-    subject = f"[{organisation}] {subject}"
+    subject = f"[{organisation}] {_subject(parts, items)}"
     # A header must stay on one line whatever the names contain.
     subject = re.sub(r"[\r\n\t]+", " ", subject).strip()
     return subject, text, html
 
 
-__all__ = ["render_reminder", "stage_label"]
+__all__ = ["ReminderPart", "render_reminder", "stage_label"]

@@ -1,9 +1,10 @@
 """Reminders to units that still owe a form or report: who, which stage, and sending them once.
 
-reminder_rules.py decides (pure); this module reads the ledger, renders each reminder, and records the
-stage together with its mail in ONE transaction (``Store.record_reminder``): the unique
-(unit, obligation, stage) row is what makes "each stage at most once, ever" hold across crashes,
-restarts and repeated runs. Stages passed over by a later one are recorded without a mail.
+reminder_rules.py decides (pure); this module reads the ledger and records each unit's stages due today
+together with ONE mail naming them all (``Store.record_reminders``, one transaction): the unique
+(campaign, unit, obligation, stage) row is what makes "each stage at most once, ever" hold across crashes,
+restarts and repeated runs. Stages passed over by a later one are recorded without a mail. A queued
+reminder is checked again just before it leaves (sending.py): one the unit no longer owes is dropped.
 """
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.plan import deadlines, reminder_rules
-from pipeline.plan.reminder_text import render_reminder
-from pipeline.forms.blank import form_attachment
-from pipeline.outbox.compose import build_mail
-from pipeline.outbox.send import flush_outbox
-from pipeline.ledger.outbox import OutboxItem
+from pipeline.plan.reminder_text import ReminderPart
+from pipeline.plan.sending import reminder_mail, send_due
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -40,7 +38,7 @@ class PlannedReminder:
 class RemindSummary:
     today: date
     planned: list[PlannedReminder] = field(default_factory=list)
-    queued: int = 0  # recorded with their mail by this run
+    queued: int = 0  # mails recorded by this run (one per unit, naming each obligation it owes today)
     superseded: int = 0  # stages recorded as passed over
     already: int = 0  # recorded meanwhile by another run (lost the unique-row race)
     outbox: dict[str, int] = field(default_factory=dict)
@@ -49,7 +47,7 @@ class RemindSummary:
     def text(self) -> str:
         head = (f"{'[dry-run] ' if self.dry_run else ''}nhắc hạn ngày {self.today:%d/%m/%Y}: "
                 f"{len(self.planned)} thư nhắc" + ("" if self.dry_run else
-                f" (đưa vào hộp thư đi {self.queued}, bỏ qua giai đoạn đã lỡ {self.superseded}"
+                f" (đưa vào hộp thư đi {self.queued} thư, bỏ qua giai đoạn đã lỡ {self.superseded}"
                 f"{', đã có từ trước ' + str(self.already) if self.already else ''}), outbox {self.outbox}"))
         lines = [head]
         for p in self.planned:
@@ -85,43 +83,40 @@ def run_reminders(ctx: Context, *, today: date | None = None, dry_run: bool = Fa
                                        already_sent=ctx.store.reminder_stages_sent(ctx.year))
     obligations = {o.id: o for o in ctx.obligations}
     cc = tuple(cfg.staff) if cfg.remind_cc_staff else ()
+    owed: dict[str, list[reminder_rules.ReminderDue]] = {}
     for item in due:
-        unit = ctx.units.by_id(item.unit_id)
-        obligation = obligations[item.obligation_id]
+        if item.superseded:
+            if not dry_run and ctx.store.record_reminder(item.unit_id, item.obligation_id, item.stage, None, now,
+                                                         campaign=ctx.year):
+                summary.superseded += 1
+                log.info("reminder %s/%s/%s passed over by a later stage", item.unit_id, item.obligation_id,
+                         item.stage)
+            continue
+        owed.setdefault(item.unit_id, []).append(item)
+    # One mail per unit and day: every obligation it is reminded of today goes in the same mail.
+    for unit_id, items in owed.items():
+        unit = ctx.units.by_id(unit_id)
         if unit is None:  # pragma: no cover - reminders_due only yields known units
             continue
-        if item.superseded:
-            if not dry_run:
-                if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, None, now, campaign=ctx.year):
-                    summary.superseded += 1
-                    log.info("reminder %s/%s/%s passed over by a later stage", unit.unit_id, obligation.id,
-                             item.stage)
-            continue
-        state = states.get((unit.unit_id, obligation.id))
-        to = tuple(unit.emails)
-        summary.planned.append(PlannedReminder(unit.unit_id, unit.name, obligation.id, item.stage,
-                                               state.state if state else "missing", to, cc))
+        parts = {(i.obligation_id, i.stage): ReminderPart(obligations[i.obligation_id],
+                                                          states.get((unit_id, i.obligation_id)), i.stage)
+                 for i in items}
+        for part in parts.values():
+            summary.planned.append(PlannedReminder(unit.unit_id, unit.name, part.obligation.id, part.stage,
+                                                   part.state.state if part.state else "missing",
+                                                   tuple(unit.emails), cc))
         if dry_run:
             continue
-        form = next((f for f in (form_attachment(k, year=ctx.year, unit_name=unit.name, rules=ctx.rules)
-                                 for k in obligation.kinds) if f is not None), None)
-        subject, text, html = render_reminder(ctx.env, unit, obligation, state, item.stage,
-                                              organisation=cfg.organisation, today=today,
-                                              form_attached=form is not None)
-        mid, raw = build_mail(sender=cfg.smtp.sender, to=to, cc=cc, subject=subject, text=text, html=html,
-                              attachments=[form] if form else [])
-        # The campaign is in the key: next year's "registration" reminders are new mail, not repeats.
-        mail = OutboxItem(key=f"reminder:{ctx.year}:{unit.unit_id}:{obligation.id}:{item.stage}", purpose="reminder",
-                          recipients=to + tuple(a for a in cc if a not in to), subject=subject,
-                          smtp_message_id=mid, raw=raw, unit_id=unit.unit_id, campaign=ctx.year)
-        if ctx.store.record_reminder(unit.unit_id, obligation.id, item.stage, mail, now, campaign=ctx.year):
+        taken = ctx.store.record_reminders(
+            unit_id, list(parts), lambda pairs: reminder_mail(ctx, unit, [parts[p] for p in pairs], today),
+            now, campaign=ctx.year)
+        summary.already += len(parts) - len(taken)
+        if taken:
             summary.queued += 1
-            log.info("reminder %s/%s/%s queued for %s", unit.unit_id, obligation.id, item.stage, ", ".join(to))
-        else:
-            summary.already += 1
+            log.info("reminder for %s queued to %s: %s", unit_id, ", ".join(unit.emails),
+                     ", ".join(f"{o}/{st}" for o, st in taken))
     if flush and not dry_run:
-        kwargs = {"transport_factory": transport_factory} if transport_factory else {}
-        summary.outbox = flush_outbox(ctx.store, cfg.smtp, clock(), **kwargs)
+        summary.outbox = send_due(ctx, clock(), today=today, transport_factory=transport_factory)
     return summary
 
 

@@ -20,7 +20,7 @@ from pipeline.plan.workbook import build_workbook
 from pipeline.mail.archive import write_atomically
 from pipeline.model import Entry
 from pipeline.outbox.compose import build_mail
-from pipeline.outbox.send import flush_outbox
+from pipeline.plan.sending import send_due
 from pipeline.plan.reminders import current_states, local_today
 from pipeline.ledger.outbox import OutboxItem
 
@@ -131,7 +131,7 @@ def run_report(ctx: Context, *, today: date | None = None, out_dir: Path | None 
             log.info("report mail %s %s", summary.key, "queued" if summary.queued else "was already queued before")
         if flush:
             kwargs = {"transport_factory": transport_factory} if transport_factory else {}
-            summary.outbox = flush_outbox(ctx.store, cfg.smtp, clock(), **kwargs)
+            summary.outbox = send_due(ctx, clock(), **kwargs)
     return summary
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from pipeline.config import load_config
 from pipeline.ledger.store import Store
-from pipeline.outbox.send import flush_outbox
+from pipeline.plan.sending import send_due
 from pipeline.worker.liveness import check_liveness
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obl
 def _flush_waiting(ctx: Any, now: datetime, clock: Callable[[], datetime]) -> str:
     if not ctx.store.due_outbox(now, limit=1):
         return "nothing waiting"
-    got = flush_outbox(ctx.store, ctx.cfg.smtp, clock())
+    got = send_due(ctx, clock())
     log.info("outbox: %s", got)
     return f"{got}"
 
@@ -150,5 +150,5 @@ def _poll(ctx: Any, now: datetime, clock: Callable[[], datetime]) -> str:
         text += f"; LỖI: {error}"
     if notes:
         text += "; " + "; ".join(notes)
-        flush_outbox(store, ctx.cfg.smtp, clock())
+        send_due(ctx, clock())
     return text

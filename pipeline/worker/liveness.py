@@ -26,7 +26,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _alert(ctx: Any, key: str, subject: str, body: str, now: datetime) -> bool:
+def staff_alert(ctx: Any, key: str, subject: str, body: str, now: datetime) -> bool:
     cfg: Config = ctx.cfg
     if not cfg.staff:
         log.warning("alert %s not mailed: no staff configured: %s", key, subject)
@@ -60,7 +60,7 @@ def check_liveness(ctx: Any, now: datetime, error: str | None, clock: Callable[[
                         f"(gián đoạn từ {local_time(from_iso(failing_since), cfg)}).\n\n"
                         "Thư đến trong thời gian gián đoạn được xử lý ở lượt này; không cần làm gì thêm.\n\n"
                         "(Thư cảnh báo tự động)\n")
-                if _alert(ctx, f"alert:poll-up:{failing_since}", "Hộp thư đã hoạt động trở lại", body, stamp):
+                if staff_alert(ctx, f"alert:poll-up:{failing_since}", "Hộp thư đã hoạt động trở lại", body, stamp):
                     notes.append("recovery alert queued")
             store.set_kv("poll.failing_since", "", stamp)
             store.set_kv("alert.poll_down", "", stamp)
@@ -88,7 +88,7 @@ def check_liveness(ctx: Any, now: datetime, error: str | None, clock: Callable[[
             "Thư của các đơn vị vẫn nằm trong hộp thư và sẽ được xử lý khi kết nối trở lại. "
             "Hệ thống sẽ gửi thêm một thư khi hoạt động trở lại.\n\n(Thư cảnh báo tự động)\n"
         )
-        if _alert(ctx, f"alert:poll-down:{failing_since}", "CẢNH BÁO: không đọc được hộp thư", body, stamp):
+        if staff_alert(ctx, f"alert:poll-down:{failing_since}", "CẢNH BÁO: không đọc được hộp thư", body, stamp):
             notes.append("failure alert queued")
         store.set_kv("alert.poll_down", failing_since, stamp)
     return notes
@@ -113,7 +113,7 @@ def _check_quiet(ctx: Any, now: datetime, stamp: datetime) -> list[str]:
         if last_mail is not None and at and last_mail > from_iso(at):
             body = (f"Hộp thư {cfg.mailbox.username or cfg.mailbox.host} đã nhận thư mới lúc {local_time(last_mail, cfg)}; "
                     "việc tiếp nhận diễn ra bình thường.\n\n(Thư cảnh báo tự động)\n")
-            if _alert(ctx, f"alert:quiet-over:{obligation_id}", "Hộp thư đã có thư mới trở lại", body, stamp):
+            if staff_alert(ctx, f"alert:quiet-over:{obligation_id}", "Hộp thư đã có thư mới trở lại", body, stamp):
                 notes.append("quiet-over alert queued")
             store.set_kv("alert.quiet", "", stamp)
         return notes
@@ -140,7 +140,7 @@ def _check_quiet(ctx: Any, now: datetime, stamp: datetime) -> list[str]:
             "  3. Các đơn vị có đang gửi vào đúng địa chỉ không (hỏi thử một đơn vị).\n\n"
             "(Thư cảnh báo tự động)\n"
         )
-        if _alert(ctx, key, f"Không có thư mới {(now - quiet_since).days} ngày trước hạn {due:%d/%m/%Y}", body, stamp):
+        if staff_alert(ctx, key, f"Không có thư mới {(now - quiet_since).days} ngày trước hạn {due:%d/%m/%Y}", body, stamp):
             notes.append(f"quiet alert queued ({ob.id})")
         store.set_kv("alert.quiet", f"{ctx.year}:{ob.id}|{iso(now)}", stamp)
         break

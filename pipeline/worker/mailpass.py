@@ -30,10 +30,11 @@ from pipeline.mail import mime
 from pipeline.mail.copies import copy_key
 from pipeline.mail.mailbox import Mailbox
 from pipeline.mail.triage import triage
-from pipeline.model import Attachment, DocumentReading, Finding, ParsedMail
+from pipeline.model import Attachment, DocumentReading, DocumentRecord, Finding, ParsedMail
 from pipeline.outbox.compose import receipt_item
-from pipeline.outbox.send import flush_outbox
+from pipeline.plan.sending import send_due
 from pipeline.outbox.receipts import document_view, receipt_view
+from pipeline.outbox.standing import reading_records, unit_standings
 from pipeline.plan import deadlines
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,12 @@ def copy_of(ctx: Context, pk: int, raw: bytes, parsed: ParsedMail, row: Any) -> 
     return None
 
 
-def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any) -> OutcomeRecord:
+def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, row: Any,
+                    pending: Sequence[DocumentRecord] = ()) -> OutcomeRecord:
     """Parse and triage one recorded message, read its attachments and build its receipt; write nothing.
 
-    ``row`` is the message's row (for its generation and the desk's decisions), None when unknown.
+    ``row`` is the message's row (for its generation and the desk's decisions), None when unknown; ``pending``:
+    the documents of earlier mail of the batch, not recorded yet (the receipt's standing counts them).
     """
     cfg = ctx.cfg
     generation = row.generation if row is not None else 0
@@ -163,7 +166,11 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
             views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None,
                                        arrival=arrival.year, rules=ctx.rules))
-        view = receipt_view(organisation=cfg.organisation, unit_name=unit.name,
+        # The unit's standing after this mail: the ledger's documents plus this batch's, not written yet.
+        readings = [o.reading for o in outcomes]
+        standings = unit_standings(ctx, unit, [r.campaign or arrival.year for r in readings] or [arrival.year],
+                                   received_at, [*pending, *reading_records(unit.unit_id, readings, received_at)])
+        view = receipt_view(organisation=cfg.organisation, unit_name=unit.name, standings=standings,
                             received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)
         # A rejected form comes back with a clean copy of the right blank form to fill in again.
         rejected = dict.fromkeys((o.reading.kind, o.reading.campaign or arrival.year)
@@ -230,11 +237,15 @@ def process_batch(ctx: Context, items: Sequence[tuple[int, bytes, datetime]], no
         return []
     rows = ctx.store.messages_by_id([pk for pk, _raw, _at in items])
     records: list[OutcomeRecord] = []
+    pending: list[DocumentRecord] = []  # what the batch will record, for the receipts' standings
     for pk, raw, received_at in items:
         try:
-            records.append(prepare_message(ctx, pk, raw, received_at, rows.get(pk)))
+            rec = prepare_message(ctx, pk, raw, received_at, rows.get(pk), pending)
         except Exception as exc:
             _failed(ctx, pk, exc, now, summary)
+        else:
+            records.append(rec)
+            pending += reading_records(rec.unit_id, [o.reading for o in rec.outcomes], received_at)
     try:
         ctx.store.record_outcomes(records, now)
         done = records
@@ -349,7 +360,7 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
 
     def send() -> None:
         try:
-            summary.add_outbox(flush_outbox(ctx.store, ctx.cfg.smtp, clock(), **kwargs))
+            summary.add_outbox(send_due(ctx, clock(), **kwargs))
         except TemporaryError as exc:
             log.error("outbox not flushed: %s", exc)
             summary.outbox.pop("waiting", None)  # unknown now: an earlier batch's figure would mislead
@@ -376,6 +387,6 @@ def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: dat
     now = clock()
     ctx.store.reset_for_reprocess(pk, now)
     process_safely(ctx, pk, raw, from_iso(row.received_at), now, PassSummary())
-    flush_outbox(ctx.store, ctx.cfg.smtp, clock())
+    send_due(ctx, clock())
     after = ctx.store.message(pk)
     return after.state if after is not None else "unknown"

@@ -1,7 +1,8 @@
 """The schedule of `intake run`: which jobs run when, kept in the database across restarts.
 
 APScheduler 3.x in the configured time zone, with its jobs persisted in the same database
-(``SQLAlchemyJobStore``, table ``apscheduler_jobs``): a run missed while the worker was down fires
+(``SQLAlchemyJobStore``, table ``apscheduler_jobs``; on PostgreSQL in the district's schema, as the URL's
+search_path says, so districts sharing a database keep their own jobs under the same ids): a run missed while the worker was down fires
 once on restart (coalesced) when it is within the job's grace time, never once per missed occurrence.
 
 Jobs (jobs.py): ``poll`` every ``worker.poll_minutes`` (and once at start); ``remind`` daily at
@@ -23,7 +24,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from pipeline.config import Config
-from pipeline.ledger.db import engine_options
+from pipeline.ledger.backend import engine_options
 from pipeline.ledger.store import Store
 from pipeline.worker import jobs
 
@@ -160,7 +161,8 @@ def build_scheduler(cfg: Config, cfg_path: str | Path, *, obligations: Any = Non
 
         obligations = campaigns_of(cfg)[cfg.year].obligations
     specs = desired_jobs(cfg, cfg_path, obligations, now, poll_seconds)
-    Store(cfg.database_url).engine.dispose()  # the database (and its folder) exist, in WAL mode for SQLite
+    # the database (and its folder, or its district's schema) exist, in WAL mode for SQLite
+    Store(cfg.database_url, cfg.storage).engine.dispose()
     stale = _drop_stale_jobs(cfg.database_url, {s.id for s in specs})
     if stale:
         log.info("removed jobs no longer in the schedule: %s", ", ".join(stale))
@@ -169,7 +171,7 @@ def build_scheduler(cfg: Config, cfg_path: str | Path, *, obligations: Any = Non
     sched = cls(
         timezone=cfg.tz,
         jobstores={"default": SQLAlchemyJobStore(url=cfg.database_url, tablename=JOBS_TABLE,
-                                                 engine_options=engine_options(cfg.database_url))},
+                                                 engine_options=engine_options(cfg.database_url, cfg.storage))},
         # One job at a time: a poll and a reminder run never interleave their outbox flushes.
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": GRACE["poll"]},

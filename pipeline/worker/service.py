@@ -1,15 +1,20 @@
-"""`intake run`: the worker process. Takes the lock, runs the schedule and the IDLE watcher, stops cleanly.
+"""`intake run`: the worker process. Serves one or more districts (one config file each), each while it holds
+that district's lease; stands by for the others; stops cleanly.
 
-One worker per database (lock.py): the lock is taken first and beaten every HEARTBEAT_SECONDS by a
-thread of its own; a worker that finds its lock taken over stops with status LOCKED_EXIT.
+One worker per district at a time (lock.py): a thread per district takes the lease, or stands by and tries
+again every few seconds; once held it is renewed every RENEW_SECONDS. While a district's lease is held its
+schedule (schedule.py), its IDLE watcher (idle.py) and its desk (``desk.enabled``) run; a lease lost (not
+renewed in time: the process was paused, the database away) stops them at once and the district goes back
+to standing by. With ``--no-wait`` a district held by another worker is left to it, and a worker holding no
+district exits with LOCKED_EXIT.
 
-Receipts in seconds: where the server offers IMAP IDLE (``worker.idle``, on by default), a thread
-of the worker waits for new mail and runs the poll job at once (idle.py). Jobs started by IDLE and
-by the schedule (schedule.py) run one at a time (jobs.run_job). The scheduled poll stays, as the
-fallback where IDLE is missing or failing. The web desk runs in a thread too when ``desk.enabled``.
+Receipts in seconds: where the server offers IMAP IDLE (``worker.idle``, on by default), a thread of the
+worker waits for new mail and runs the poll job at once. Jobs started by IDLE and by the schedule run one at
+a time (jobs.run_job), and only while the lease is held (lock.lease_held). The scheduled poll stays, as the
+fallback where IDLE is missing or failing.
 
-SIGTERM / SIGINT: no new job starts, the job in hand finishes (``shutdown(wait=True)``), the lock
-is released, exit status 0.
+SIGTERM / SIGINT: no new job starts, the job in hand finishes (``shutdown(wait=True)``), the leases are
+released, exit status 0.
 """
 from __future__ import annotations
 
@@ -17,15 +22,15 @@ import logging
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, load_config
 from pipeline.ledger.store import Store
 from pipeline.worker.jobs import run_job
-from pipeline.worker.lock import HEARTBEAT_SECONDS, LOCK_NAME, LOCKED_EXIT, acquire_worker_lock, locked_message
-from pipeline.worker.schedule import build_scheduler
+from pipeline.worker.lock import (LOCKED_EXIT, RENEW_SECONDS, STANDBY_SECONDS, Lease, lease_held, locked_message,
+                                  standby_message)
+from pipeline.worker.schedule import background_cls, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -55,98 +60,198 @@ def start_idle(cfg: Config, cfg_path: str | Path, poll_seconds: int | None) -> A
         log.info("IDLE off (worker.idle: false); polling %s", polling)
         return None
     path = str(Path(cfg_path).resolve())
+
+    def poll() -> None:
+        if lease_held(path):  # IDLE may wake just as the lease is lost
+            run_job("poll", path)
+
     # load_config, not context_for: rebuilding the shared Context here could close its database under a job
-    return IdleWatcher(lambda: load_config(path).mailbox, lambda: run_job("poll", path),
+    return IdleWatcher(lambda: load_config(path).mailbox, poll,
                        renew_seconds=cfg.idle_renew_minutes * 60, polling=polling).start()
 
 
-def run_worker(cfg_path: Path, *, poll_seconds: int | None = None) -> int:
-    """`intake run`: take the lock, run the schedule (and IDLE) until SIGTERM/SIGINT, release the lock."""
-    cfg = load_config(cfg_path)
-    store = Store(cfg.database_url)
-    holder, row = acquire_worker_lock(store)
-    if holder is None:
-        print(locked_message(row, cfg), file=sys.stderr)
-        store.engine.dispose()
-        return LOCKED_EXIT
-    log.info("worker lock taken (%s); database %s", holder, store.engine.url.render_as_string(hide_password=True))
-    stop = threading.Event()
-    stoppers: list[threading.Thread] = []
-    exit_code = 0
-    sched = None
-    desk = None
-    idle = None
-    start_over = threading.Event()  # the main thread has started the schedule and it ended, or never will
-    try:
-        sched = build_scheduler(cfg, cfg_path, poll_seconds=poll_seconds)
+def _leased_scheduler(path: Path) -> Any:
+    """The background scheduler, starting no job while the district's lease is not held (between a lost
+    lease and the scheduler's shutdown, e.g. just after the process was paused)."""
+    base = background_cls()
 
-        def request_stop(reason: str) -> None:
-            if stop.is_set():
-                return
-            stop.set()
-            log.info("stopping (%s): the job in hand finishes first", reason)
-            if idle is not None:
-                idle.stop()
+    class LeasedScheduler(base):  # type: ignore[misc, valid-type]
+        def _process_jobs(self) -> float | None:
+            if not lease_held(path):
+                return 1.0
+            return super()._process_jobs()  # type: ignore[no-any-return]
 
-            def _shutdown() -> None:
-                # A signal between the main thread's last look at ``stop`` and the scheduler's start would
-                # otherwise be lost (shutdown() refuses a scheduler that is not running yet).
-                while not sched.running and not start_over.wait(0.05):
-                    pass
-                try:
-                    sched.shutdown(wait=True)
-                except Exception as exc:  # never started, or already stopped
-                    log.debug("shutdown: %s", exc)
+    return LeasedScheduler
 
-            t = threading.Thread(target=_shutdown, name="shutdown", daemon=False)
-            stoppers.append(t)
-            t.start()
 
-        def on_signal(signum: int, _frame: Any) -> None:
-            request_stop(signal.Signals(signum).name)
+class District:
+    """One district served by this process: its lease and, while held, its schedule, IDLE and desk."""
 
-        def heartbeat() -> None:
-            nonlocal exit_code
-            while not stop.wait(HEARTBEAT_SECONDS):
-                try:
-                    if not store.heartbeat_lock(LOCK_NAME, holder, datetime.now(timezone.utc)):
-                        log.error("the worker lock was taken over by another process: stopping")
-                        exit_code = LOCKED_EXIT
-                        request_stop("lock lost")
-                except Exception as exc:  # the database away for a moment: try again next beat
-                    log.warning("heartbeat failed: %s", exc)
+    def __init__(self, cfg_path: Path, poll_seconds: int | None) -> None:
+        self.path = Path(cfg_path).resolve()
+        self.cfg = load_config(self.path)
+        self.poll_seconds = poll_seconds
+        self.store = Store(self.cfg.database_url)
+        self.lease = Lease(self.path, self.store)
+        self.label = f"{self.cfg.organisation} ({self.path})"
+        self.sched: Any = None
+        self.idle: Any = None
+        self.desk: Any = None
+        self.gone = False  # --no-wait: left to another worker
+        self._told: str | None = None  # the holder last logged as standing by for
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
-        beat.start()
-        if cfg.desk.enabled:
-            desk = start_desk(cfg_path)
-        for job in sched.get_jobs():
-            log.info("job %s: %s", job.id, job.trigger)
-        log.info("worker started (time zone %s)", cfg.timezone)
+    @property
+    def active(self) -> bool:
+        return self.sched is not None
+
+    def step(self, stop: threading.Event) -> float:
+        """One round of the district's lease thread; the seconds until the next."""
+        if self.active:
+            try:
+                if self.lease.renew():
+                    return RENEW_SECONDS
+                log.error("%s: lost the worker lease (not renewed in time): stopping its work, standing by",
+                          self.label)
+            except Exception as exc:  # the database away for a moment: the lease still counts until its deadline
+                if self.lease.held:
+                    log.warning("%s: lease not renewed (%s); trying again", self.label, exc)
+                    return min(RENEW_SECONDS, STANDBY_SECONDS)
+                log.error("%s: lease not renewed in time (%s): stopping its work, standing by", self.label, exc)
+                self.lease.drop()
+            self.deactivate(wait=False)
         try:
-            if not stop.is_set():
-                idle = start_idle(cfg, cfg_path, poll_seconds)
-                sched.start()
-        finally:
-            start_over.set()
-        for t in stoppers:
-            t.join()
-        stop.set()
-        beat.join(timeout=5)
-    finally:
-        if idle is not None:  # a pass it started finishes before the lock goes
+            won = self.lease.acquire()
+        except Exception as exc:
+            log.warning("%s: could not reach the database for the lease: %s", self.label, exc)
+            return STANDBY_SECONDS
+        if won and not stop.is_set():
+            self.activate()
+            return RENEW_SECONDS
+        if won:
+            return 0.0
+        self.tell_standby()
+        return STANDBY_SECONDS
+
+    def tell_standby(self) -> None:
+        row = self.lease.holder_row()
+        holder = row.holder if row is not None else None
+        if holder != self._told or self._told is None:
+            log.info("%s", standby_message(row, self.label, self.cfg))
+        self._told = holder
+
+    def activate(self) -> None:
+        self._told = None
+        log.info("%s: worker lease taken (%s); database %s", self.label, self.lease.holder,
+                 self.store.engine.url.render_as_string(hide_password=True))
+        self.sched = build_scheduler(self.cfg, self.path, poll_seconds=self.poll_seconds,
+                                     scheduler_cls=_leased_scheduler(self.path))
+        for job in self.sched.get_jobs():
+            log.info("job %s: %s", job.id, job.trigger)
+        self.sched.start()
+        self.idle = start_idle(self.cfg, self.path, self.poll_seconds)
+        if self.cfg.desk.enabled:
+            self.desk = start_desk(self.path)
+        log.info("worker started (time zone %s)", self.cfg.timezone)
+
+    def deactivate(self, *, wait: bool) -> None:
+        """Stop the district's work: IDLE, the schedule (``wait``: the job in hand finishes first), the desk."""
+        idle, sched, desk = self.idle, self.sched, self.desk
+        self.idle = self.sched = self.desk = None
+        if idle is not None:
             idle.stop()
-            idle.join()
+            if wait:  # a pass it started finishes before the lease goes
+                idle.join()
+        if sched is not None:
+            try:
+                sched.shutdown(wait=wait)
+            except Exception as exc:  # already stopped
+                log.debug("shutdown: %s", exc)
         if desk is not None:
             try:
                 desk.stop()
-            except Exception:  # never keep the lock because the desk would not stop
+            except Exception:  # never keep the lease because the desk would not stop
                 log.exception("desk did not stop cleanly")
+
+    def close(self) -> None:
+        self.deactivate(wait=True)
         try:
-            store.release_lock(LOCK_NAME, holder)
+            self.lease.release()
         finally:
-            store.engine.dispose()
+            self.store.engine.dispose()
+
+
+def run_worker(cfg_paths: list[Path], *, poll_seconds: int | None = None, wait: bool = True) -> int:
+    """`intake run`: serve each district while holding its lease, stand by for the others, until
+    SIGTERM/SIGINT; then let the jobs in hand finish and give the leases back."""
+    if len({Path(p).resolve() for p in cfg_paths}) != len(cfg_paths):
+        print("LỖI: một tệp cấu hình được nêu hai lần / a config file is given twice", file=sys.stderr)
+        return 2
+    districts: list[District] = []
+    try:
+        for p in cfg_paths:
+            districts.append(District(p, poll_seconds))
+    except BaseException:
+        for d in districts:
+            d.lease.release()
+            d.store.engine.dispose()
+        raise
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            log.info("stopping (%s): the job in hand finishes first", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_code = 0
+    if not wait:
+        for d in districts:
+            if not d.lease.acquire():
+                print(locked_message(d.lease.holder_row(), d.cfg), file=sys.stderr)
+                d.gone = True
+        if all(d.gone for d in districts):
+            for d in districts:
+                d.close()
+            return LOCKED_EXIT
+
+    def serve(d: District) -> None:
+        delay = 0.0
+        while not stop.wait(delay):
+            if d.gone:
+                return
+            try:
+                delay = d.step(stop)
+            except Exception:  # e.g. the schedule could not be built: let a standby try, try again later
+                log.exception("%s: the district's work could not start: lease given back", d.label)
+                d.deactivate(wait=False)
+                try:
+                    d.lease.give_back()
+                except Exception as exc:
+                    log.warning("%s: lease not given back: %s", d.label, exc)
+                delay = 60.0
+            if not wait and not d.active:  # --no-wait: a lease lost is left to the other worker
+                d.gone = True
+                return
+
+    threads = [threading.Thread(target=serve, args=(d,), name=f"lease:{d.path.name}", daemon=True)
+               for d in districts if not d.gone]
+    for t in threads:
+        t.start()
+    try:
+        while not stop.wait(0.5):
+            if not wait and all(d.gone for d in districts):
+                log.error("no district left to serve (--no-wait): exiting")
+                exit_code = LOCKED_EXIT
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        for d in districts:
+            try:
+                d.close()
+            except Exception:
+                log.exception("%s: not stopped cleanly", d.label)
     log.info("worker stopped cleanly; lock released")
     return exit_code

@@ -184,7 +184,8 @@ def peer_mail() -> Path:
 # `intake`, `database` or `db_url`) on both; any other module on SQLite alone.
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = getattr(metafunc.module, "BACKENDS", None)
-    if backends and "backend" in metafunc.fixturenames:
+    chosen = any("backend" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
+    if backends and "backend" in metafunc.fixturenames and not chosen:  # a test may name its own
         metafunc.parametrize("backend", backends, indirect=True)
 
 

@@ -22,6 +22,7 @@ from pipeline.ledger.messages import RawRecord
 from pipeline.ledger.outcomes import DocumentOutcome, OutcomeRecord
 from pipeline.ledger.store import Store
 
+BACKENDS = ("sqlite", "postgresql")  # the tests using the ledger run on both (conftest.py)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
 UBND_NAME = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"
@@ -117,7 +118,7 @@ def test_a_failing_batch_transaction_falls_back_to_one_message_at_a_time(intake:
     assert sorted(in_reply_to(intake)) == sorted(ids[:3] + ids[4:])
 
 
-def test_processed_mail_of_every_batch_is_marked_on_the_server(tmp_path: Path, dovecot, smtp,
+def test_processed_mail_of_every_batch_is_marked_on_the_server(tmp_path: Path, dovecot, smtp, database,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """With several batches the staging thread owns the IMAP connection; the marks still reach every mail."""
     from conftest import write_config
@@ -131,7 +132,8 @@ def test_processed_mail_of_every_batch_is_marked_on_the_server(tmp_path: Path, d
         dovecot.append(samplemail.gmail_message(UBND, DISTRICT, f"Đăng ký {i}", "x", [(f"dk{i}.xlsx", reg_xlsx(), XLSX)],
                                                 message_id=f"<mark-{i}@mail.gmail.com>"), folder=folder)
     ctx = Context(load_config(write_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp.port,
-                                           mailbox_extra={"folder": folder, "processed_keyword": "IntakeDone"})))
+                                           mailbox_extra={"folder": folder, "processed_keyword": "IntakeDone"},
+                                           database=database)))
     s = run_pass(ctx)
     assert s.new == 17 and s.states == {"processed": 17} and s.error is None
     with dovecot.client() as c:
@@ -191,12 +193,8 @@ def test_receipts_of_a_batch_leave_before_the_next_batch_is_fetched(intake: Harn
 
 
 # ------------------------------------------------------------------------------------------- store
-def _store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-
-
-def test_record_raw_batch_recognises_duplicates_in_the_batch_and_before_it(tmp_path: Path) -> None:
-    st = _store(tmp_path)
+def test_record_raw_batch_recognises_duplicates_in_the_batch_and_before_it(db_url: str) -> None:
+    st = Store(db_url)
     old, created = st.record_raw(message_id="<a>", sha256="a" * 64, gm_msgid=None, folder="INBOX", uidvalidity=1,
                                  uid=1, size=1, received_at=T0, now=T0)
     assert created

@@ -26,7 +26,7 @@ MAYDG = "congdoan@maydg.com.vn"
 def set_config(h: Harness, **sections: dict[str, object]) -> None:
     data = yaml.safe_load(h.cfg_path.read_text(encoding="utf-8"))
     for section, values in sections.items():
-        data[section].update(values)
+        data.setdefault(section, {}).update(values)
     h.cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     h.reopen()
 
@@ -151,3 +151,23 @@ def test_the_worker_outbox_job_sends_the_receipt_first(slow: Harness) -> None:
     tick(h)
     run_job("outbox", h.cfg_path, clock=h.now)
     assert sent_purposes(h)[1][0] == "receipt"
+
+
+def test_staff_get_one_alert_when_receipts_would_wait_too_long(slow: Harness) -> None:
+    h = slow
+    set_config(h, worker={"receipt_delay_alert_minutes": 2})
+    live_at(h, datetime(2022, 2, 21, 9, 0, tzinfo=TZ))
+    units = [(u.emails[0], u.name) for u in h.ctx.units.units]
+    for i, (addr, name) in enumerate(units):
+        send_registration(h, addr, name, h.now(), f"<reg{i}@x>")
+    h.poll()  # five receipts, one a minute: the last would leave after four minutes
+    alerts = h.ctx.store.outbox_rows("alert")
+    assert len(alerts) == 1 and "Thư báo nhận đang phải chờ lâu" in alerts[0].subject
+    assert json.loads(alerts[0].recipients) == ["staff@example.org"]
+    for _ in range(8):
+        tick(h)
+        send_due(h.ctx, h.now())
+    assert len(h.ctx.store.outbox_rows("alert")) == 1  # one alert for the episode, however long it lasts
+    order = [p for p, _ in sent_purposes(h)]
+    assert order == ["receipt"] * 5 + ["alert"]  # the alert does not push a receipt back
+    assert h.ctx.store.get_kv("alert.receipt_delay") == ""  # over: the next delay alerts again

@@ -2,7 +2,7 @@
 
 "Never sent twice": an item left 'sending' by a crash becomes 'uncertain' for staff and is never resent by
 itself; each item gets its own outcome; the per-minute/per-day limits are exact. The transport here is a
-recording stand-in: what matters is the outbox's states in a real SQLite database (the real SMTP path is
+recording stand-in: what matters is the outbox's states in a real database (SQLite and PostgreSQL) (the real SMTP path is
 covered by tests/test_smtp.py and, through whole passes, tests/test_spine.py).
 """
 from __future__ import annotations
@@ -21,9 +21,12 @@ from pipeline.ledger.store import Store
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
 
+BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
+
+
 @pytest.fixture
-def store(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'intake.db'}")
+def store(db_url):
+    return Store(db_url)
 
 
 def _enqueue(store: Store, n: int, now: datetime = NOW) -> None:
@@ -82,7 +85,7 @@ def test_each_item_is_claimed_before_it_is_sent_and_marked_after(store):
                                                                       "dropped": 0, "waiting": 0}
     assert seen == [["sent"] * i + ["sending"] + ["pending"] * (4 - i) for i in range(5)]
     assert _states(store) == [(i, "sent", 1) for i in range(1, 6)]
-    assert store.sent_since(NOW) == 5
+    assert store.sent_since(NOW - timedelta(seconds=1)) == 5
     assert flush_outbox(store, _cfg(), NOW, transport_factory=t)["sent"] == 0 and len(t.sent) == 5
 
 

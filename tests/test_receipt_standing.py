@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from conftest import DISTRICT, Harness
 from intake_demo import samplemail, samples
@@ -245,16 +246,40 @@ def test_a_review_notice_tells_the_unit_where_it_stands_after_the_decision(intak
                                             message_id="<scan@ubnd>"), at(3, 10))
     intake.poll()
     [scan] = [m for m in mails_to(intake, UBND) if m["In-Reply-To"] == "<scan@ubnd>"]
-    # the photo waits for staff: the receipt does not ask for the report again
-    assert "Đơn vị còn phải gửi" not in plain(scan) and "đang chờ cán bộ xem xét" in plain(scan) or \
-        f"Đơn vị còn phải gửi: {Q1_FORM} (hạn 15/03/2022)." in plain(scan)
+    # the photo (read as the first-quarter report) waits for staff: the receipt does not ask for the report again
+    text = plain(scan)
+    assert ("Báo cáo kết quả thực hiện quý I năm 2022: đã nhận (nhận ngày 10/03/2022), đang chờ cán bộ xem xét."
+            in text)
+    assert "Đơn vị còn phải gửi" not in text
+    assert "Đang chờ cán bộ xem xét: Báo cáo kết quả thực hiện quý I năm 2022 (đơn vị sẽ nhận thư báo kết quả)." in text
     [item] = queue(intake.ctx)
     actions.accept(intake.ctx, item.target_id, kind="report", period="2022-Q1", actor="hoa",
                    now=at(3, 11))
-    [notice] = [m for m in mails_to(intake, UBND) if m not in (scan,) and "Báo cáo quý I.png" in plain(m)
-                and "đã được cán bộ" in plain(m)]
-    for body in (plain(notice), rich(notice)):
+    [notice] = [m for m in mails_to(intake, UBND) if "đã được cán bộ" in plain(m)]
+    # the notice is written before the decision is recorded: its standing counts the decision already
+    for body in (plain(notice), rich(notice).replace("<b>", "").replace("</b>", "")):
         assert f"Tình hình gửi văn bản của đơn vị theo {TITLE} (đến ngày 11/03/2022)" in body
-        assert "Báo cáo kết quả thực hiện quý I năm 2022: đã ghi nhận (nhận ngày 10/03/2022), đúng hạn" in body.replace(
-            "</b>", "").replace("<b>", "")
+        assert "Báo cáo kết quả thực hiện quý I năm 2022: đã ghi nhận (nhận ngày 10/03/2022), đúng hạn" in body
         assert f"Đơn vị đã gửi đủ các văn bản đến hạn. Văn bản tiếp theo: {H1_FORM} (hạn 15/06/2022)." in body
+        assert "đang chờ cán bộ xem xét" not in body
+
+
+def test_a_late_form_of_last_year_shows_both_years(intake: Harness) -> None:
+    data = yaml.safe_load(intake.cfg_path.read_text(encoding="utf-8"))
+    data["year"] = 2023
+    intake.cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    intake.reopen()
+    # a 2022 registration form in March 2023: it counts for 2022, and the unit also learns where it stands in 2023
+    data = samples.registration_xlsx(UNIT.name, [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac")], year=2022)
+    when = at(3, 1, y=2023)
+    intake.deliver(samplemail.gmail_message(UBND, DISTRICT, "Đăng ký mô hình năm 2022 (gửi muộn)", "Kính gửi LĐLĐ.",
+                                            [("Biểu đăng ký 2022.xlsx", data, XLSX)], message_id="<late@ubnd>",
+                                            date=when.strftime("%a, %d %b %Y %H:%M:%S %z")), when)
+    intake.poll()
+    [receipt] = mails_to(intake, UBND)
+    text = plain(receipt)
+    first = text.index(f"theo {TITLE} (đến ngày 01/03/2023)")
+    second = text.index("theo Kế hoạch thực hiện chủ đề công tác năm 2023 (đến ngày 01/03/2023)")
+    assert first < second
+    assert "Đăng ký mô hình “Dân vận khéo” năm 2022: đã ghi nhận (nhận ngày 01/03/2023), nộp muộn so với hạn 22/02/2022." in text
+    assert "Đăng ký mô hình “Dân vận khéo” năm 2023: chưa gửi, đã quá hạn 22/02/2023." in text

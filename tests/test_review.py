@@ -23,6 +23,7 @@ from intake_demo import samplemail
 from pipeline.plan.deadlines import unit_states
 from intake_demo import samples
 
+BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"

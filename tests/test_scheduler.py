@@ -29,6 +29,8 @@ from intake_demo import samples
 from pipeline.ledger.store import Store
 from pipeline.context import campaigns_of
 
+BACKENDS = ("sqlite", "postgresql")  # the tests using the ledger run on both (conftest.py)
+
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
@@ -51,8 +53,8 @@ def set_worker(path: Path, **worker: Any) -> None:
 # --------------------------------------------------------------------------- schedule
 
 
-def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
-    path = write_config(tmp_path, imap_port=1, smtp_port=2,
+def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path, database: tuple[str, str] | None) -> None:
+    path = write_config(tmp_path, imap_port=1, smtp_port=2, database=database,
                         extra={"worker": {"poll_minutes": 7, "reminder_hour": 9, "digest_weekday": "fri"}})
     cfg = load_config(path)
     now = datetime(2022, 2, 10, 3, 0, tzinfo=timezone.utc)
@@ -85,8 +87,9 @@ def test_schedule_jobs_triggers_and_time_zone(tmp_path: Path) -> None:
                                                                         "report-after:report-year"]
 
 
-def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) -> None:
-    path = write_config(tmp_path, imap_port=1, smtp_port=2)
+def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path,
+                                                              database: tuple[str, str] | None) -> None:
+    path = write_config(tmp_path, imap_port=1, smtp_port=2, database=database)
     cfg = load_config(path)
     sched = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
     sched.start(paused=True)
@@ -111,9 +114,10 @@ def test_jobs_persist_and_a_missed_run_is_kept_for_one_catch_up(tmp_path: Path) 
     assert getattr({j.id: j for j in third.get_jobs()}["remind"], "next_run_time", None) is None  # computed at start
 
 
-def test_jobs_stored_by_an_older_version_are_replaced_and_keep_their_missed_run(tmp_path: Path) -> None:
+def test_jobs_stored_by_an_older_version_are_replaced_and_keep_their_missed_run(
+        tmp_path: Path, database: tuple[str, str] | None) -> None:
     """The job store keeps "module:function"; the job functions lived in pipeline.scheduler before the regroup."""
-    path = write_config(tmp_path, imap_port=1, smtp_port=2)
+    path = write_config(tmp_path, imap_port=1, smtp_port=2, database=database)
     cfg = load_config(path)
     sched = schedule.build_scheduler(cfg, path, scheduler_cls=schedule.background_cls())
     sched.start(paused=True)
@@ -147,29 +151,33 @@ def test_jobs_stored_by_an_older_version_are_replaced_and_keep_their_missed_run(
 # --------------------------------------------------------------------------- lock
 
 
-def test_one_worker_lock(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    holder, row = lock.acquire_worker_lock(store)
-    assert holder is not None and row is None
-    other, row = lock.acquire_worker_lock(store)
-    assert other is None and row.pid == os.getpid()
-    cfg = load_config(write_config(tmp_path, imap_port=1, smtp_port=2))
-    assert "intake run" in lock.locked_message(row, cfg)
-    # A stale heartbeat (a machine that died) is taken over; the old holder notices on its next beat.
-    later = datetime.now(timezone.utc) + lock.LOCK_STALE_AFTER + timedelta(seconds=5)
-    taker, _ = lock.acquire_worker_lock(store, later)
-    assert taker is not None
-    assert store.heartbeat_lock(lock.LOCK_NAME, holder, later) is False
-    assert store.heartbeat_lock(lock.LOCK_NAME, taker, later) is True
-    assert store.release_lock(lock.LOCK_NAME, taker)
-    # A holder on this host whose process is gone is taken over at once.
+def test_one_worker_lease(tmp_path: Path, database: tuple[str, str] | None) -> None:
+    cfg_path = write_config(tmp_path, imap_port=1, smtp_port=2, database=database)
+    store = Store(load_config(cfg_path).database_url)
+    ours = lock.Lease(cfg_path, store)
+    assert not lock.lease_held(cfg_path)  # served by this process, not held yet: no job may run
+    assert ours.acquire() and lock.lease_held(cfg_path)
+    row = store.lock_row(lock.LOCK_NAME)
+    assert row.holder == lock.holder_id() and row.pid == os.getpid() and row.host == socket.gethostname()
+    assert lock.LEASE_SECONDS - 2 <= row.seconds_left <= lock.LEASE_SECONDS and not row.expired
+    assert "intake run" in lock.locked_message(row, load_config(cfg_path))
+    # Another process cannot take a live lease; once it expires (by the database's clock) it can, and the
+    # old holder learns it at its next renewal and stops at once.
+    now = datetime.now(timezone.utc)
+    assert not store.acquire_lease(lock.LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
+    assert ours.renew() and lock.lease_held(cfg_path)
+    store.acquire_lease(lock.LOCK_NAME, ours.holder, "h", os.getpid(), -1, now)  # ours, already run out
+    assert store.acquire_lease(lock.LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
+    assert ours.renew() is False and not lock.lease_held(cfg_path)
+    assert store.release_lease(lock.LOCK_NAME, "other:1:x")
+    # A holder on this host whose process is gone is taken over at once, lease or no lease.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    now = datetime.now(timezone.utc)
-    ok, _ = store.acquire_lock(lock.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, now, lambda r: False)
-    assert ok
-    mine, _ = lock.acquire_worker_lock(store)
-    assert mine is not None
+    assert store.acquire_lease(lock.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, 3600, now)
+    assert ours.acquire() and store.lock_row(lock.LOCK_NAME).holder == ours.holder
+    ours.release()
+    assert store.lock_row(lock.LOCK_NAME) is None and lock.lease_held(cfg_path)  # no longer served here
+    store.engine.dispose()
 
 
 # --------------------------------------------------------------------------- liveness
@@ -300,7 +308,8 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         [receipt] = intake.smtp.messages
         assert receipt.rcpt_tos == [UBND]
         second = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(intake.cfg_path), "run",
-                                 "--poll-seconds", "1"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+                                 "--no-wait", "--poll-seconds", "1"],
+                                env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert second.returncode == lock.LOCKED_EXIT
         assert "intake run" in second.stderr and f"pid {first.pid}" in second.stderr
         assert first.poll() is None

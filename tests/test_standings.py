@@ -143,8 +143,7 @@ NOW = local(2022, 2, 21, 9)
 
 
 def worker(ctx: Context, beat: datetime) -> None:
-    won, _ = ctx.store.acquire_lock(LOCK_NAME, "holder-1", "may-chu", 4242, utc(beat), lambda row: True)
-    assert won
+    assert ctx.store.acquire_lease(LOCK_NAME, "holder-1", "may-chu", 4242, 45, utc(beat))
 
 
 def test_health_is_red_when_no_worker_runs_and_says_what_to_do(offline_cfg: Path) -> None:  # noqa: F811

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from pipeline.config import load_config
 from pipeline.plan.deadlines import STATE_LABELS_VI
-from pipeline.desk import queries
+from pipeline.desk import queries, sending
 from pipeline.desk import security  # noqa: F401 - attaches the log-in and the checks on every request to bp
 from pipeline.desk.pages import overview, preview, reports, review, units  # noqa: F401 - attach their views to bp
 from pipeline.desk.auth import CSRF_FIELD, DeskSession, Flashes, LoginThrottle, Sessions
@@ -35,7 +35,8 @@ PROJECT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "desk"
 STATIC = Path(__file__).resolve().parent / "static"
 
 OUTBOX_STATE_LABELS = {"pending": "chờ gửi", "sending": "đang gửi", "sent": "đã gửi",
-                       "failed": "gửi lỗi", "uncertain": "chưa rõ đã gửi chưa", "cancelled": "đã huỷ"}
+                       "failed": "gửi lỗi", "uncertain": "chưa rõ đã gửi chưa", "cancelled": "đã huỷ",
+                       "dropped": "đã huỷ (không còn cần gửi)"}
 DOC_LABELS = {**DOC_STATE_LABELS, "ignored": "cán bộ đã bỏ qua"}
 PURPOSE_LABELS = {"receipt": "Thư báo nhận", "reminder": "Thư nhắc hạn", "report": "Báo cáo cho cán bộ",
                   "alert": "Cảnh báo", "notice": "Thông báo"}
@@ -108,6 +109,8 @@ def _filters(app: Flask, ctx: Any) -> None:
         doc_state=lambda s: DOC_LABELS.get(s, s),
         outbox_state=lambda s: OUTBOX_STATE_LABELS.get(s, s or ""),
         purpose=lambda s: PURPOSE_LABELS.get(s, s),
+        leaves=lambda at, now: sending.when_text(at, now, tz),
+        sending_line=lambda s: sending.bar_line(s, PURPOSE_LABELS, tz),
         queue_kind=lambda s: QUEUE_KIND_LABELS.get(s, s),
         action_label=lambda s: ACTION_LABELS.get(s, s),
         group_label=lambda s: GROUP_LABELS.get(s, s),
@@ -128,6 +131,7 @@ def _common() -> dict[str, Any]:
     out: dict[str, Any] = {
         "organisation": d.ctx.cfg.organisation, "account": g.get("account"),
         "csrf_field": CSRF_FIELD, "csrf_token": sess.csrf if sess else "", "flashes": [], "health": None,
+        "sending": None,
         "now": d.now(), "nav": request.endpoint or "", "queue_count": 0,
     }
     try:
@@ -142,6 +146,11 @@ def _common() -> dict[str, Any]:
             out["health"] = queries.health(d.ctx)
         except Exception:  # the page still renders when the database is busy
             log.exception("health")
+        try:  # one forecast per page view, spared when nothing waits
+            pending = out["health"].outbox.get("pending") if out["health"] is not None else None
+            out["sending"] = sending.sending(d.ctx, out["now"], pending=pending)
+        except Exception:
+            log.exception("sending forecast")
         try:
             out["queue_count"] = len(queue(d.ctx))
         except Exception:

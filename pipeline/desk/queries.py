@@ -140,7 +140,7 @@ def health(ctx: Context) -> Health:
         last_ok=when("poll.last_ok"), failing_since=when("poll.failing_since"),
         last_error=err.value if err is not None and err.value else None,
         last_error_at=from_iso(err.updated_at) if err is not None and err.value else None,
-        outbox={s: counts.get(s, 0) for s in ("pending", "sending", "uncertain", "failed", "sent")},
+        outbox={s: counts.get(s, 0) for s in ("pending", "sending", "uncertain", "failed", "sent", "dropped")},
         worker_host=lock.host if lock else None, worker_pid=lock.pid if lock else None,
         worker_heartbeat=from_iso(lock.heartbeat_at) if lock else None, tz=ctx.cfg.tz,
     )
@@ -295,7 +295,8 @@ def unit_history(ctx: Context, unit: Unit) -> UnitHistory:
             sa.or_(outbox.c.unit_id == unit.unit_id, outbox.c.message_pk.in_(pks))).order_by(outbox.c.id.desc())))
         rem = list(c.execute(sa.select(reminders.c.id, reminders.c.campaign, reminders.c.obligation_id,
                                        reminders.c.stage, reminders.c.created_at, reminders.c.outbox_id,
-                                       outbox.c.state.label("outbox_state"), outbox.c.sent_at)
+                                       outbox.c.state.label("outbox_state"), outbox.c.sent_at,
+                                       outbox.c.last_error.label("outbox_error"))
                              .select_from(reminders.outerjoin(outbox, outbox.c.id == reminders.c.outbox_id))
                              .where(reminders.c.unit_id == unit.unit_id).order_by(reminders.c.id.desc())))
         bnc = list(c.execute(sa.select(bounces).where(bounces.c.unit_id == unit.unit_id).order_by(bounces.c.id.desc())))

@@ -166,9 +166,10 @@ def prepare_message(ctx: Context, pk: int, raw: bytes, received_at: datetime, ro
                                             sha256=att.sha256, size=len(att.data), reading=reading, on_time=on_time))
             views.append(document_view(att.filename, reading, on_time, due.astimezone(cfg.tz) if due else None,
                                        arrival=arrival.year, rules=ctx.rules))
-        # The unit's standing after this mail: the ledger's documents plus this batch's, not written yet.
+        # The unit's standing after this mail, in its documents' campaigns and the current one: the ledger's
+        # documents plus this batch's, which are written together with this receipt.
         readings = [o.reading for o in outcomes]
-        standings = unit_standings(ctx, unit, [r.campaign or arrival.year for r in readings] or [arrival.year],
+        standings = unit_standings(ctx, unit, [*(r.campaign or arrival.year for r in readings), arrival.year],
                                    received_at, [*pending, *reading_records(unit.unit_id, readings, received_at)])
         view = receipt_view(organisation=cfg.organisation, unit_name=unit.name, standings=standings,
                             received_at=received_at.astimezone(cfg.tz), subject=parsed.subject, documents=views)

@@ -18,6 +18,7 @@ released, exit status 0.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, load_config
+from pipeline.ledger.migrate import where
 from pipeline.ledger.store import Store
 from pipeline.worker.jobs import run_job
 from pipeline.worker.lock import (LOCKED_EXIT, RENEW_SECONDS, STANDBY_SECONDS, Lease, lease_held, locked_message,
@@ -91,7 +93,8 @@ class District:
         self.path = Path(cfg_path).resolve()
         self.cfg = load_config(self.path)
         self.poll_seconds = poll_seconds
-        self.store = Store(self.cfg.database_url)
+        # the lease thread is this store's only user: one connection is enough
+        self.store = Store(self.cfg.database_url, dataclasses.replace(self.cfg.storage, pool_size=1, max_overflow=0))
         self.lease = Lease(self.path, self.store)
         self.label = f"{self.cfg.organisation} ({self.path})"
         self.sched: Any = None
@@ -142,7 +145,7 @@ class District:
     def activate(self) -> None:
         self._told = None
         log.info("%s: worker lease taken (%s); database %s", self.label, self.lease.holder,
-                 self.store.engine.url.render_as_string(hide_password=True))
+                 where(self.cfg.database_url))
         self.sched = build_scheduler(self.cfg, self.path, poll_seconds=self.poll_seconds,
                                      scheduler_cls=_leased_scheduler(self.path))
         for job in self.sched.get_jobs():

@@ -5,13 +5,14 @@
 # nothing downloads a browser), and LibreOffice without its GUI: the intake reads Word 97-2003 .doc
 # and .rtf by converting them with `soffice --headless` (pipeline/forms/convert.py), and the tests
 # make their .doc/.odt/.rtf/.xls/.ods files with it (tests/officefiles.py). Install it on the
-# machine that runs the intake too; without it those files go to staff for review.
+# machine that runs the intake too; without it those files go to staff for review. And PostgreSQL's
+# server: the tests start a private cluster on loopback (tests/pgserver.py) to run the ledger there too.
 # Idempotent: does nothing when everything is installed; runs `apt-get update` only if needed.
-# Never leaves a system-wide Dovecot running (the tests start their own on free ports).
+# Never leaves a system-wide Dovecot or PostgreSQL running (the tests start their own on free ports).
 set -euo pipefail
 
 PACKAGES=(dovecot-core dovecot-imapd openssl chromium chromium-driver libreoffice-writer-nogui
-          libreoffice-calc-nogui)
+          libreoffice-calc-nogui postgresql)
 
 installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
@@ -45,7 +46,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 
-# Keep the packages' postinst from starting a system dovecot on ports 143/993.
+# Keep the packages' postinst from starting a system dovecot on ports 143/993 (or PostgreSQL on 5432).
 policy=/usr/sbin/policy-rc.d
 made_policy=0
 if [ ! -e "$policy" ]; then
@@ -76,10 +77,17 @@ fi
 
 # In case something started it anyway (no policy-rc.d honoured, systemd present).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  "${SUDO[@]}" systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  "${SUDO[@]}" systemctl disable --now dovecot.service dovecot.socket postgresql.service >/dev/null 2>&1 || true
 fi
 if command -v service >/dev/null 2>&1; then
   "${SUDO[@]}" service dovecot stop >/dev/null 2>&1 || true
+  "${SUDO[@]}" service postgresql stop >/dev/null 2>&1 || true
+fi
+# The package made a cluster ("main"); stop it wherever an init system did not (containers).
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters --no-header 2>/dev/null | while read -r version name _rest; do
+    "${SUDO[@]}" pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
+  done || true
 fi
 
 for p in "${PACKAGES[@]}"; do

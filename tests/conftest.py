@@ -19,7 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgserver import PostgresServer  # noqa: E402
+from pgserver import PostgresServer, server_bindir  # noqa: E402
 from servers import Dovecot, OAuthProvider, RefusingImap, SmtpSink, dovecot_available  # noqa: E402
 
 from intake_demo.embedded import EmbeddedMailbox, EmbeddedSmtp  # noqa: E402
@@ -53,9 +53,9 @@ def chromium_available() -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The suite needs a real IMAP server and, for the desk, Chromium: install Debian's packages first
-    when they are missing."""
-    if not dovecot_available() or not chromium_available():
+    """The suite needs a real IMAP server, PostgreSQL's server and, for the desk, Chromium: install Debian's
+    packages first when they are missing."""
+    if not dovecot_available() or not chromium_available() or server_bindir() is None:
         script = Path(__file__).resolve().parents[1] / "scripts" / "install-system-deps.sh"
         subprocess.run(["bash", str(script)], check=False)
 

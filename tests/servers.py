@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 __all__ = [
     "Dovecot",
@@ -218,6 +218,13 @@ service anvil {{
 {nonroot_chroot}}}
 protocol imap {{
   mail_max_userip_connections = 1000
+}}
+# Like Gmail's "[Gmail]/Sent Mail": the folder an SMTP copy lands in, flagged \\Sent (RFC 6154) once created.
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
 }}
 """
 
@@ -810,6 +817,7 @@ class SmtpSink:
         self._auth_reply: str | None = None
         self._controller = None
         self._tmp: str | None = None
+        self.keep_copy: Callable[[bytes], None] | None = None  # e.g. file a copy in the mailbox's Sent folder
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -889,6 +897,9 @@ class SmtpSink:
             return self._refused.get(address.lower())
 
     def _record(self, msg: ReceivedMessage) -> None:
+        if self.keep_copy is not None:
+            # As Gmail files every mail sent through its SMTP in "[Gmail]/Sent Mail" before answering 250.
+            self.keep_copy(msg.raw)
         with self._cond:
             self._messages.append(msg)
             self._cond.notify_all()

@@ -409,3 +409,96 @@ def test_a_bounced_reminder_is_in_the_queue_and_on_the_units_page(desk: Any, cli
     assert "đã được bỏ qua" in page and 'data-kind="bounce"' not in page
     assert 'id="queue-count"' not in page  # nothing left: no badge
     assert "đã gọi điện cho đơn vị" in page  # in the history
+
+
+# --------------------------------------------------------------------------- mail waiting to leave
+
+
+def _item(key: str, purpose: str, unit_id: str | None = None) -> Any:
+    from pipeline.ledger.outbox import OutboxItem
+
+    return OutboxItem(key=key, purpose=purpose, recipients=("cdcs.ubnd@longbien.gov.vn",), subject=f"Thư {key}",
+                      smtp_message_id=f"<{key}@x>", raw=b"x", unit_id=unit_id, campaign=2022)
+
+
+def test_the_desk_shows_what_waits_to_leave_and_when(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small sending limit (2 a minute, 10 a day, 4 of them kept for receipts) with 3 mails sent 20 hours
+    ago: the receipts leave now; the reminders only as the day's mail ages out of the 24 hours (3 at 14:00,
+    the rest tomorrow at 10:00) and the staff report after them; a stale reminder is shown dropped, with why."""
+    from datetime import timedelta
+
+    from conftest import write_config
+    from desk_helpers import desk_section
+
+    monkeypatch.setenv("INTAKE_TEST_IMAP_PW", "unused")
+    path = write_config(tmp_path, imap_port=1, smtp_port=1, extra={"desk": desk_section()},
+                        smtp_extra={"per_minute": 2, "per_day": 10, "reserve_for_receipts": 4})
+    ctx = Context(load_config(path))
+    now = local(2022, 2, 21, 10, 0)
+    app = create_app(ctx, clock=Clock(now), login_delay=0)
+    client = app.test_client()
+    client_login(client)
+    html = client.get("/").get_data(as_text=True)
+    assert 'id="health-sending"' not in html  # nothing waits: no line in the bar
+    assert "Không có thư nào đang chờ gửi." in html
+    assert "2 thư/phút, 10 thư trong 24 giờ, trong đó giữ 4 thư cho thư báo nhận" in html
+
+    for n in range(3):
+        ctx.store.enqueue(_item(f"old{n}", "receipt"), now - timedelta(hours=20))
+    for row in ctx.store.outbox_rows():
+        ctx.store.finish_outbox(row.id, "sent", now - timedelta(hours=20))
+    for n in range(3):
+        ctx.store.enqueue(_item(f"r{n}", "receipt"), now)
+    for n in range(5):
+        ctx.store.enqueue(_item(f"m{n}", "reminder"), now)
+    ctx.store.enqueue(_item("weekly", "report"), now)
+    ctx.store.record_reminder("cq001", "registration", "before-7", _item("stale", "reminder", "cq001"), now,
+                              campaign=2022)
+    [stale] = [o for o in ctx.store.outbox_rows("reminder") if o.unit_id == "cq001"]
+    reason = "đơn vị đã gửi Đăng ký mô hình (đã nộp đúng hạn)"
+    assert ctx.store.drop_outbox(stale.id, reason, now)
+
+    html = client.get("/").get_data(as_text=True)
+    bar = re.search(r'<div class="sending-line" id="health-sending">(.*?)</div>', html, re.S)
+    assert bar, "the health bar says what waits"
+    assert bar.group(1) == ("9 thư đang chờ gửi — thư báo nhận đi trong vòng 1 phút, thư nhắc hạn cuối cùng dự kiến đi "
+                            "ngày mai 10:00, báo cáo cho cán bộ dự kiến đi ngày mai 10:01")
+    rows = {m.group(1): re.sub(r"<[^>]+>", "|", m.group(2)) for m in re.finditer(
+        r'<tr data-purpose="(\w+)">(.*?)</tr>', html.split('id="sending-kinds"')[1].split("</table>")[0], re.S)}
+    assert list(rows) == ["receipt", "reminder", "report"]  # most awaited first
+    cells = {p: [c.strip() for c in r.split("|") if c.strip()] for p, r in rows.items()}
+    assert cells["receipt"] == ["Thư báo nhận", "3", "trong vòng 1 phút", "trong vòng 1 phút"]
+    assert cells["reminder"] == ["Thư nhắc hạn", "5", "hôm nay 14:00", "ngày mai 10:00"]
+    assert cells["report"] == ["Báo cáo cho cán bộ", "1", "ngày mai 10:01", "ngày mai 10:01"]
+    assert '<b id="sending-sent">3</b> thư' in html  # sent in the last 24 hours
+    assert "đã huỷ vì không còn cần gửi 1" in html  # the health box counts it; it waits no more
+
+    unit = client.get("/units/cq001").get_data(as_text=True)
+    assert f'<td class="o-dropped" data-label="Tình trạng">đã huỷ (không còn cần gửi) <span class="muted reason">' \
+           f'(lý do: {reason})</span></td>' in unit
+    assert f'<span class="o-dropped">đã huỷ (không còn cần gửi)</span> <span class="muted reason">(lý do: {reason})' \
+           in unit  # and in the unit's reminder stages
+
+
+def test_when_a_mail_leaves_is_said_as_staff_say_it() -> None:
+    from datetime import timedelta
+
+    from pipeline.desk.sending import when_text
+    from desk_helpers import TZ
+
+    now = local(2022, 2, 21, 23, 50)
+    assert when_text(now, now, TZ) == "trong vòng 1 phút"
+    assert when_text(now + timedelta(minutes=5), now, TZ) == "hôm nay 23:55"
+    assert when_text(now + timedelta(minutes=25), now, TZ) == "ngày mai 00:15"
+    assert when_text(now + timedelta(days=2), now, TZ) == "23/02 23:50"
+    assert when_text(None, now, TZ) == "sau 14 ngày"
+    from pipeline.desk.app import PURPOSE_LABELS
+    from pipeline.desk.sending import KindWaiting, Sending, bar_line
+
+    soon = Sending(now, (KindWaiting("receipt", 2, now, now, 0), KindWaiting("alert", 1, now + timedelta(minutes=1),
+                                                                               now + timedelta(minutes=1), 0)),
+                   20, 400, 160, 0)
+    assert bar_line(soon, PURPOSE_LABELS, TZ) == "3 thư đang chờ gửi — tất cả dự kiến đi trong vòng 1 phút"
+    far = Sending(now, (KindWaiting("reminder", 4, now + timedelta(minutes=5), now + timedelta(days=3), 1),), 20, 400,
+                  160, 0)
+    assert bar_line(far, PURPOSE_LABELS, TZ) == "4 thư đang chờ gửi — thư nhắc hạn cuối cùng dự kiến đi sau 14 ngày"

@@ -197,7 +197,8 @@ def test_the_revisions_replayed_from_nothing_make_the_tables_of_schema_py(tmp_pa
     # 0001 is the first release's schema to the letter, and differs from today's (the comparison sees)
     assert ddl(tmp_path / "replayed.sqlite3") == ddl(FIXTURE)
     missing = {(d[0], d[3].name) for d in schema_differences(url, metadata) if d[0] == "add_column"}
-    assert missing == {("add_column", "campaign"), ("add_column", "extra"), ("add_column", "duplicate_of")}
+    assert missing == {("add_column", "campaign"), ("add_column", "extra"), ("add_column", "duplicate_of"),
+                       ("add_column", "expires_at"), ("add_column", "claimed_by")}
     with engine.begin() as c:
         command.upgrade(migrate.alembic_config(c, campaign_year=2022), "head")
     engine.dispose()

@@ -42,14 +42,23 @@ def test_two_writers_at_once_leave_exactly_one_current_document(pg_url: str) -> 
     [(pk1, _), (pk2, _)] = first.record_raw_batch(
         [RawRecord("<m1>", "1" * 64, None, 1, 1, T0), RawRecord("<m2>", "2" * 64, None, 2, 1, T0 + timedelta(1))],
         folder="INBOX", uidvalidity=1, last_uid=2, now=T0)
-    # Both have inserted their document before either looks for the newest: the overlap that READ
-    # COMMITTED alone turns into two current documents.
+    # Both have inserted their document before either looks for the newest, and both have looked before
+    # either marks the other: the overlap that READ COMMITTED alone turns into two current documents. With
+    # the lock the second writer cannot look until the first has committed, so the second meeting point is
+    # never reached by both: the first goes on after three seconds.
     inserted = threading.Barrier(2, timeout=10)
+    looked = threading.Barrier(2, timeout=3)
     for store in (first, second):
         @sa.event.listens_for(store.engine, "after_cursor_execute")
         def _wait(conn, cursor, statement, *_args):  # noqa: ANN001, ANN202
-            if statement.lstrip().upper().startswith("INSERT INTO DOCUMENTS"):
+            text = " ".join(statement.split()).upper()
+            if text.startswith("INSERT INTO DOCUMENTS"):
                 inserted.wait()
+            elif text.startswith("SELECT DOCUMENTS.ID") and "ORDER BY DOCUMENTS.RECEIVED_AT DESC" in text:
+                try:
+                    looked.wait()
+                except threading.BrokenBarrierError:
+                    pass
     errors: list[BaseException] = []
 
     def record(store: Store, pk: int, name: str) -> None:
@@ -133,3 +142,29 @@ def test_config_district_pool_and_timeouts(tmp_path: Path, pg_url: str) -> None:
     bad = write_config(tmp_path, imap_port=1, smtp_port=2, database=(plain, "Long-Biên"))
     with pytest.raises(ConfigError, match="district"):
         load_config(bad)
+
+
+def test_the_revisions_replayed_on_postgresql_make_the_tables_of_schema_py(pg_url: str) -> None:
+    """`intake db upgrade` on PostgreSQL: a district at the first release's revision reaches the newest, and
+    what the revisions made is what schema.py says (as tests/test_migrations.py checks on SQLite)."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from pipeline.ledger.schema import metadata
+
+    url = district_url(pg_url, fresh_district())
+    migrate.make_pg_schema(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as c:
+            command.upgrade(migrate.alembic_config(c, campaign_year=2022), migrate.FIRST_RELEASE)
+        assert migrate.current(url) == (migrate.FIRST_RELEASE, True)
+        done = migrate.upgrade(url, 2022)
+        assert (done.before, done.after, done.created) == (migrate.FIRST_RELEASE, migrate.HEAD, False)
+        with engine.connect() as c:
+            assert compare_metadata(MigrationContext.configure(c), metadata) == []
+    finally:
+        engine.dispose()
+    fresh = district_url(pg_url, fresh_district())
+    assert migrate.upgrade(fresh, 2022) == migrate.Upgraded(None, migrate.HEAD, created=True)

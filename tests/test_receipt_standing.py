@@ -13,7 +13,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 import yaml
 
 from conftest import DISTRICT, Harness

@@ -77,6 +77,8 @@ def when_text(at: datetime | None, now: datetime, tz: Any) -> str:
 def bar_line(s: Sending, labels: dict[str, str], tz: Any) -> str:
     """The health bar's line: "38 thư đang chờ gửi — thư báo nhận đi trong vòng 1 phút, thư nhắc hạn cuối
     cùng dự kiến đi hôm nay 10:42"."""
+    if all(k.later == 0 and k.last is not None and k.last - s.now <= SOON for k in s.kinds):
+        return f"{s.waiting} thư đang chờ gửi — tất cả dự kiến đi trong vòng 1 phút"
     parts = []
     for k in s.kinds:
         label = labels.get(k.purpose, k.purpose)

@@ -40,7 +40,7 @@ class Database:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             path = Path(url[len("sqlite:///"):])
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
+            if not path.exists() and not sa.engine.make_url(url).query:  # (a file: URI opens what exists)
                 # names and addresses of people: readable by the service's user only, whatever the umask
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
                 os.chmod(path, 0o600)

@@ -90,6 +90,7 @@ def upgrade(url: str, campaign_year: int) -> Upgraded:
     """
     from alembic import command
 
+    make_pg_schema(url)
     with _schema_transaction(url) as c:
         before, has_tables = schema_state(c)
         if before == HEAD:

@@ -132,14 +132,25 @@ class OutboxMixin(Database):
         with self.tx() as c:
             c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
 
-    def recover_interrupted_sends(self, now: datetime) -> int:
-        """Items left 'sending' by a crash may or may not have gone out: never resend them blindly.
-
-        They become 'uncertain' and are shown to staff, who can release one with `intake outbox retry`.
-        """
+    def interrupted_sends(self, claimed_before: datetime) -> list[sa.Row[Any]]:
+        """Items claimed ('sending') at or before ``claimed_before`` and never marked: their sender died
+        between the claim and the mark. A younger claim may be a live sender's (the desk, another thread)."""
+        cols = [c for c in outbox.c if c.name != "raw"]
         with self.tx() as c:
-            return c.execute(outbox.update().where(outbox.c.state == "sending").values(
-                state="uncertain", last_error="worker stopped during sending; check the Sent folder")).rowcount
+            return list(c.execute(sa.select(*cols).where(
+                outbox.c.state == "sending", outbox.c.next_attempt_at <= iso(claimed_before)).order_by(outbox.c.id)))
+
+    def settle_send(self, oid: int, state: str, note: str, now: datetime) -> bool:
+        """An interrupted send settled: 'sent' (found in the Sent folder), 'pending' (not sent: goes again,
+        same Message-ID) or 'uncertain' (for staff: `intake outbox retry`)."""
+        values: dict[str, Any] = {"state": state, "last_error": note}
+        if state == "sent":
+            values["sent_at"] = iso(now)
+        if state == "pending":
+            values["next_attempt_at"] = iso(now)
+        with self.tx() as c:
+            return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "sending")
+                             .values(**values)).rowcount == 1
 
     def sent_since(self, since: datetime, limit: int | None = None) -> int:
         """Items sent after ``since`` (counted on the covering index (state, sent_at)); with ``limit``,

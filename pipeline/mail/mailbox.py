@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
 from imapclient import IMAPClient
+from imapclient.imapclient import SENT
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from pipeline import oauth
@@ -181,6 +182,29 @@ class Mailbox:
         except _NET_ERRORS as exc:
             raise _translate(exc, self.cfg) from exc
         return sorted(int(u) for u in uids)
+
+    def sent_folder(self, configured: str) -> str | None:
+        """The folder where the account keeps a copy of what its SMTP server sent: ``configured``, or with
+        "auto" the folder the server marks \\Sent (RFC 6154 SPECIAL-USE: Gmail's "[Gmail]/Sent Mail", whatever
+        the language of the account); None when there is none."""
+        try:
+            if configured != "auto":
+                return configured if self._c().folder_exists(configured) else None
+            return self._c().find_special_folder(SENT)
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+
+    def holding(self, folder: str, message_ids: Iterable[str]) -> set[str]:
+        """Which of ``message_ids`` a message in ``folder`` carries (SEARCH HEADER Message-ID, read-only)."""
+        found: set[str] = set()
+        try:
+            self._c().select_folder(folder, readonly=True)
+            for mid in message_ids:
+                if self._c().search(["HEADER", "Message-ID", mid]):
+                    found.add(mid)
+        except _NET_ERRORS as exc:
+            raise _translate(exc, self.cfg) from exc
+        return found
 
     def fetch(self, uids: Sequence[int]) -> Iterator[Fetched]:
         """Fetch whole raw messages in one round trip for the given UIDs, ascending by UID."""

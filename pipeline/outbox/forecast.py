@@ -7,11 +7,10 @@ more than ``reserve`` of the day remain. An estimate: a reminder dropped as stal
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from pipeline.ledger.outbox import MAY_USE_RESERVE, rank_of
 
@@ -40,37 +39,64 @@ class Departure:
         return None if self.at is None else max(self.at - self.item.created_at, timedelta(0))
 
 
+class _Lane:
+    """Items of one kind of room (receipts and alerts may use the reserve, the rest may not), in order."""
+
+    def __init__(self, items: list[Waiting]) -> None:
+        self.items = items
+        self.left = [True] * len(items)
+        self.first = 0  # items[:first] have all left
+        self.remaining = len(items)
+
+    def take(self, t: datetime, room: Callable[[], bool], leave: Callable[[Waiting], None]) -> None:
+        """Items due at ``t`` leave, in order, while ``room()`` says there is room."""
+        i = self.first
+        while i < len(self.items) and room():
+            if self.left[i] and self.items[i].due_at <= t:
+                self.left[i] = False
+                self.remaining -= 1
+                leave(self.items[i])
+            i += 1
+        while self.first < len(self.items) and not self.left[self.first]:
+            self.first += 1
+
+    def alive(self) -> list[Waiting]:
+        return [w for w, alive in zip(self.items[self.first:], self.left[self.first:]) if alive]
+
+
 def forecast(waiting: Iterable[Waiting], sent: Sequence[datetime], now: datetime, *, per_minute: int,
              per_day: int, reserve: int) -> list[Departure]:
     """Each waiting item with the minute it is expected to leave, given the send times of the last day."""
     queue = sorted(waiting, key=lambda w: (rank_of(w.purpose), w.due_at, w.id))
-    window: deque[datetime] = deque(t for t in sorted(sent) if t > now - timedelta(days=1))
+    # Every purpose that may use the reserve ranks before every one that may not: two lanes, urgent first.
+    urgent = _Lane([w for w in queue if w.purpose in MAY_USE_RESERVE])
+    ordinary = _Lane([w for w in queue if w.purpose not in MAY_USE_RESERVE])
+    day: deque[datetime] = deque(t for t in sorted(sent) if t > now - timedelta(days=1))
+    minute: deque[datetime] = deque(t for t in day if t > now - STEP)
     result: list[Departure] = []
     t = now
-    while queue and t - now <= HORIZON:
-        while window and window[0] <= t - timedelta(days=1):
-            window.popleft()
-        in_minute = len(window) - bisect_right(list(window), t - STEP) if window else 0
-        day_room = per_day - len(window)
-        minute_room = per_minute - in_minute
-        sent_now = 0
-        for item in list(queue):
-            if sent_now >= minute_room or sent_now >= day_room:
-                break
-            if item.due_at > t:
-                continue
-            ordinary = item.purpose not in MAY_USE_RESERVE
-            if ordinary and len(window) + 1 > per_day - reserve:
-                continue
-            queue.remove(item)
-            window.append(t)
-            sent_now += 1
+    while urgent.remaining + ordinary.remaining and t - now <= HORIZON:
+        while day and day[0] <= t - timedelta(days=1):
+            day.popleft()
+        while minute and minute[0] <= t - STEP:
+            minute.popleft()
+        minute_room = per_minute - len(minute)
+        before = len(result)
+
+        def leave(item: Waiting) -> None:
+            day.append(t)
+            minute.append(t)
             result.append(Departure(item, t))
-        if not queue:
+
+        for lane, limit in ((urgent, per_day), (ordinary, per_day - reserve)):
+            lane.take(t, lambda limit=limit: len(minute) < per_minute and len(day) < limit, leave)
+        sent_now = len(result) - before
+        if not urgent.remaining + ordinary.remaining:
             break
         # Nothing could leave though the minute had room: skip to when something changes.
-        t = _next_moment(t, queue, window, stuck=sent_now == 0 and minute_room > 0)
-    result.extend(Departure(item, None) for item in queue)
+        stuck = sent_now == 0 and minute_room > 0
+        t = _next_moment(t, urgent.alive() + ordinary.alive() if stuck else [], day, stuck=stuck)
+    result.extend(Departure(item, None) for item in urgent.alive() + ordinary.alive())
     return result
 
 

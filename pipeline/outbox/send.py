@@ -11,8 +11,8 @@ fit waits (later that day, the next day) and is checked again when its turn come
 A reminder is checked again just before it leaves (``recheck``, given by the caller that knows the plan,
 pipeline/plan/sending.py): one the unit no longer owes is dropped and recorded as dropped, never sent.
 
-An item is claimed ('sending') before the SMTP conversation and marked 'sent' after it: a crash in
-between leaves it 'uncertain' for staff rather than risking a second copy in a unit's inbox.
+An item is claimed ('sending') just before the SMTP conversation and marked 'sent' just after it: a crash
+in between leaves it 'sending', and the next pass settles it (settle.py: looked up in the Sent folder).
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ class Allowance:
 
 def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                  transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport,
-                 recheck: Recheck | None = None) -> dict[str, int]:
+                 recheck: Recheck | None = None,
+                 checkpoint: Callable[[str], None] = lambda _point: None) -> dict[str, int]:
     """Send what is due, most awaited first, within the limits; the rest waits for its window.
 
     Returns counts: sent, retry, failed, dropped (reminders no longer owed) and waiting (due, not sent).
@@ -111,7 +112,9 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
             try:
                 if transport is None:
                     transport = transport_factory(cfg)
+                checkpoint("before-smtp")  # crash tests (mailpass.CHECKPOINTS) stop the process here ...
                 transport.send(raw, cfg.sender, json.loads(row.recipients))
+                checkpoint("after-smtp")  # ... or here: claimed, perhaps sent, not marked (settle.py)
             except SmtpRejected as exc:
                 store.finish_outbox(row.id, "failed", now, error=str(exc))
                 counts["failed"] += 1

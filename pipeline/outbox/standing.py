@@ -160,9 +160,9 @@ def _merged(recorded: Sequence[DocumentRecord], new: Sequence[DocumentRecord]) -
 
 def unit_standings(ctx: Context, unit: Unit, years: Iterable[int], now: datetime,
                    new: Sequence[DocumentRecord] = (), *, replaces: int | None = None) -> list[dict[str, Any]]:
-    """The standing sections of a mail to ``unit`` at ``now``: one per campaign of ``years`` (the campaigns of
-    the documents it answers for), from the ledger plus ``new`` (documents about to be recorded); ``replaces``:
-    a recorded document that ``new`` rewrites (a staff decision)."""
+    """The standing sections of a mail to ``unit`` at ``now``: one per campaign of ``years`` (those of the
+    documents it answers for, then the current one), from the ledger plus ``new`` (documents about to be
+    recorded); ``replaces``: a recorded document that ``new`` rewrites (a staff decision)."""
     today = now.astimezone(ctx.cfg.tz).date()
     out = []
     for year in dict.fromkeys(years):

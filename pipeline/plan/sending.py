@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pipeline.errors import ConfigError
 from pipeline.ledger.outbox import OutboxItem
@@ -104,13 +104,15 @@ def recheck_reminder(ctx: Context, row: Any, now: datetime, today: date | None =
                    raw=mail.raw)
 
 
-def send_due(ctx: Context, now: datetime, *, today: date | None = None,
-             transport_factory: Any = None) -> dict[str, int]:
+def send_due(ctx: Context, now: datetime, *, today: date | None = None, transport_factory: Any = None,
+             checkpoint: Callable[[str], None] | None = None) -> dict[str, int]:
     """Flush the outbox with every reminder checked again just before it leaves (for ``today`` when given,
     see recheck_reminder). First judged: how long the receipts waiting will wait (an alert, if any, is
     urgent mail and leaves in this same flush)."""
     check_receipt_delay(ctx, now)
-    kwargs = {"transport_factory": transport_factory} if transport_factory else {}
+    kwargs: dict[str, Any] = {"transport_factory": transport_factory} if transport_factory else {}
+    if checkpoint is not None:
+        kwargs["checkpoint"] = checkpoint
     return flush_outbox(ctx.store, ctx.cfg.smtp, now,
                         recheck=lambda row, at: recheck_reminder(ctx, row, at, today), **kwargs)
 

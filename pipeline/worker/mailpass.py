@@ -32,6 +32,7 @@ from pipeline.mail.mailbox import Mailbox
 from pipeline.mail.triage import triage
 from pipeline.model import Attachment, DocumentReading, DocumentRecord, Finding, ParsedMail
 from pipeline.outbox.compose import receipt_item
+from pipeline.outbox.settle import settle_interrupted
 from pipeline.plan.sending import send_due
 from pipeline.outbox.receipts import document_view, receipt_view
 from pipeline.outbox.standing import reading_records, unit_standings
@@ -40,7 +41,7 @@ from pipeline.plan import deadlines
 log = logging.getLogger(__name__)
 
 #: ``checkpoint(name)`` is called at these points of a pass (crash tests kill the process there).
-CHECKPOINTS = ("after-archive", "after-outcomes")
+CHECKPOINTS = ("after-archive", "after-outcomes", "before-smtp", "after-smtp")
 
 
 class MailboxLike(Protocol):
@@ -59,6 +60,7 @@ class PassSummary:
     recovered: int = 0
     states: dict[str, int] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)
+    settled: dict[str, int] = field(default_factory=dict)  # interrupted sends settled (outbox/settle.py)
     uidvalidity_changed: bool = False
     error: str | None = None
 
@@ -356,12 +358,11 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
     """
     summary = PassSummary()
     now = clock()
-    ctx.store.recover_interrupted_sends(now)
     kwargs = {"transport_factory": transport_factory} if transport_factory else {}
 
     def send() -> None:
         try:
-            summary.add_outbox(send_due(ctx, clock(), **kwargs))
+            summary.add_outbox(send_due(ctx, clock(), checkpoint=checkpoint, **kwargs))
         except TemporaryError as exc:
             log.error("outbox not flushed: %s", exc)
             summary.outbox.pop("waiting", None)  # unknown now: an earlier batch's figure would mislead
@@ -369,12 +370,18 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
 
     recover(ctx, now, summary)
     factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
+    settled = False
     try:
         with factory() as mailbox:
+            # Sends a crash cut off are settled first (the Sent folder is read over this connection).
+            summary.settled = settle_interrupted(ctx, mailbox, now)
+            settled = True
             fetch_new(ctx, mailbox, clock, summary, send=send, progress=progress, checkpoint=checkpoint)
     except TemporaryError as exc:
         summary.error = str(exc)
         log.error("pass could not complete: %s", exc)
+    if not settled:
+        summary.settled = settle_interrupted(ctx, None, now)
     send()
     return summary
 

@@ -86,6 +86,9 @@ def _leased_scheduler(path: Path) -> Any:
     return LeasedScheduler
 
 
+_NOBODY = object()  # no standby message logged yet
+
+
 class District:
     """One district served by this process: its lease and, while held, its schedule, IDLE and desk."""
 
@@ -101,7 +104,7 @@ class District:
         self.idle: Any = None
         self.desk: Any = None
         self.gone = False  # --no-wait: left to another worker
-        self._told: str | None = None  # the holder last logged as standing by for
+        self._told: object = _NOBODY  # the holder last logged as standing by for
 
     @property
     def active(self) -> bool:
@@ -138,12 +141,12 @@ class District:
     def tell_standby(self) -> None:
         row = self.lease.holder_row()
         holder = row.holder if row is not None else None
-        if holder != self._told or self._told is None:
+        if holder != self._told:
             log.info("%s", standby_message(row, self.label, self.cfg))
         self._told = holder
 
     def activate(self) -> None:
-        self._told = None
+        self._told = _NOBODY
         log.info("%s: worker lease taken (%s); database %s", self.label, self.lease.holder,
                  where(self.cfg.database_url))
         self.sched = build_scheduler(self.cfg, self.path, poll_seconds=self.poll_seconds,

@@ -1,0 +1,64 @@
+"""Sends cut off by a crash, settled without a person: was the mail sent or not?
+
+An item is claimed ('sending') just before SMTP and marked 'sent' just after; a worker killed in between
+leaves it 'sending', and only the SMTP server knows. Gmail keeps every mail sent through its SMTP in the
+account's Sent folder ("[Gmail]/Sent Mail"), so with ``smtp.sent_folder`` the next pass looks the item's
+Message-ID up there over IMAP: found, it was sent; not found once GRACE has passed since the claim (time
+for the server to file its copy, and longer than a live sender's SMTP conversation may take), it goes again
+with the same Message-ID. Without a sent folder ``smtp.unsettled`` chooses: "resend" after the grace
+period, or "staff" (uncertain: `intake outbox retry`). Claims younger than GRACE are left alone: they may be
+a live sender's (the desk's, another thread's), and they are settled by a later pass if they stay.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import TemporaryError
+
+if TYPE_CHECKING:
+    from pipeline.context import Context
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(seconds=60)
+
+
+def settle_interrupted(ctx: Context, mailbox: Any | None, now: datetime) -> dict[str, int]:
+    """Settle every send interrupted at least GRACE ago; ``mailbox``: the pass's IMAP connection (the same
+    account as SMTP, as with Gmail), or None when it could not be opened."""
+    counts = {"sent": 0, "resend": 0, "uncertain": 0}
+    rows = ctx.store.interrupted_sends(now - GRACE)
+    if not rows:
+        return counts
+    smtp = ctx.cfg.smtp
+    folder = None
+    if smtp.sent_folder and mailbox is not None:
+        try:
+            folder = mailbox.sent_folder(smtp.sent_folder)
+            found = mailbox.holding(folder, [r.smtp_message_id for r in rows]) if folder else set()
+        except TemporaryError as exc:
+            log.warning("interrupted sends not settled now (sent folder unreadable): %s", exc)
+            return counts
+        if folder is None:
+            log.warning("smtp.sent_folder %r not found on the IMAP server: interrupted sends follow "
+                        "smtp.unsettled (%s)", smtp.sent_folder, smtp.unsettled)
+    elif smtp.sent_folder and mailbox is None:
+        return counts  # the mailbox is down: settle on a later pass
+    for row in rows:
+        if folder is not None:
+            if row.smtp_message_id in found:
+                outcome, note = "sent", f"đã thấy trong thư mục {folder} sau khi tiến trình gửi bị ngắt"
+            else:
+                outcome, note = "pending", (f"không thấy trong thư mục {folder} sau khi tiến trình gửi bị ngắt: "
+                                            "gửi lại (cùng Message-ID)")
+        elif smtp.unsettled == "resend":
+            outcome, note = "pending", "tiến trình gửi bị ngắt, không có thư mục thư đã gửi để kiểm tra: gửi lại"
+        else:
+            outcome, note = "uncertain", ("tiến trình gửi bị ngắt giữa chừng: không rõ thư đã đi chưa; kiểm tra "
+                                          "thư mục thư đã gửi rồi dùng `intake outbox retry` nếu cần")
+        if ctx.store.settle_send(row.id, outcome, note, now):
+            counts["resend" if outcome == "pending" else outcome] += 1
+            log.info("interrupted send #%s (%s) settled: %s", row.id, row.key, outcome)
+    return counts

@@ -12,6 +12,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, IntakeError, SchemaOutdated
 from pipeline.reviewcli import add_review_parser
 from pipeline.ledger.dbcli import add_db_parser
+from pipeline.city.cli import add_city_parser
 
 log = logging.getLogger("pipeline")
 
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-output", help="where to write the demo's results")
     d.set_defaults(func=cmd_demo)
     add_db_parser(sub)
+    add_city_parser(sub, _day)
     return p
 
 

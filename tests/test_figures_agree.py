@@ -212,3 +212,31 @@ def test_desk_mail_and_workbook_say_the_same_numbers(office: Any) -> None:
         first = said["on_time"] + said["submitted"]
         assert (first, said["late"], said["rejected"], said[not_sent], said["under_review"]) == desk[ob][0], ob
         assert grid.cell(block["Số đơn vị phải nộp"], col).value == sum(desk[ob][0]) == 5
+
+
+def test_the_city_row_of_a_district_says_what_its_desk_says(office: Any, tmp_path: Path) -> None:
+    """The city's workbook and page (pipeline/city) show the district's own figures: the desk's, of the same day."""
+    import yaml
+
+    from pipeline.city.config import load_city
+    from pipeline.city.figures import city_figures
+    from pipeline.city.page import render_page
+    from pipeline.city.workbook import SHEET_NAME, build_city_workbook
+
+    desk = desk_figures(office.client)
+    city_yaml = tmp_path / "city.yaml"
+    city_yaml.write_text(yaml.safe_dump({"name": "Liên đoàn Lao động thành phố Hà Nội",
+                                         "districts": [str(office.ctx.cfg.path)]}, allow_unicode=True), encoding="utf-8")
+    figures = city_figures(load_city(city_yaml), today=datetime(*TODAY).date())
+    ws = load_workbook(io.BytesIO(build_city_workbook(figures)))[SHEET_NAME]
+    assert ws.cell(9, 2).value == "Quận Long Biên"
+    row = [ws.cell(9, c).value for c in range(3, 15)]
+    on_time, late, rejected, not_sent, review = desk["registration"][0]
+    assert row[:6] == [desk["registered"][1], desk["registered"][0], on_time, late, rejected + review, not_sent]
+    on_time, late, rejected, not_sent, review = desk["report-q1"][0]
+    assert row[9:12] == [on_time + late, late, not_sent]
+    html = render_page(figures)
+    cells = dict(re.findall(r'data-col="([\w-]+)">([^<]*)<', re.search(r'<tr id="district-1"[^>]*>(.*?)</tr>',
+                                                                      html, re.S).group(1)))
+    assert (cells["registered"], cells["units"]) == tuple(str(n) for n in desk["registered"])
+    assert cells["report-q1-not_sent"] == f"{not_sent} (quá hạn)"

@@ -29,7 +29,7 @@ from pipeline import cli
 from pipeline.ledger.export import status_text
 from pipeline.mail import mime
 from pipeline.mail.copies import copy_key
-from pipeline.worker.mailpass import CHECKPOINTS, reprocess
+from pipeline.worker.mailpass import RECORDING_CHECKPOINTS, reprocess
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -186,7 +186,7 @@ def test_a_copy_in_a_later_pass_is_one_mail_and_stays_one_when_replayed(
     assert_one_mail_and_its_copies(intake, 1, capsys)
 
 
-@pytest.mark.parametrize("fault", CHECKPOINTS)
+@pytest.mark.parametrize("fault", RECORDING_CHECKPOINTS)
 @pytest.mark.parametrize("copy_arrives", ["before the crash", "after the crash"])
 def test_a_pass_killed_between_the_copies_still_answers_once(
         intake: Harness, capsys: pytest.CaptureFixture[str], fault: str, copy_arrives: str) -> None:

@@ -116,11 +116,13 @@ class OutboxMixin(Database):
             c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending")
                       .values(next_attempt_at=iso(until)))
 
-    def claim_outbox(self, oid: int, now: datetime) -> bool:
-        """Mark an item 'sending' before the SMTP conversation; only one claimant wins."""
+    def claim_outbox(self, oid: int, now: datetime, claimed_by: str | None = None) -> bool:
+        """Mark an item 'sending' just before the SMTP conversation, by whom (the process's holder id); only
+        one claimant wins."""
         with self.tx() as c:
             return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
-                state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=iso(now))).rowcount == 1
+                state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=iso(now),
+                claimed_by=claimed_by)).rowcount == 1
 
     def finish_outbox(self, oid: int, state: str, now: datetime, error: str | None = None,
                       retry_at: datetime | None = None) -> None:
@@ -132,13 +134,16 @@ class OutboxMixin(Database):
         with self.tx() as c:
             c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
 
-    def interrupted_sends(self, claimed_before: datetime) -> list[sa.Row[Any]]:
+    def interrupted_sends(self, claimed_before: datetime, me: str | None = None) -> list[sa.Row[Any]]:
         """Items claimed ('sending') at or before ``claimed_before`` and never marked: their sender died
-        between the claim and the mark. A younger claim may be a live sender's (the desk, another thread)."""
+        between the claim and the mark. A younger claim may be a live sender's (the desk, `intake poll`);
+        a claim of ``me`` (this process) is a live one of ours, whatever its age."""
         cols = [c for c in outbox.c if c.name != "raw"]
+        where = [outbox.c.state == "sending", outbox.c.next_attempt_at <= iso(claimed_before)]
+        if me is not None:
+            where.append(sa.or_(outbox.c.claimed_by.is_(None), outbox.c.claimed_by != me))
         with self.tx() as c:
-            return list(c.execute(sa.select(*cols).where(
-                outbox.c.state == "sending", outbox.c.next_attempt_at <= iso(claimed_before)).order_by(outbox.c.id)))
+            return list(c.execute(sa.select(*cols).where(*where).order_by(outbox.c.id)))
 
     def settle_send(self, oid: int, state: str, note: str, now: datetime) -> bool:
         """An interrupted send settled: 'sent' (found in the Sent folder), 'pending' (not sent: goes again,

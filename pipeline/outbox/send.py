@@ -75,10 +75,13 @@ class Allowance:
 def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                  transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport,
                  recheck: Recheck | None = None,
-                 checkpoint: Callable[[str], None] = lambda _point: None) -> dict[str, int]:
+                 checkpoint: Callable[[str], None] = lambda _point: None,
+                 claimer: str | None = None, may_send: Callable[[], bool] = lambda: True) -> dict[str, int]:
     """Send what is due, most awaited first, within the limits; the rest waits for its window.
 
     Returns counts: sent, retry, failed, dropped (reminders no longer owed) and waiting (due, not sent).
+    ``claimer``: who claims (recorded in ``claimed_by``); ``may_send()``: asked before each claim (a worker
+    that has lost its lease stops at once).
     """
     counts = {"sent": 0, "retry": 0, "failed": 0, "dropped": 0, "waiting": 0}
     allowance = Allowance.of(store, cfg, now)
@@ -105,7 +108,9 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                     raw = verdict.raw
             else:
                 raw = row.raw
-            if not store.claim_outbox(row.id, now):
+            if not may_send():
+                break
+            if not store.claim_outbox(row.id, now, claimed_by=claimer):
                 passed.add(row.id)  # another sender claimed it first
                 continue
             fresh = transport is None  # this item opens the connection

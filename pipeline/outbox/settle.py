@@ -7,7 +7,9 @@ Message-ID up there over IMAP: found, it was sent; not found once GRACE has pass
 for the server to file its copy, and longer than a live sender's SMTP conversation may take), it goes again
 with the same Message-ID. Without a sent folder ``smtp.unsettled`` chooses: "resend" after the grace
 period, or "staff" (uncertain: `intake outbox retry`). Claims younger than GRACE are left alone: they may be
-a live sender's (the desk's, another thread's), and they are settled by a later pass if they stay.
+a live sender's (the desk's, `intake poll`'s), and they are settled by a later pass if they stay; so are this
+process's own claims (``claimed_by``: the lease holder id) whatever their age: only a dead worker's work is
+touched.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import TemporaryError
+from pipeline.worker.lock import holder_id
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -29,7 +32,7 @@ def settle_interrupted(ctx: Context, mailbox: Any | None, now: datetime) -> dict
     """Settle every send interrupted at least GRACE ago; ``mailbox``: the pass's IMAP connection (the same
     account as SMTP, as with Gmail), or None when it could not be opened."""
     counts = {"sent": 0, "resend": 0, "uncertain": 0}
-    rows = ctx.store.interrupted_sends(now - GRACE)
+    rows = ctx.store.interrupted_sends(now - GRACE, me=holder_id())
     if not rows:
         return counts
     smtp = ctx.cfg.smtp

@@ -22,6 +22,7 @@ from pipeline.plan import deadlines
 from pipeline.plan.reminder_rules import current_stage
 from pipeline.plan.reminder_text import ReminderPart, render_reminder, stage_label
 from pipeline.worker.liveness import local_time, staff_alert
+from pipeline.worker.lock import holder_id, lease_held
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -114,7 +115,8 @@ def send_due(ctx: Context, now: datetime, *, today: date | None = None, transpor
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
     return flush_outbox(ctx.store, ctx.cfg.smtp, now,
-                        recheck=lambda row, at: recheck_reminder(ctx, row, at, today), **kwargs)
+                        recheck=lambda row, at: recheck_reminder(ctx, row, at, today),
+                        claimer=holder_id(), may_send=lambda: lease_held(ctx.cfg.path), **kwargs)
 
 
 def departures(ctx: Context, now: datetime) -> list[forecast.Departure]:

@@ -11,7 +11,8 @@ sends nothing twice.
 The job functions are module-level and take the config path, so the schedule's job store
 (schedule.py) holds only a textual reference ("pipeline.worker.jobs:job_poll") and a string. The
 scheduler's own thread and the IDLE thread (idle.py) both run jobs through :func:`run_job`, under one
-lock: two passes never run at once, and a poll and a reminder never interleave their outbox flushes.
+lock per district: two passes never run at once, and a poll and a reminder never interleave their outbox
+flushes; a worker that does not hold the district's lease (lock.py) runs none.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any, Callable
 from pipeline.config import load_config
 from pipeline.ledger.store import Store
 from pipeline.plan.sending import send_due
+from pipeline.worker.lock import lease_held
 from pipeline.worker.liveness import check_liveness
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,14 @@ def job_report_after(cfg_path: str, obligation_id: str) -> None:
     run_job("report-after", cfg_path, obligation_id=obligation_id)
 
 
-# The scheduler's own thread and the IDLE thread both run jobs: one at a time.
-_ONE_JOB = threading.Lock()
+# The scheduler's own thread and the IDLE thread both run a district's jobs: one at a time per district
+# (a worker serving several districts runs theirs side by side).
+_JOB_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _job_lock(cfg_path: str | Path) -> threading.Lock:
+    with _CONTEXT_LOCK:
+        return _JOB_LOCKS.setdefault(str(Path(cfg_path).resolve()), threading.Lock())
 
 
 def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obligation_id: str | None = None,
@@ -85,7 +93,10 @@ def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obl
     ``now`` is the instant the job decides for (which day it is, how long polling has failed);
     mail is stamped and sent with ``clock``, the real one by default.
     """
-    with _ONE_JOB:
+    with _job_lock(cfg_path):
+        # Checked after the wait for the lock, which may outlast the lease: a worker that lost it does nothing.
+        if not lease_held(cfg_path):
+            return "lease not held: another worker serves this district"
         if name == "outbox":  # every minute: quiet unless something was waiting
             return _flush_waiting(context_for(cfg_path), now or clock(), clock)
         return _run_job(name, cfg_path, now, obligation_id, clock)

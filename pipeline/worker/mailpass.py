@@ -41,7 +41,9 @@ from pipeline.plan import deadlines
 log = logging.getLogger(__name__)
 
 #: ``checkpoint(name)`` is called at these points of a pass (crash tests kill the process there).
-CHECKPOINTS = ("after-archive", "after-outcomes", "before-smtp", "after-smtp")
+RECORDING_CHECKPOINTS = ("after-archive", "after-outcomes")  # a mail recorded, nothing sent yet
+SENDING_CHECKPOINTS = ("before-smtp", "after-smtp")  # a mail claimed for SMTP, not marked sent (outbox/settle.py)
+CHECKPOINTS = RECORDING_CHECKPOINTS + SENDING_CHECKPOINTS
 
 
 class MailboxLike(Protocol):

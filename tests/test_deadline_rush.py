@@ -21,6 +21,7 @@ from pipeline.worker.jobs import run_job
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAYDG = "congdoan@maydg.com.vn"
+BACKENDS = ("sqlite", "postgresql")  # the rush runs on both ledgers (conftest.py)
 
 
 def set_config(h: Harness, **sections: dict[str, object]) -> None:

@@ -21,6 +21,7 @@ from intake_demo import samplemail, samples
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
 UBND_NAME = "Công đoàn cơ quan Ủy ban nhân dân quận Long Biên"
+BACKENDS = ("sqlite", "postgresql")  # crash tests on both ledgers (conftest.py)
 
 
 def set_smtp(h: Harness, **values: object) -> None:

@@ -63,3 +63,14 @@ def secret_file_problem(path: Path) -> str | None:
         return (f"tệp {path} đang có quyền {st.st_mode & 0o777:o}: người khác đọc được; "
                 f"chạy `chmod 600 {path}` / the file must be readable by its owner only")
     return None
+
+
+def zone_name(value: str) -> str:
+    """An IANA time zone name that exists (``Asia/Ho_Chi_Minh``), or a Vietnamese ValueError."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"múi giờ không tồn tại: {value!r}") from exc
+    return value

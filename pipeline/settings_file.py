@@ -13,14 +13,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
                       field_validator, model_validator)
 
 from pipeline.schema import Problem, Text, as_text, int_in
 from pipeline.settings_checks import (ADDRESS, ENV_NAME, GOOGLE_TOKEN_URI, PROJECT_ROOT, addr_of, is_loopback,
-                                      secret_file_problem)
+                                      secret_file_problem, zone_name)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Port = int_in(1, 65535)
@@ -353,11 +352,7 @@ class ConfigFile(Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"múi giờ không tồn tại: {value!r}") from exc
-        return value
+        return zone_name(value)
 
     @field_validator("units")
     @classmethod

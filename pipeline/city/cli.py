@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,18 +33,8 @@ def _serve(city: Any, args: argparse.Namespace) -> int:
         print(f"LỖI: không mở được cổng {city.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"Trang tổng hợp {city.name}: {server.url}  (chỉ mở trên máy này; Ctrl+C để dừng)", flush=True)
-    try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.server.task_dispatcher.shutdown(timeout=5)  # type: ignore[union-attr]
-    print("Đã dừng trang tổng hợp.", flush=True)
+    server.serve_until_stopped(f"Trang tổng hợp {city.name}: {server.url}  (chỉ mở trên máy này; Ctrl+C để dừng)",
+                               "Đã dừng trang tổng hợp.")
     return 0
 
 

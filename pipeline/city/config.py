@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, field_validator
 
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError
 from pipeline.schema import Problem, Text, int_in, read_mapping, validate
-from pipeline.settings_checks import is_loopback
+from pipeline.settings_checks import is_loopback, zone_name
 from pipeline.settings_file import FilePath, Section
 
 
@@ -59,11 +59,7 @@ class CityFile(Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"múi giờ không tồn tại: {value!r}") from exc
-        return value
+        return zone_name(value)
 
     @field_validator("districts", mode="before")
     @classmethod

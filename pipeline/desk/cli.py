@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import signal
 import sys
-from typing import Any
 
 from pipeline.settings_checks import is_loopback
 
@@ -36,19 +34,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Lưu ý: bàn làm việc đang mở trên {host}, không chỉ trên máy này; hãy đặt nó sau một reverse "
               "proxy có HTTPS.", file=sys.stderr)
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(0)  # waitress's loop closes its sockets on SystemExit
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"Bàn làm việc {cfg.organisation}: {server.url}  (Ctrl+C để dừng)", flush=True)
     try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        server.serve_until_stopped(f"Bàn làm việc {cfg.organisation}: {server.url}  (Ctrl+C để dừng)",
+                                   "Đã dừng bàn làm việc.")
     finally:
-        server.server.task_dispatcher.shutdown(timeout=5)  # type: ignore[union-attr]
         ctx.store.engine.dispose()
-    print("Đã dừng bàn làm việc.", flush=True)
     return 0
 
 

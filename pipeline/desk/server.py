@@ -35,6 +35,24 @@ class DeskServer:
         finally:
             self._stopped.set()
 
+    def serve_until_stopped(self, banner: str, farewell: str) -> None:
+        """Serve in the foreground until Ctrl+C or SIGTERM (waitress's loop closes its sockets on
+        SystemExit), saying so on the console before and after."""
+        import signal
+
+        def stop(signum: int, _frame: Any) -> None:
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, stop)
+        print(banner, flush=True)
+        try:
+            self.run()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.server.task_dispatcher.shutdown(timeout=5)  # type: ignore[union-attr]
+        print(farewell, flush=True)
+
     def start(self) -> DeskServer:
         self._thread = threading.Thread(target=self.run, name="intake-desk", daemon=True)
         self._thread.start()

@@ -96,7 +96,7 @@ class SmtpConfig(ServerConfig):
     sender: str = ""
     per_minute: int = 20
     per_day: int = 400
-    reserve_for_receipts: int = 160  # of per_day, kept for receipts and alerts (send.py)
+    reserve_for_receipts: int = 100  # of per_day, kept for receipts and alerts (send.py)
     sent_folder: str | None = None   # "auto" (IMAP \\Sent), a folder, or None: where interrupted sends are settled
     unsettled: str = "staff"         # no sent folder: "staff" or "resend" after the grace period
 

@@ -217,7 +217,8 @@ class SmtpSection(ServerSection):
     # margin under whichever the account is (a @gmail.com sender on smtp.gmail.com, or another domain there).
     per_day: int_in(1, 100000) | None = None
     # Of each day, this many are kept for receipts (and staff alerts): reminders and reports wait for tomorrow
-    # rather than use them. Default: 40% of per_day.
+    # rather than use them. Default: a quarter of per_day (bench/deadline_rush.py: a district of 300 units
+    # sent at most 95 receipts on its busiest day).
     reserve_for_receipts: int_in(0, 100000) | None = None
     # Where the account keeps a copy of each mail its SMTP server sent (Gmail: "[Gmail]/Sent Mail"): after a
     # crash mid-send the worker looks there for the mail's Message-ID. "auto": the folder the IMAP server
@@ -238,7 +239,7 @@ class SmtpSection(ServerSection):
         elif self.sent_folder is not None and self.sent_folder.strip().lower() in ("none", "no", ""):
             object.__setattr__(self, "sent_folder", None)
         if self.reserve_for_receipts is None:
-            object.__setattr__(self, "reserve_for_receipts", self.per_day * 2 // 5)
+            object.__setattr__(self, "reserve_for_receipts", self.per_day // 4)
         elif self.reserve_for_receipts >= self.per_day:
             raise ValueError(f"reserve_for_receipts ({self.reserve_for_receipts}) phải nhỏ hơn per_day "
                              f"({self.per_day}): nếu không, thư nhắc không bao giờ được gửi")

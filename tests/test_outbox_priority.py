@@ -146,9 +146,9 @@ def _smtp_config(tmp_path, smtp_extra):
 
 def test_daily_limits_default_to_the_account_kind(tmp_path):
     gmail = _smtp_config(tmp_path, {})
-    assert (gmail.per_day, gmail.receipt_reserve) == (400, 160)
+    assert (gmail.per_day, gmail.receipt_reserve) == (400, 100)
     workspace = _smtp_config(tmp_path, {"sender": "LĐLĐ quận <vanphong@ldld-longbien.vn>"})
-    assert (workspace.per_day, workspace.receipt_reserve) == (1800, 720)
+    assert (workspace.per_day, workspace.receipt_reserve) == (1800, 450)
     mine = _smtp_config(tmp_path, {"per_day": 300, "reserve_for_receipts": 200})
     assert (mine.per_day, mine.receipt_reserve) == (300, 200)
     with pytest.raises(ConfigError, match="reserve_for_receipts"):

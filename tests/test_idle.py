@@ -10,18 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from conftest import DISTRICT, Harness, write_config
-from servers import LineLog
+from workerproc import Worker, running
 from intake_demo import samplemail
 from pipeline.worker import lock
 from pipeline.config import load_config
@@ -29,7 +27,6 @@ from pipeline.errors import ConfigError, MailboxUnavailable
 from intake_demo import samples
 from pipeline.mail.mailbox import Mailbox
 
-ROOT = Path(__file__).resolve().parents[1]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
 ANSWER_WITHIN = 15.0  # seconds; the poll interval is 300
@@ -49,49 +46,10 @@ def set_worker(path: Path, **worker: Any) -> None:
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
 
 
-class Worker:
-    """`intake run` as a real process; its log lines are collected as they come."""
-
-    def __init__(self, cfg_path: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(cfg_path), "run", *args],
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.output = LineLog(self.proc.stderr, lambda: self.proc.poll() is None)
-
-    @property
-    def log(self) -> str:
-        return self.output.text
-
-    def wait_log(self, needle: str, count: int = 1, timeout: float = 30.0) -> None:
-        """Until ``needle`` has appeared in ``count`` log lines."""
-        if not self.output.wait(needle, count, timeout):
-            raise AssertionError(f"{needle!r} ×{count} not logged; log:\n{self.log}")
-
-    def sigterm(self) -> float:
-        """SIGTERM; the worker must exit 0 within a few seconds. Returns how long it took."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        took = time.monotonic() - started
-        self.output.join(timeout=5)
-        assert rc == 0, self.log
-        assert "worker stopped cleanly" in self.log
-        assert took < 5, f"SIGTERM took {took:.1f} s"
-        return took
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @contextlib.contextmanager
-def worker(cfg_path: Path, *args: str) -> Any:
-    w = Worker(cfg_path, *args)
-    try:
+def worker(cfg_path: Path, *args: str) -> Iterator[Worker]:
+    with running("--config", str(cfg_path), "run", *args) as w:
         yield w
-    finally:
-        w.kill()
 
 
 def ready(w: Worker, connections: int = 1) -> None:
@@ -189,7 +147,7 @@ def test_a_mail_is_answered_within_seconds_at_default_settings(intake: Harness) 
         started = time.monotonic()
         intake.deliver(reg_mail())
         answered_within(intake, w, 2, started)
-        w.sigterm()  # while waiting on IDLE
+        w.sigterm(within=5)  # while waiting on IDLE
     assert intake.ctx.store.lock_row(lock.LOCK_NAME) is None
     assert [o.state for o in intake.ctx.store.outbox_rows()] == ["sent", "sent"]
 
@@ -203,7 +161,7 @@ def test_idle_is_renewed_and_mail_after_the_renewal_is_answered(intake: Harness)
         intake.deliver(reg_mail())
         answered_within(intake, w, 1, started)
         w.wait_log("IDLE: renewed", 3, timeout=20)
-        w.sigterm()
+        w.sigterm(within=5)
     assert "reconnecting" not in w.log  # renewing is not reconnecting
 
 
@@ -229,7 +187,7 @@ def test_the_worker_reconnects_and_misses_nothing(intake: Harness) -> None:
         started = time.monotonic()
         intake.deliver(reg_mail())
         answered_within(intake, w, 3, started)
-        w.sigterm()
+        w.sigterm(within=5)
     assert len({m.parsed()["In-Reply-To"] for m in intake.smtp.messages}) == 3  # three mails, one receipt each
 
 
@@ -265,5 +223,5 @@ def test_without_idle_the_schedule_still_polls(intake: Harness, missing: str) ->
         started = time.monotonic()
         intake.deliver(reg_mail())
         answered_within(intake, w, 1, started)
-        w.sigterm()
+        w.sigterm(within=5)
     assert "IDLE: waiting" not in w.log and "IDLE: new mail" not in w.log

@@ -7,7 +7,6 @@ Real `intake run` processes against real Dovecot and SMTP servers, on SQLite and
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import DISTRICT, Harness, fresh_district, write_config
-from servers import LineLog
+from workerproc import ROOT, Worker, running
 from intake_demo import samplemail, samples
 from pipeline.config import load_config
 from pipeline.ledger.schema import iso
@@ -29,7 +28,6 @@ from pipeline.worker import lock
 
 BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
 
-ROOT = Path(__file__).resolve().parents[1]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
 STANDING_BY = "đang chờ (dự phòng)"
@@ -44,49 +42,10 @@ def reg_mail() -> bytes:
                                     message_id=f"<{uuid.uuid4().hex}@mail.gmail.com>")
 
 
-class Worker:
-    """`intake run` as a real process (polling every second); its log lines are collected as they come."""
-
-    def __init__(self, *configs: Path) -> None:
-        args = [a for c in configs for a in ("-c", str(c))]
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", *args, "--poll-seconds", "1"],
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.output = LineLog(self.proc.stderr, lambda: self.proc.poll() is None)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def log(self) -> str:
-        return self.output.text
-
-    def wait_log(self, needle: str, count: int = 1, timeout: float = 30.0) -> None:
-        if not self.output.wait(needle, count, timeout):
-            raise AssertionError(f"{needle!r} ×{count} not logged; log:\n{self.log}")
-
-    def sigterm(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        self.output.join(timeout=5)
-        assert rc == 0, self.log
-        assert "worker stopped cleanly" in self.log
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a paused process would not die until resumed
-            self.proc.kill()
-            self.proc.wait()
-
-
 @contextlib.contextmanager
 def worker(*configs: Path) -> Iterator[Worker]:
-    w = Worker(*configs)
-    try:
+    with running("run", *[a for c in configs for a in ("-c", str(c))], "--poll-seconds", "1") as w:
         yield w
-    finally:
-        w.kill()
 
 
 def holder_pid(store: Store) -> int | None:

@@ -108,15 +108,16 @@ def recheck_reminder(ctx: Context, row: Any, now: datetime, today: date | None =
 def send_due(ctx: Context, now: datetime, *, today: date | None = None, transport_factory: Any = None,
              checkpoint: Callable[[str], None] | None = None) -> dict[str, int]:
     """Flush the outbox with every reminder checked again just before it leaves (for ``today`` when given,
-    see recheck_reminder). First judged: how long the receipts waiting will wait (an alert, if any, is
-    urgent mail and leaves in this same flush)."""
-    check_receipt_delay(ctx, now)
+    see recheck_reminder); then judge how long the receipts still waiting will wait (an alert, if any, is
+    urgent mail: it leaves with the next flush, right after the receipts)."""
     kwargs: dict[str, Any] = {"transport_factory": transport_factory} if transport_factory else {}
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
-    return flush_outbox(ctx.store, ctx.cfg.smtp, now,
-                        recheck=lambda row, at: recheck_reminder(ctx, row, at, today),
-                        claimer=holder_id(), may_send=lambda: lease_held(ctx.cfg.path), **kwargs)
+    counts = flush_outbox(ctx.store, ctx.cfg.smtp, now,
+                          recheck=lambda row, at: recheck_reminder(ctx, row, at, today),
+                          claimer=holder_id(), may_send=lambda: lease_held(ctx.cfg.path), **kwargs)
+    check_receipt_delay(ctx, now)
+    return counts
 
 
 def departures(ctx: Context, now: datetime) -> list[forecast.Departure]:
@@ -132,7 +133,7 @@ ALERT_KEY = "alert.receipt_delay"
 
 
 def check_receipt_delay(ctx: Context, now: datetime) -> bool:
-    """One alert to staff when a waiting receipt is expected to have waited longer than
+    """One alert to staff when a receipt still waiting is expected to have waited longer than
     ``worker.receipt_delay_alert_minutes`` when it leaves; quiet again once no receipt is late. Returns
     whether an alert was queued now."""
     cfg = ctx.cfg

@@ -15,6 +15,7 @@ import jinja2
 
 from pipeline.config import Config
 from pipeline.forms.rules import Rules, load_rules
+from pipeline.ledger.migrate import where
 from pipeline.ledger.store import Store
 from pipeline.mail.archive import Archive
 from pipeline.outbox.compose import template_env
@@ -28,12 +29,35 @@ from pipeline.plan.units import UnitDirectory, load_units
 log = logging.getLogger(__name__)
 
 
+MAILBOX_KEY = "mailbox.identity"
+
+
+def mailbox_identity(cfg: Config) -> str:
+    return f"{(cfg.mailbox.username or '').strip().lower()}@{cfg.mailbox.host.strip().lower()}"
+
+
+def bind_mailbox(store: Store, cfg: Config) -> None:
+    """A ledger serves one mailbox: the first config to open it binds it, and a config reading another
+    mailbox is refused. Two districts that share a database but forgot their own ``district:`` (or two
+    configs on one SQLite file) would otherwise share one UID high-water mark and skip each other's mail."""
+    mine, bound = mailbox_identity(cfg), store.get_kv(MAILBOX_KEY)
+    if not bound:
+        store.set_kv(MAILBOX_KEY, mine, datetime.now(timezone.utc))
+    elif bound != mine:
+        raise ConfigError(
+            f"{cfg.path}: sổ ghi ({where(cfg.database_url)}, quận '{cfg.district}') đang "
+            f"phục vụ hộp thư {bound}, còn cấu hình này đọc hộp thư {mine}. Mỗi quận dùng chung một cơ sở dữ "
+            "liệu phải có khoá `district:` riêng. Nếu chính quận này đã đổi hộp thư, chạy: intake db rebind "
+            f"/ this ledger serves mailbox {bound}, not {mine}")
+
+
 class Context:
     """Everything a pass needs, built once from config."""
 
     def __init__(self, cfg: Config, *, units: UnitDirectory | None = None) -> None:
         self.cfg = cfg
         self.store = Store(cfg.database_url, cfg.storage)
+        bind_mailbox(self.store, cfg)
         self.archive = Archive(cfg.archive_dir)
         self._fixed_units = units
         self._units: UnitDirectory | None = None

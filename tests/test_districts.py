@@ -141,3 +141,34 @@ def test_two_districts_keep_their_own_jobs_under_the_same_ids(city: tuple[Doveco
     assert set(schedule._drop_stale_jobs(a.ctx.cfg.database_url, set())) == set(stored["quan_a"])
     assert set(schedule.persisted_jobs(a.ctx.cfg.database_url)) == set()
     assert set(schedule.persisted_jobs(b.ctx.cfg.database_url)) == set(stored["quan_b"])
+
+
+def test_a_second_mailbox_on_a_district_ledger_is_refused_until_rebound(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Two configs on one ledger (a forgotten `district:`, one SQLite file) would share one UID high-water mark
+    and skip each other's mail: the ledger serves the first mailbox that opened it, and says so."""
+    import yaml
+
+    from pipeline import cli
+    from pipeline.errors import ConfigError
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    first = write_config(tmp_path / "a", imap_port=1, smtp_port=2)
+    Context(load_config(first))
+    second = write_config(tmp_path / "b", imap_port=1, smtp_port=2,
+                          mailbox_extra={"username": "hoankiem@example.org"})
+    data = yaml.safe_load(second.read_text(encoding="utf-8"))
+    data["storage"]["database"] = str(tmp_path / "a" / "db" / "intake.sqlite3")  # the first district's ledger
+    second.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="đang phục vụ hộp thư district@example.org@127.0.0.1") as err:
+        Context(load_config(second))
+    assert "district:" in str(err.value) and "intake db rebind" in str(err.value)
+    assert cli.main(["--config", str(second), "status"]) == 2  # every command refuses, in Vietnamese
+    assert "đang phục vụ hộp thư" in capsys.readouterr().err
+    # The district really changed its mailbox: one command, and the ledger serves the new one.
+    assert cli.main(["--config", str(second), "db", "rebind"]) == 0
+    assert "từ nay phục vụ hộp thư hoankiem@example.org@127.0.0.1" in capsys.readouterr().out
+    Context(load_config(second))
+    with pytest.raises(ConfigError):
+        Context(load_config(first))

@@ -1,4 +1,5 @@
-"""`intake db upgrade | current`: the database's schema, for the person installing a new version.
+"""`intake db upgrade | current | rebind`: the database's schema, for the person installing a new version, and
+the mailbox a ledger serves (context.bind_mailbox), for a district that changed its mailbox.
 
 Apart from migrate.py so that building the CLI's parser imports neither SQLAlchemy nor Alembic.
 """
@@ -15,6 +16,8 @@ def add_db_parser(sub: Any) -> None:
     dbs.add_parser("upgrade", help="upgrade a database made by an older version (nothing is lost); "
                                    "rows that name no year go to the configured year")
     dbs.add_parser("current", help="the database's schema revision")
+    dbs.add_parser("rebind", help="after the district changed its mailbox: the ledger serves the mailbox of this "
+                                  "config from now on")
     db.set_defaults(func=cmd_db)
 
 
@@ -24,6 +27,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     place = migrate.where(cfg.database_url)
+    if args.db_action == "rebind":
+        return _rebind(cfg, place)
     if args.db_action == "upgrade":
         done = migrate.upgrade(cfg.database_url, cfg.year)
         if done.created:
@@ -45,4 +50,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     else:
         print(f"Cơ sở dữ liệu {place}: lược đồ {revision or 'của phiên bản đầu tiên (chưa đánh số)'}, cũ; "
               "chạy: intake db upgrade")
+    return 0
+
+
+def _rebind(cfg: Any, place: str) -> int:
+    from datetime import datetime, timezone
+
+    from pipeline.context import MAILBOX_KEY, mailbox_identity
+    from pipeline.ledger.store import Store
+
+    store = Store(cfg.database_url, cfg.storage)
+    before, after = store.get_kv(MAILBOX_KEY), mailbox_identity(cfg)
+    store.set_kv(MAILBOX_KEY, after, datetime.now(timezone.utc))
+    print(f"Sổ ghi {place} từ nay phục vụ hộp thư {after}" + (f" (trước đây: {before})." if before else "."))
     return 0

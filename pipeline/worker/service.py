@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, load_config
+from pipeline.context import bind_mailbox
 from pipeline.ledger.migrate import where
 from pipeline.ledger.store import Store
 from pipeline.worker.jobs import run_job
@@ -98,6 +99,7 @@ class District:
         self.poll_seconds = poll_seconds
         # the lease thread is this store's only user: one connection is enough
         self.store = Store(self.cfg.database_url, dataclasses.replace(self.cfg.storage, pool_size=1, max_overflow=0))
+        bind_mailbox(self.store, self.cfg)  # a ledger serving another mailbox: refused at start, in words
         self.lease = Lease(self.path, self.store)
         self.label = f"{self.cfg.organisation} ({self.path})"
         self.sched: Any = None

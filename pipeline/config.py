@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.errors import ConfigError
@@ -190,7 +191,7 @@ def load_config(path: str | Path) -> Config:
         timezone=f.timezone,
         tz=ZoneInfo(f.timezone),
         mailbox=MailboxConfig(**_server(f.mailbox)),
-        smtp=SmtpConfig(**_server(f.smtp)),
+        smtp=SmtpConfig(**{**_server(f.smtp), "sent_folder": _sent_folder(f)}),
         database_url=district_url(f.storage.database_url(path.parent), f.district, storage),
         district=f.district,
         storage=storage,
@@ -216,6 +217,17 @@ def load_config(path: str | Path) -> Config:
                            for a in f.desk.accounts),
         ),
     )
+
+
+def _sent_folder(f: Any) -> str | None:
+    """``smtp.sent_folder`` as said, else "auto" where the IMAP mailbox is the Gmail account that sends (Gmail
+    files what its SMTP sends in that account's "[Gmail]/Sent Mail"); else none."""
+    said = f.smtp.sent_folder
+    if said is not None:
+        return said or None
+    same = (f.smtp.username or "").strip().lower() == (f.mailbox.username or "").strip().lower() != ""
+    gmail = (f.smtp.host or "").lower() == "smtp.gmail.com" and (f.mailbox.host or "").lower() == "imap.gmail.com"
+    return "auto" if same and gmail else None
 
 
 def _server(section: ServerSection) -> dict[str, object]:

@@ -36,14 +36,14 @@ def mailbox_identity(cfg: Config) -> str:
     return f"{(cfg.mailbox.username or '').strip().lower()}@{cfg.mailbox.host.strip().lower()}"
 
 
-def bind_mailbox(store: Store, cfg: Config) -> None:
-    """A ledger serves one mailbox: the first config to open it binds it, and a config reading another
-    mailbox is refused. Two districts that share a database but forgot their own ``district:`` (or two
-    configs on one SQLite file) would otherwise share one UID high-water mark and skip each other's mail."""
-    mine, bound = mailbox_identity(cfg), store.get_kv(MAILBOX_KEY)
-    if not bound:
-        store.set_kv(MAILBOX_KEY, mine, datetime.now(timezone.utc))
-    elif bound != mine:
+def bind_mailbox(store: Store, cfg: Config, *, bind: bool = True) -> None:
+    """A ledger serves one mailbox: the first config that reads mail into it binds it (``bind``: the worker, a
+    pass), and a config of another mailbox is refused by everything. Two districts that share a database but
+    forgot their own ``district:`` (or two configs on one SQLite file) would otherwise share one UID
+    high-water mark and skip each other's mail."""
+    mine = mailbox_identity(cfg)
+    bound = store.setdefault_kv(MAILBOX_KEY, mine, datetime.now(timezone.utc)) if bind else store.get_kv(MAILBOX_KEY)
+    if bound and bound != mine:
         raise ConfigError(
             f"{cfg.path}: sổ ghi ({where(cfg.database_url)}, quận '{cfg.district}') đang "
             f"phục vụ hộp thư {bound}, còn cấu hình này đọc hộp thư {mine}. Mỗi quận dùng chung một cơ sở dữ "
@@ -57,7 +57,7 @@ class Context:
     def __init__(self, cfg: Config, *, units: UnitDirectory | None = None) -> None:
         self.cfg = cfg
         self.store = Store(cfg.database_url, cfg.storage)
-        bind_mailbox(self.store, cfg)
+        bind_mailbox(self.store, cfg, bind=False)  # reading is checked; the pass binds (mailpass.py)
         self.archive = Archive(cfg.archive_dir)
         self._fixed_units = units
         self._units: UnitDirectory | None = None

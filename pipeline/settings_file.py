@@ -222,7 +222,7 @@ class SmtpSection(ServerSection):
     reserve_for_receipts: int_in(0, 100000) | None = None
     # Where the account keeps a copy of each mail its SMTP server sent (Gmail: "[Gmail]/Sent Mail"): after a
     # crash mid-send the worker looks there for the mail's Message-ID. "auto": the folder the IMAP server
-    # marks as Sent (the default for smtp.gmail.com); a folder name; or none.
+    # marks as Sent (the default when mailbox and smtp are the same Gmail account); a folder name; or none.
     sent_folder: Text | None = None
     # Without a sent folder, a send cut off by a crash is: "staff" (left for a person: `intake outbox retry`)
     # or "resend" (sent again with the same Message-ID after a minute: a rare second copy over a missing one).
@@ -234,10 +234,8 @@ class SmtpSection(ServerSection):
             workspace = (self.host or "").lower() == "smtp.gmail.com" and not addr_of(self.sender).lower().endswith(
                 ("@gmail.com", "@googlemail.com"))
             object.__setattr__(self, "per_day", 1800 if workspace else 400)
-        if self.sent_folder is None and (self.host or "").lower() == "smtp.gmail.com":
-            object.__setattr__(self, "sent_folder", "auto")
-        elif self.sent_folder is not None and self.sent_folder.strip().lower() in ("none", "no", ""):
-            object.__setattr__(self, "sent_folder", None)
+        if self.sent_folder is not None and self.sent_folder.strip().lower() in ("none", "no", ""):
+            object.__setattr__(self, "sent_folder", "")  # said: none (the default is decided in config.py)
         if self.reserve_for_receipts is None:
             object.__setattr__(self, "reserve_for_receipts", self.per_day // 4)
         elif self.reserve_for_receipts >= self.per_day:

@@ -150,12 +150,14 @@ def test_a_second_mailbox_on_a_district_ledger_is_refused_until_rebound(tmp_path
     import yaml
 
     from pipeline import cli
+    from pipeline.context import bind_mailbox
     from pipeline.errors import ConfigError
 
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
     first = write_config(tmp_path / "a", imap_port=1, smtp_port=2)
-    Context(load_config(first))
+    ctx = Context(load_config(first))
+    bind_mailbox(ctx.store, ctx.cfg)  # as the first district's worker (or a pass) does before reading mail
     second = write_config(tmp_path / "b", imap_port=1, smtp_port=2,
                           mailbox_extra={"username": "hoankiem@example.org"})
     data = yaml.safe_load(second.read_text(encoding="utf-8"))

@@ -153,3 +153,79 @@ def test_daily_limits_default_to_the_account_kind(tmp_path):
     assert (mine.per_day, mine.receipt_reserve) == (300, 200)
     with pytest.raises(ConfigError, match="reserve_for_receipts"):
         _smtp_config(tmp_path, {"per_day": 100, "reserve_for_receipts": 100})
+
+
+def test_an_item_that_cannot_be_checked_waits_and_the_others_leave(store):
+    for i in range(3):
+        _put(store, f"rem{i}", "reminder", f"u{i}@x")
+
+    def recheck(row, now):
+        if row.key == "rem0":
+            raise OSError("the blank form's file is gone")
+        return SEND
+
+    t = FakeTransport()
+    got = flush_outbox(store, _cfg(), NOW, transport_factory=t, recheck=recheck)
+    assert got["sent"] == 2 and t.sent == [("u1@x",), ("u2@x",)]
+    row = next(r for r in store.outbox_rows() if r.key == "rem0")
+    assert row.state == "pending" and row.next_attempt_at > (NOW + timedelta(minutes=59)).isoformat()
+
+
+def test_a_rewrite_goes_to_the_units_addresses_as_they_are_now(store):
+    _put(store, "rem", "reminder", "old@x")
+    t = FakeTransport()
+    flush_outbox(store, _cfg(), NOW, transport_factory=t,
+                 recheck=lambda row, now: Verdict("rewrite", subject="s", message_id="<m@x>", raw=b"Subject: s\r\n\r\n",
+                                                  recipients=("new@x", "second@x")))
+    assert t.sent == [("new@x", "second@x")]
+    assert store.outbox_rows()[0].recipients == '["new@x", "second@x"]'
+
+
+def test_a_send_refused_before_reaching_the_server_is_not_left_sending(store):
+    from pipeline.errors import ConfigError
+
+    _put(store, "rec", "receipt", "u@x")
+
+    def fate(i, to):
+        raise ConfigError("biến môi trường INTAKE_SMTP_PASSWORD chưa được đặt")
+
+    with pytest.raises(ConfigError):
+        flush_outbox(store, _cfg(), NOW, transport_factory=FakeTransport(fate))
+    row = store.outbox_rows()[0]
+    assert row.state == "pending" and "INTAKE_SMTP_PASSWORD" in row.last_error  # surely not sent: goes again
+
+
+def test_settling_leaves_the_live_workers_claims_alone(store):
+    for i in range(3):
+        _put(store, f"rec{i}", "receipt", f"u{i}@x")
+    assert store.claim_outbox(1, NOW, claimed_by="host:1:dead")
+    assert store.claim_outbox(2, NOW, claimed_by="host:2:live")
+    assert store.claim_outbox(3, NOW)  # a claim from before claims were signed
+    later = NOW + timedelta(minutes=5)
+    assert [r.id for r in store.interrupted_sends(later, live=["host:2:live"])] == [1, 3]
+    assert [r.id for r in store.interrupted_sends(NOW - timedelta(seconds=1), live=[])] == []
+    # a claimant marks only its own claim: one settled meanwhile is not overwritten
+    assert store.settle_send(1, "pending", "gửi lại", later)
+    store.finish_outbox(1, "sent", later)
+    assert store.outbox_rows()[0].state == "pending"
+
+
+def test_the_sent_folder_is_looked_up_only_in_the_account_that_sends(tmp_path):
+    import yaml
+
+    def cfg(smtp: dict, mailbox: dict):
+        (tmp_path / "units.csv").write_text("unit_id,name,group,emails\n", encoding="utf-8")
+        data = {"organisation": "Liên đoàn Lao động quận Long Biên", "year": 2022, "timezone": "Asia/Ho_Chi_Minh",
+                "mailbox": {"host": "imap.gmail.com", "username": "ldld@gmail.com", "password_env": "X", **mailbox},
+                "smtp": {"host": "smtp.gmail.com", "username": "ldld@gmail.com", "password_env": "X",
+                         "sender": "LĐLĐ <ldld@gmail.com>", **smtp},
+                "storage": {"database": "db.sqlite3", "archive": "archive"}, "units": "units.csv", "staff": []}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        return load_config(path).smtp.sent_folder
+
+    assert cfg({}, {}) == "auto"  # one Gmail account reads and sends: its "[Gmail]/Sent Mail" holds the copies
+    assert cfg({"username": "other@gmail.com"}, {}) is None  # copies land in another account's folder
+    assert cfg({}, {"host": "mail.example.vn"}) is None
+    assert cfg({"sent_folder": "none"}, {}) is None
+    assert cfg({"sent_folder": "Đã gửi"}, {"host": "mail.example.vn"}) == "Đã gửi"

@@ -371,7 +371,7 @@ def test_jobs_run_one_at_a_time_whoever_starts_them(intake: Harness) -> None:
 
     intake.deliver(reg_mail("<one-at-a-time@mail.gmail.com>"), datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
     done: list[str] = []
-    with jobs._job_lock(intake.cfg_path):  # a job of this district in hand
+    with lock.job_lock(intake.cfg_path):  # a job of this district in hand
         t = threading.Thread(target=lambda: done.append(jobs.run_job("poll", intake.cfg_path)))
         t.start()
         t.join(timeout=1.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.ledger.db import Database
 from pipeline.ledger.schema import iso, kv
@@ -16,6 +17,17 @@ class LivenessMixin(Database):
     def get_kv(self, key: str) -> str | None:
         with self.tx() as c:
             return c.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar()
+
+    def setdefault_kv(self, key: str, value: str, now: datetime) -> str:
+        """The key's value, set to ``value`` first if it has none (of two processes doing this at once, one
+        value wins and both read it)."""
+        with self.tx() as c:
+            try:
+                with c.begin_nested():
+                    c.execute(kv.insert().values(key=key, value=value, updated_at=iso(now)))
+            except IntegrityError:
+                pass
+            return str(c.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar())
 
     def set_kv(self, key: str, value: str, now: datetime) -> None:
         with self.tx() as c:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -105,11 +105,13 @@ class OutboxMixin(Database):
             return c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
                 state="dropped", last_error=reason, sent_at=None, next_attempt_at=iso(now))).rowcount == 1
 
-    def rewrite_outbox(self, oid: int, subject: str, smtp_message_id: str, raw: bytes) -> None:
-        """A pending item's mail made again before it leaves (a reminder now naming fewer obligations)."""
+    def rewrite_outbox(self, oid: int, subject: str, smtp_message_id: str, raw: bytes,
+                       recipients: Sequence[str]) -> None:
+        """A pending item's mail made again before it leaves (a reminder now naming fewer obligations, or
+        going to the unit's addresses as they are now)."""
         with self.tx() as c:
             c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "pending").values(
-                subject=subject, smtp_message_id=smtp_message_id, raw=raw))
+                subject=subject, smtp_message_id=smtp_message_id, raw=raw, recipients=json.dumps(list(recipients))))
 
     def defer_outbox(self, oid: int, until: datetime) -> None:
         with self.tx() as c:
@@ -132,16 +134,17 @@ class OutboxMixin(Database):
         if retry_at is not None:
             values["next_attempt_at"] = iso(retry_at)
         with self.tx() as c:
-            c.execute(outbox.update().where(outbox.c.id == oid).values(**values))
+            # Only the claimant's own claim is marked: one settled meanwhile (settle.py) is not overwritten.
+            c.execute(outbox.update().where(outbox.c.id == oid, outbox.c.state == "sending").values(**values))
 
-    def interrupted_sends(self, claimed_before: datetime, me: str | None = None) -> list[sa.Row[Any]]:
+    def interrupted_sends(self, claimed_before: datetime, live: Sequence[str] = ()) -> list[sa.Row[Any]]:
         """Items claimed ('sending') at or before ``claimed_before`` and never marked: their sender died
         between the claim and the mark. A younger claim may be a live sender's (the desk, `intake poll`);
-        a claim of ``me`` (this process) is a live one of ours, whatever its age."""
+        so may a claim by one of the ``live`` holders (the worker holding the lease now)."""
         cols = [c for c in outbox.c if c.name != "raw"]
         where = [outbox.c.state == "sending", outbox.c.next_attempt_at <= iso(claimed_before)]
-        if me is not None:
-            where.append(sa.or_(outbox.c.claimed_by.is_(None), outbox.c.claimed_by != me))
+        if live:
+            where.append(sa.or_(outbox.c.claimed_by.is_(None), outbox.c.claimed_by.not_in(sorted(set(live)))))
         with self.tx() as c:
             return list(c.execute(sa.select(*cols).where(*where).order_by(outbox.c.id)))
 

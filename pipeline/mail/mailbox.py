@@ -195,12 +195,18 @@ class Mailbox:
             raise _translate(exc, self.cfg) from exc
 
     def holding(self, folder: str, message_ids: Iterable[str]) -> set[str]:
-        """Which of ``message_ids`` a message in ``folder`` carries (SEARCH HEADER Message-ID, read-only)."""
+        """Which of ``message_ids`` a message in ``folder`` carries (read-only). Gmail is asked with its own
+        search (X-GM-RAW ``rfc822msgid:``), which finds a Message-ID where its SEARCH HEADER is known to miss
+        some; other servers with SEARCH HEADER Message-ID."""
         found: set[str] = set()
         try:
-            self._c().select_folder(folder, readonly=True)
+            client = self._c()
+            client.select_folder(folder, readonly=True)
+            gmail = client.has_capability("X-GM-EXT-1")
             for mid in message_ids:
-                if self._c().search(["HEADER", "Message-ID", mid]):
+                hits = (client.gmail_search(f"rfc822msgid:{mid.strip().strip('<>')}") if gmail
+                        else client.search(["HEADER", "Message-ID", mid]))
+                if hits:
                     found.add(mid)
         except _NET_ERRORS as exc:
             raise _translate(exc, self.cfg) from exc

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from pipeline.config import SmtpConfig
-from pipeline.errors import SmtpRejected, SmtpUnavailable
+from pipeline.errors import ConfigError, SmtpRejected, SmtpUnavailable
 from pipeline.ledger.outbox import MAY_USE_RESERVE
 from pipeline.ledger.schema import iso
 from pipeline.ledger.store import Store
@@ -45,6 +47,7 @@ class Verdict:
     subject: str = ""
     message_id: str = ""
     raw: bytes = b""
+    recipients: tuple[str, ...] = ()  # rewrite: the unit's addresses now (empty: as queued)
 
 
 SEND = Verdict("send")
@@ -72,6 +75,17 @@ class Allowance:
         return None if sent < self.ordinary else MAY_USE_RESERVE
 
 
+# Items this process is handing to SMTP right now, per ledger: settle.py never touches them, however long the
+# server takes (another process's claims are protected by the grace period and the lease).
+_IN_FLIGHT: set[tuple[str, int]] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def in_flight(store: Store) -> frozenset[int]:
+    with _IN_FLIGHT_LOCK:
+        return frozenset(oid for url, oid in _IN_FLIGHT if url == store.url)
+
+
 def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                  transport_factory: Callable[[SmtpConfig], Transport] = SmtpTransport,
                  recheck: Recheck | None = None,
@@ -81,51 +95,65 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
 
     Returns counts: sent, retry, failed, dropped (reminders no longer owed) and waiting (due, not sent).
     ``claimer``: who claims (recorded in ``claimed_by``); ``may_send()``: asked before each claim (a worker
-    that has lost its lease stops at once).
+    that has lost its lease stops at once). Claims and sends are stamped ``now`` plus the time the flush has
+    taken so far, so that the sending windows and the settling of interrupted sends see when they happened.
     """
+    started = time.monotonic()
+
+    def at() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - started)
+
     counts = {"sent": 0, "retry": 0, "failed": 0, "dropped": 0, "waiting": 0}
     allowance = Allowance.of(store, cfg, now)
     transport: Transport | None = None
-    passed: set[int] = set()  # items that failed to connect this time: not tried again in this flush
+    passed: set[int] = set()  # items not to look at again in this flush
     try:
         while True:
             purposes = allowance.purposes(counts["sent"])
             if purposes is not None and not purposes:
                 break
-            row = store.next_due(now, purposes=purposes, skip=frozenset(passed))
+            row = store.next_due(at(), purposes=purposes, skip=frozenset(passed))
             if row is None:
                 break
+            raw, recipients = row.raw, json.loads(row.recipients)
             if recheck is not None:
-                verdict = recheck(row, now)
+                try:
+                    verdict = recheck(row, at())
+                except Exception:  # one item that cannot be checked must not stop every other mail
+                    log.exception("outbox item %s (%s) could not be checked; trying again in an hour", row.id, row.key)
+                    store.defer_outbox(row.id, at() + timedelta(hours=1))
+                    passed.add(row.id)
+                    continue
                 if verdict.action == "drop":
-                    if store.drop_outbox(row.id, verdict.reason, now):
+                    if store.drop_outbox(row.id, verdict.reason, at()):
                         counts["dropped"] += 1
                         log.info("outbox item %s (%s) dropped: %s", row.id, row.key, verdict.reason)
                     continue
-                raw = row.raw
                 if verdict.action == "rewrite":
-                    store.rewrite_outbox(row.id, verdict.subject, verdict.message_id, verdict.raw)
+                    recipients = list(verdict.recipients) or recipients
+                    store.rewrite_outbox(row.id, verdict.subject, verdict.message_id, verdict.raw, recipients)
                     raw = verdict.raw
-            else:
-                raw = row.raw
             if not may_send():
                 break
-            if not store.claim_outbox(row.id, now, claimed_by=claimer):
+            if not store.claim_outbox(row.id, at(), claimed_by=claimer):
                 passed.add(row.id)  # another sender claimed it first
                 continue
             fresh = transport is None  # this item opens the connection
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.add((store.url, row.id))
             try:
                 if transport is None:
                     transport = transport_factory(cfg)
                 checkpoint("before-smtp")  # crash tests (mailpass.CHECKPOINTS) stop the process here ...
-                transport.send(raw, cfg.sender, json.loads(row.recipients))
+                transport.send(raw, cfg.sender, recipients)
                 checkpoint("after-smtp")  # ... or here: claimed, perhaps sent, not marked (settle.py)
             except SmtpRejected as exc:
-                store.finish_outbox(row.id, "failed", now, error=str(exc))
+                store.finish_outbox(row.id, "failed", at(), error=str(exc))
                 counts["failed"] += 1
             except SmtpUnavailable as exc:
                 delay = RETRY_DELAYS[min(row.attempts, len(RETRY_DELAYS) - 1)]
-                store.finish_outbox(row.id, "pending", now, error=str(exc), retry_at=now + timedelta(seconds=delay))
+                store.finish_outbox(row.id, "pending", at(), error=str(exc),
+                                    retry_at=at() + timedelta(seconds=delay))
                 counts["retry"] += 1
                 log.warning("outbox item %s will be retried in %ss: %s", row.id, delay, exc)
                 if transport is not None:
@@ -135,12 +163,18 @@ def flush_outbox(store: Store, cfg: SmtpConfig, now: datetime,
                     # The server could not be reached at all: the rest waits for the next flush instead of
                     # each item paying the connection timeout (and a retry delay) in turn.
                     break
+            except ConfigError as exc:
+                # Raised before anything reached a server (a password's variable unset): surely not sent.
+                store.finish_outbox(row.id, "pending", at(), error=str(exc), retry_at=at() + timedelta(minutes=5))
+                raise
             else:
-                store.finish_outbox(row.id, "sent", now)
+                store.finish_outbox(row.id, "sent", at())
                 counts["sent"] += 1
+            finally:
+                with _IN_FLIGHT_LOCK:
+                    _IN_FLIGHT.discard((store.url, row.id))
     finally:
         if transport is not None:
             transport.close()
-    counts["waiting"] = sum(1 for r in store.waiting_outbox() if r.next_attempt_at <= iso(now))
+    counts["waiting"] = sum(1 for r in store.waiting_outbox() if r.next_attempt_at <= iso(at()))
     return counts
-

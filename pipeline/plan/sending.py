@@ -22,7 +22,7 @@ from pipeline.plan import deadlines
 from pipeline.plan.reminder_rules import current_stage
 from pipeline.plan.reminder_text import ReminderPart, render_reminder, stage_label
 from pipeline.worker.liveness import local_time, staff_alert
-from pipeline.worker.lock import holder_id, lease_held
+from pipeline.worker.lock import holder_id, job_lock, lease_held
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -102,7 +102,7 @@ def recheck_reminder(ctx: Context, row: Any, now: datetime, today: date | None =
     if why:
         log.info("reminder %s now names %d of %d obligations: %s", row.id, len(keep), len(parts), "; ".join(why))
     return Verdict("rewrite", reason="; ".join(why), subject=mail.subject, message_id=mail.smtp_message_id,
-                   raw=mail.raw)
+                   raw=mail.raw, recipients=mail.recipients)
 
 
 def send_due(ctx: Context, now: datetime, *, today: date | None = None, transport_factory: Any = None,
@@ -113,10 +113,18 @@ def send_due(ctx: Context, now: datetime, *, today: date | None = None, transpor
     kwargs: dict[str, Any] = {"transport_factory": transport_factory} if transport_factory else {}
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
-    counts = flush_outbox(ctx.store, ctx.cfg.smtp, now,
-                          recheck=lambda row, at: recheck_reminder(ctx, row, at, today),
-                          claimer=holder_id(), may_send=lambda: lease_held(ctx.cfg.path), **kwargs)
-    check_receipt_delay(ctx, now)
+    district = job_lock(ctx.cfg.path)
+    # Inside a job the lock is already ours (re-entrant); the desk's flush after an action does not wait for a
+    # job in hand (the reminders take half a minute): the worker's next flush sends what the action queued.
+    if not district.acquire(blocking=False):
+        return {}
+    try:
+        counts = flush_outbox(ctx.store, ctx.cfg.smtp, now,
+                              recheck=lambda row, at: recheck_reminder(ctx, row, at, today),
+                              claimer=holder_id(), may_send=lambda: lease_held(ctx.cfg.path), **kwargs)
+        check_receipt_delay(ctx, now)
+    finally:
+        district.release()
     return counts
 
 

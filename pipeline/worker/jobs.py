@@ -25,7 +25,7 @@ from typing import Any, Callable
 from pipeline.config import load_config
 from pipeline.ledger.store import Store
 from pipeline.plan.sending import send_due
-from pipeline.worker.lock import lease_held
+from pipeline.worker.lock import job_lock, lease_held
 from pipeline.worker.liveness import check_liveness
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,6 @@ def job_report_after(cfg_path: str, obligation_id: str) -> None:
     run_job("report-after", cfg_path, obligation_id=obligation_id)
 
 
-# The scheduler's own thread and the IDLE thread both run a district's jobs: one at a time per district
-# (a worker serving several districts runs theirs side by side).
-_JOB_LOCKS: dict[str, threading.Lock] = {}
-
-
-def _job_lock(cfg_path: str | Path) -> threading.Lock:
-    with _CONTEXT_LOCK:
-        return _JOB_LOCKS.setdefault(str(Path(cfg_path).resolve()), threading.Lock())
-
-
 def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obligation_id: str | None = None,
             clock: Callable[[], datetime] = _utcnow) -> str:
     """Run one job now, after any job in hand, and return what it did (also logged).
@@ -93,7 +83,7 @@ def run_job(name: str, cfg_path: str | Path, now: datetime | None = None, *, obl
     ``now`` is the instant the job decides for (which day it is, how long polling has failed);
     mail is stamped and sent with ``clock``, the real one by default.
     """
-    with _job_lock(cfg_path):
+    with job_lock(cfg_path):
         # Checked after the wait for the lock, which may outlast the lease: a worker that lost it does nothing.
         if not lease_held(cfg_path):
             return "lease not held: another worker serves this district"

@@ -165,3 +165,13 @@ def locked_message(row: Any, cfg: Config) -> str:
         f"khi worker kia dừng (quyền xử lý hết hạn sau {int(LEASE_SECONDS)} giây không gia hạn).\n"
         f"another intake run (host {row.host}, pid {row.pid}) holds the worker lock for this district; exiting."
     )
+
+
+# A district's jobs run one at a time in this process (the scheduler's thread, the IDLE thread, the desk's
+# flush after an action): re-entrant, so a job that flushes the outbox holds it once more.
+_JOB_LOCKS: dict[str, threading.RLock] = {}
+
+
+def job_lock(cfg_path: str | Path) -> threading.RLock:
+    with _REGISTRY:
+        return _JOB_LOCKS.setdefault(_key(cfg_path), threading.RLock())

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from pipeline import forms
-from pipeline.context import Context
+from pipeline.context import Context, bind_mailbox
 from pipeline.errors import MessageParseError, TemporaryError
 from pipeline.forms.blank import form_attachment
 from pipeline.ledger.messages import RawRecord
@@ -372,20 +372,29 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
 
     recover(ctx, now, summary)
     factory = mailbox_factory or (lambda: Mailbox(ctx.cfg.mailbox))
+    bind_mailbox(ctx.store, ctx.cfg)  # this ledger reads this mailbox from now on (context.py)
     settled = False
     try:
         with factory() as mailbox:
             # Sends a crash cut off are settled first (the Sent folder is read over this connection).
-            summary.settled = settle_interrupted(ctx, mailbox, now)
-            settled = True
+            settled = _settle(ctx, mailbox, now, summary)
             fetch_new(ctx, mailbox, clock, summary, send=send, progress=progress, checkpoint=checkpoint)
     except TemporaryError as exc:
         summary.error = str(exc)
         log.error("pass could not complete: %s", exc)
     if not settled:
-        summary.settled = settle_interrupted(ctx, None, now)
+        _settle(ctx, None, now, summary)
     send()
     return summary
+
+
+def _settle(ctx: Context, mailbox: Any, now: datetime, summary: PassSummary) -> bool:
+    """Interrupted sends settled; a failure to settle is logged and never costs the pass its mail."""
+    try:
+        summary.settled = settle_interrupted(ctx, mailbox, now)
+    except Exception:
+        log.exception("interrupted sends not settled this time")
+    return True
 
 
 def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> str:

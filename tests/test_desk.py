@@ -446,6 +446,7 @@ def test_the_desk_shows_what_waits_to_leave_and_when(tmp_path: Path, monkeypatch
     for n in range(3):
         ctx.store.enqueue(_item(f"old{n}", "receipt"), now - timedelta(hours=20))
     for row in ctx.store.outbox_rows():
+        assert ctx.store.claim_outbox(row.id, now - timedelta(hours=20))
         ctx.store.finish_outbox(row.id, "sent", now - timedelta(hours=20))
     for n in range(3):
         ctx.store.enqueue(_item(f"r{n}", "receipt"), now)

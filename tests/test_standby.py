@@ -11,16 +11,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from conftest import DISTRICT, Harness, fresh_district, write_config
+from conftest import Harness, fresh_district, write_config
+from test_idle import reg_mail
 from workerproc import ROOT, Worker, running
-from intake_demo import samplemail, samples
 from pipeline.config import load_config
 from pipeline.ledger.schema import iso
 from pipeline.ledger.store import Store
@@ -28,18 +27,9 @@ from pipeline.worker import lock
 
 BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 UBND = "cdcs.ubnd@longbien.gov.vn"
 STANDING_BY = "đang chờ (dự phòng)"
 TAKEN = "worker lease taken"
-
-
-def reg_mail() -> bytes:
-    xlsx = samples.registration_xlsx("Công đoàn cơ quan Ủy ban nhân dân quận Long Biên",
-                                     [("Tổ công đoàn Văn phòng", "Một cửa thân thiện", "khac")])
-    return samplemail.gmail_message(UBND, DISTRICT, "Đăng ký Dân vận khéo", "Kính gửi LĐLĐ quận.",
-                                    [("Biểu đăng ký.xlsx", xlsx, XLSX)],
-                                    message_id=f"<{uuid.uuid4().hex}@mail.gmail.com>")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ not sent. Counts are numbers (a total adds up in the spreadsheet too); "(quá h�
 """
 from __future__ import annotations
 
-from datetime import datetime
 
 from openpyxl import Workbook
 from openpyxl.worksheet.worksheet import Worksheet
@@ -18,7 +17,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 from pipeline.city.figures import CityFigures, DistrictFigures, notes, on_time, verdict
 from pipeline.plan.progress_sheet import fill
 from pipeline.plan.vn import vn_date
-from pipeline.plan.xlsx import CENTER, fit_row, font, merge, note_row, print_setup, put, save, title_block, widths
+from pipeline.plan.xlsx import (CENTER, fit_row, font, merge, note_row, print_setup, put, save, tall_heads,
+                                title_block, widths)
 
 SHEET_NAME = "Tổng hợp thành phố"
 REGISTRATION_HEADERS = ("Số CĐCS phải đăng ký", "Đã đăng ký", "Trong đó đúng hạn", "Nộp quá hạn",
@@ -86,10 +86,7 @@ def build_city_workbook(figures: CityFigures) -> bytes:
                       f"Phong trào thi đua “Dân vận khéo” năm {_years(figures)}",
                       f"(Tính đến ngày {vn_date(figures.today)}; số liệu từ sổ ghi của từng quận, huyện)")
     top = row
-    for col, text in ((1, "TT"), (2, "Quận, huyện, thị xã")):
-        put(ws, top, col, text, bold=True, border=True, align=CENTER)
-        put(ws, top + 1, col, None, border=True)
-        ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
+    tall_heads(ws, top, ((1, "TT"), (2, "Quận, huyện, thị xã")))
     merge(ws, top, FIRST, FIRST + nreg - 1, "ĐĂNG KÝ MÔ HÌNH “DÂN VẬN KHÉO”", bold=True, border=True, align=CENTER)
     subheads = list(REGISTRATION_HEADERS)
     for j, col in enumerate(figures.reports):
@@ -132,12 +129,7 @@ def build_city_workbook(figures: CityFigures) -> bytes:
     ws.freeze_panes = ws.cell(row=top + 2, column=FIRST)
     print_setup(ws, last_col=last_col, last_row=row, title_rows=(top, top + 1))
 
-    wb.properties.creator = figures.name
-    wb.properties.title = f"Tổng hợp các quận, huyện năm {_years(figures)}"
-    stamp = datetime(figures.today.year, figures.today.month, figures.today.day)
-    wb.properties.created = stamp
-    wb.properties.modified = stamp
-    return save(wb, stamp)
+    return save(wb, figures.today, creator=figures.name, title=f"Tổng hợp các quận, huyện năm {_years(figures)}")
 
 
 def workbook_name(figures: CityFigures) -> str:

@@ -21,13 +21,17 @@ class LivenessMixin(Database):
     def setdefault_kv(self, key: str, value: str, now: datetime) -> str:
         """The key's value, set to ``value`` first if it has none (of two processes doing this at once, one
         value wins and both read it)."""
+        read = sa.select(kv.c.value).where(kv.c.key == key)
         with self.tx() as c:
+            found = c.execute(read).scalar()
+            if found is not None:  # every pass asks: only the first one writes (no refused insert each time)
+                return str(found)
             try:
                 with c.begin_nested():
                     c.execute(kv.insert().values(key=key, value=value, updated_at=iso(now)))
             except IntegrityError:
                 pass
-            return str(c.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar())
+            return str(c.execute(read).scalar())
 
     def set_kv(self, key: str, value: str, now: datetime) -> None:
         with self.tx() as c:

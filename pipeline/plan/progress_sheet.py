@@ -16,7 +16,7 @@ from pipeline.plan.deadlines import SENT_STANDINGS, STANDING_LABELS_VI, STANDING
 from pipeline.plan.reports import GROUP_LABELS, ComplianceRow, ReportData
 from pipeline.plan.vn import vn_date
 from pipeline.plan.xlsx import (CENTER, DATE_FORMAT, RIGHT, fit_row, font, merge, note_row, print_setup, put,
-                                title_block, widths)
+                                tall_heads, title_block, widths)
 
 # Colour says the same as the cell's words (never colour alone): the overdue stand out in red and bold.
 STANDING_FILLS = {
@@ -54,10 +54,7 @@ def progress_sheet(ws: Worksheet, data: ReportData) -> None:
                       f"Phong trào thi đua “Dân vận khéo” năm {data.year}",
                       f"(Tính đến ngày {vn_date(data.today)}; ngày nhận theo giờ Việt Nam)")
     top = row
-    for col, text in ((1, "TT"), (2, "Tên đơn vị")):
-        put(ws, top, col, text, bold=True, border=True, align=CENTER)
-        put(ws, top + 1, col, None, border=True)
-        ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
+    tall_heads(ws, top, ((1, "TT"), (2, "Tên đơn vị")))
     put(ws, top, 3, "Khối", bold=True, border=True, align=CENTER)
     put(ws, top + 1, 3, "Hạn nộp", italic=True, border=True, align=RIGHT)
     for i, counts in enumerate(obligations):

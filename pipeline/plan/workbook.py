@@ -15,7 +15,6 @@ otherwise store any str starting with "=" as a formula.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -30,7 +29,7 @@ from pipeline.plan.progress_sheet import fill, progress_sheet
 from pipeline.plan.reports import GROUP_LABELS, ReportData, category_table, group_table, headline, percent
 from pipeline.plan.vn import vn_date
 from pipeline.plan.xlsx import (CENTER, DATE_FORMAT, LEFT, fit_row, font, merge, note_row, print_setup, put, save,
-                                title_block, widths)
+                                tall_heads, title_block, widths)
 
 SECTION_HEADERS = (("collective", "I", "TẬP THỂ"), ("individual", "II", "CÁ NHÂN"))
 SHEET_NAMES = ("Tổng hợp", "Khen thưởng", "Tiến độ", "Chỉ tiêu")
@@ -70,10 +69,7 @@ def _form_sheet(ws: Worksheet, data: ReportData, pairs: Sequence[tuple[Unit, Ent
     top = row
     headers = [(1, "TT"), (2, "Tên tập thể, cá nhân"), (3, "Tên mô hình"),
                *((first_extra + i, col.label) for i, col in enumerate(extras)), (last_col, last_header)]
-    for col, text in headers:
-        put(ws, top, col, text, bold=True, align=CENTER, border=True)
-        put(ws, top + 1, col, None, border=True)
-        ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
+    tall_heads(ws, top, headers)
     merge(ws, top, 4, 3 + ncat, "PHÂN LOẠI MÔ HÌNH", bold=True, align=CENTER, border=True)
     for i, (_, label) in enumerate(categories):
         put(ws, top + 1, 4 + i, label, bold=True, align=CENTER, border=True)
@@ -289,13 +285,8 @@ def build_workbook(data: ReportData) -> bytes:
     )
     progress_sheet(wb.create_sheet(SHEET_NAMES[2]), data)
     _targets_sheet(wb.create_sheet(SHEET_NAMES[3]), data)
-    wb.properties.creator = data.organisation
-    wb.properties.title = f"Tổng hợp “Dân vận khéo” năm {data.year}"
-    # Fixed timestamps: the same data gives the same workbook (the core never reads the clock).
-    stamp = datetime(data.today.year, data.today.month, data.today.day)
-    wb.properties.created = stamp
-    wb.properties.modified = stamp
-    return save(wb, stamp)
+    # Dated the figures' day: the same data gives the same workbook (the core never reads the clock).
+    return save(wb, data.today, creator=data.organisation, title=f"Tổng hợp “Dân vận khéo” năm {data.year}")
 
 
 __all__ = ["SHEET_NAMES", "build_workbook"]

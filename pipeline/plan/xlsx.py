@@ -164,9 +164,23 @@ def print_setup(ws: Worksheet, *, last_col: int, last_row: int, title_rows: tupl
     ws.oddFooter.center.size = 9
 
 
-def save(wb: Workbook, stamp: datetime) -> bytes:
-    """Save without reading the clock: openpyxl's save() stamps docProps "modified" and every zip
-    entry with the current time; same data, same bytes is worth the few lines."""
+def tall_heads(ws: Worksheet, top: int, heads: Sequence[tuple[int, str]]) -> None:
+    """Column headings that stand over both header rows (TT, the name column), merged and boxed."""
+    for col, text in heads:
+        put(ws, top, col, text, bold=True, border=True, align=CENTER)
+        put(ws, top + 1, col, None, border=True)
+        ws.merge_cells(start_row=top, start_column=col, end_row=top + 1, end_column=col)
+
+
+def save(wb: Workbook, day: date, *, creator: str, title: str) -> bytes:
+    """The workbook's bytes, with its author and title, dated ``day``, without reading the clock: openpyxl's
+    save() stamps docProps "modified" and every zip entry with the current time; the same data giving the
+    same bytes is worth the few lines."""
+    stamp = datetime(day.year, day.month, day.day)
+    wb.properties.creator = creator
+    wb.properties.title = title
+    wb.properties.created = stamp
+    wb.properties.modified = stamp
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         ExcelWriter(wb, archive).write_data()
@@ -180,4 +194,4 @@ def save(wb: Workbook, stamp: datetime) -> bytes:
 
 
 __all__ = ["FONT", "BORDER", "CENTER", "LEFT", "RIGHT", "DATE_FORMAT", "font", "put", "merge", "title_block",
-           "note_row", "text_lines", "fit_row", "widths", "print_setup", "save"]
+           "note_row", "text_lines", "fit_row", "widths", "print_setup", "tall_heads", "save"]

@@ -34,6 +34,8 @@ class OutboxItem:
 # receipt too: the unit waits for it.
 PRIORITY = {"receipt": 0, "notice": 0, "alert": 1, "reminder": 2, "report": 3}
 LOWEST = max(PRIORITY.values())
+# What a unit waits for: receipts and notices about its own document (the receipt-delay alert watches these).
+AWAITED = frozenset(p for p, rank in PRIORITY.items() if rank == 0)
 # What may use the part of the day's sending limit kept for receipts (smtp.reserve_for_receipts): receipts,
 # and the few alerts that tell staff something is wrong.
 MAY_USE_RESERVE = frozenset(p for p, rank in PRIORITY.items() if rank <= 1)

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pipeline.errors import ConfigError
-from pipeline.ledger.outbox import OutboxItem
+from pipeline.ledger.outbox import AWAITED, OutboxItem
 from pipeline.ledger.schema import from_iso
 from pipeline.model import Unit
 from pipeline.outbox import forecast
@@ -133,6 +133,8 @@ def departures(ctx: Context, now: datetime) -> list[forecast.Departure]:
     smtp = ctx.cfg.smtp
     waiting = [forecast.Waiting(r.id, r.purpose, from_iso(r.created_at), from_iso(r.next_attempt_at))
                for r in ctx.store.waiting_outbox()]
+    if not waiting:  # the usual case after every flush: no need to read the day's sending history
+        return []
     return forecast.forecast(waiting, ctx.store.sent_times(now - timedelta(days=1)), now,
                              per_minute=smtp.per_minute, per_day=smtp.per_day, reserve=smtp.receipt_reserve)
 
@@ -147,7 +149,7 @@ def check_receipt_delay(ctx: Context, now: datetime) -> bool:
     cfg = ctx.cfg
     limit = timedelta(minutes=cfg.receipt_delay_alert_minutes)
     late = [d for d in departures(ctx, now)
-            if d.item.purpose in ("receipt", "notice") and (d.wait is None or d.wait > limit)]
+            if d.item.purpose in AWAITED and (d.wait is None or d.wait > limit)]
     episode = ctx.store.get_kv(ALERT_KEY) or ""
     if not late:
         if episode:
@@ -155,7 +157,7 @@ def check_receipt_delay(ctx: Context, now: datetime) -> bool:
         return False
     if episode:
         return False
-    worst = max((d for d in late), key=lambda d: d.wait or timedelta.max)
+    worst = max(late, key=lambda d: d.wait or timedelta.max)
     when = local_time(worst.at, cfg) if worst.at else "sau nhiều ngày nữa"
     body = (f"Thư báo nhận gửi các đơn vị đang phải chờ: {len(late)} thư báo nhận dự kiến chờ quá "
             f"{cfg.receipt_delay_alert_minutes} phút; thư chờ lâu nhất dự kiến đi lúc {when}.\n\n"

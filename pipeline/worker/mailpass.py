@@ -377,7 +377,8 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
     try:
         with factory() as mailbox:
             # Sends a crash cut off are settled first (the Sent folder is read over this connection).
-            settled = _settle(ctx, mailbox, now, summary)
+            _settle(ctx, mailbox, now, summary)
+            settled = True
             fetch_new(ctx, mailbox, clock, summary, send=send, progress=progress, checkpoint=checkpoint)
     except TemporaryError as exc:
         summary.error = str(exc)
@@ -388,13 +389,12 @@ def run_pass(ctx: Context, *, mailbox_factory: Callable[[], ContextManager[Mailb
     return summary
 
 
-def _settle(ctx: Context, mailbox: Any, now: datetime, summary: PassSummary) -> bool:
+def _settle(ctx: Context, mailbox: Any, now: datetime, summary: PassSummary) -> None:
     """Interrupted sends settled; a failure to settle is logged and never costs the pass its mail."""
     try:
         summary.settled = settle_interrupted(ctx, mailbox, now)
     except Exception:
         log.exception("interrupted sends not settled this time")
-    return True
 
 
 def reprocess(ctx: Context, pk: int, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> str:

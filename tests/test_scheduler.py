@@ -23,6 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from conftest import DISTRICT, Harness, write_config
 from intake_demo import samplemail
+from pipeline import runtime
+from pipeline.ledger.leases import LOCK_NAME
 from pipeline.worker import jobs, liveness, lock, schedule
 from pipeline.config import load_config
 from intake_demo import samples
@@ -155,28 +157,28 @@ def test_one_worker_lease(tmp_path: Path, database: tuple[str, str] | None) -> N
     cfg_path = write_config(tmp_path, imap_port=1, smtp_port=2, database=database)
     store = Store(load_config(cfg_path).database_url)
     ours = lock.Lease(cfg_path, store)
-    assert not lock.lease_held(cfg_path)  # served by this process, not held yet: no job may run
-    assert ours.acquire() and lock.lease_held(cfg_path)
-    row = store.lock_row(lock.LOCK_NAME)
-    assert row.holder == lock.holder_id() and row.pid == os.getpid() and row.host == socket.gethostname()
+    assert not runtime.lease_held(cfg_path)  # served by this process, not held yet: no job may run
+    assert ours.acquire() and runtime.lease_held(cfg_path)
+    row = store.lock_row(LOCK_NAME)
+    assert row.holder == runtime.holder_id() and row.pid == os.getpid() and row.host == socket.gethostname()
     assert lock.LEASE_SECONDS - 2 <= row.seconds_left <= lock.LEASE_SECONDS and not row.expired
     assert "intake run" in lock.locked_message(row, load_config(cfg_path))
     # Another process cannot take a live lease; once it expires (by the database's clock) it can, and the
     # old holder learns it at its next renewal and stops at once.
     now = datetime.now(timezone.utc)
-    assert not store.acquire_lease(lock.LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
-    assert ours.renew() and lock.lease_held(cfg_path)
-    store.acquire_lease(lock.LOCK_NAME, ours.holder, "h", os.getpid(), -1, now)  # ours, already run out
-    assert store.acquire_lease(lock.LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
-    assert ours.renew() is False and not lock.lease_held(cfg_path)
-    assert store.release_lease(lock.LOCK_NAME, "other:1:x")
+    assert not store.acquire_lease(LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
+    assert ours.renew() and runtime.lease_held(cfg_path)
+    store.acquire_lease(LOCK_NAME, ours.holder, "h", os.getpid(), -1, now)  # ours, already run out
+    assert store.acquire_lease(LOCK_NAME, "other:1:x", "other", 1, lock.LEASE_SECONDS, now)
+    assert ours.renew() is False and not runtime.lease_held(cfg_path)
+    assert store.release_lease(LOCK_NAME, "other:1:x")
     # A holder on this host whose process is gone is taken over at once, lease or no lease.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert store.acquire_lease(lock.LOCK_NAME, "ghost", socket.gethostname(), dead.pid, 3600, now)
-    assert ours.acquire() and store.lock_row(lock.LOCK_NAME).holder == ours.holder
+    assert store.acquire_lease(LOCK_NAME, "ghost", socket.gethostname(), dead.pid, 3600, now)
+    assert ours.acquire() and store.lock_row(LOCK_NAME).holder == ours.holder
     ours.release()
-    assert store.lock_row(lock.LOCK_NAME) is None and lock.lease_held(cfg_path)  # no longer served here
+    assert store.lock_row(LOCK_NAME) is None and runtime.lease_held(cfg_path)  # no longer served here
     store.engine.dispose()
 
 
@@ -321,7 +323,7 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert intake.ctx.store.lock_row(lock.LOCK_NAME) is None
+    assert intake.ctx.store.lock_row(LOCK_NAME) is None
     assert {"poll", "remind", "digest"} <= set(schedule.persisted_jobs(intake.ctx.cfg.database_url))
 
     # Restarted: polls again (nothing new), sends nothing twice; a crash-killed worker's lock is taken over.
@@ -336,7 +338,7 @@ def test_intake_run_subprocess_lock_sigterm_restart(intake: Harness) -> None:
         if again.poll() is None:
             again.kill()
             again.wait()
-    assert intake.ctx.store.lock_row(lock.LOCK_NAME) is not None
+    assert intake.ctx.store.lock_row(LOCK_NAME) is not None
     started = datetime.now(timezone.utc)
     third = _start(intake.cfg_path, env)
     try:
@@ -371,7 +373,7 @@ def test_jobs_run_one_at_a_time_whoever_starts_them(intake: Harness) -> None:
 
     intake.deliver(reg_mail("<one-at-a-time@mail.gmail.com>"), datetime(2022, 2, 18, 9, 0, tzinfo=TZ))
     done: list[str] = []
-    with lock.job_lock(intake.cfg_path):  # a job of this district in hand
+    with runtime.job_lock(intake.cfg_path):  # a job of this district in hand
         t = threading.Thread(target=lambda: done.append(jobs.run_job("poll", intake.cfg_path)))
         t.start()
         t.join(timeout=1.0)

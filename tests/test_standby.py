@@ -23,6 +23,7 @@ from workerproc import ROOT, Worker, running
 from pipeline.config import load_config
 from pipeline.ledger.schema import iso
 from pipeline.ledger.store import Store
+from pipeline.ledger.leases import LOCK_NAME
 from pipeline.worker import lock
 
 BACKENDS = ("sqlite", "postgresql")  # every test here runs on both (conftest.py)
@@ -39,7 +40,7 @@ def worker(*configs: Path) -> Iterator[Worker]:
 
 
 def holder_pid(store: Store) -> int | None:
-    row = store.lock_row(lock.LOCK_NAME)
+    row = store.lock_row(LOCK_NAME)
     return None if row is None else row.pid
 
 
@@ -58,24 +59,24 @@ def test_the_lease_is_judged_by_the_database_clock_alone(db_url: str) -> None:
     ahead, behind = here + timedelta(days=365), here - timedelta(days=365)  # machines whose clocks are wrong
     # A holder whose clock runs a year ahead wrote its times in the future; its lease ran out by the database's
     # clock: a taker whose clock runs a year behind takes it.
-    assert store.acquire_lease(lock.LOCK_NAME, "fast:1:a", "fast", 1, -10, ahead)
-    row = store.lock_row(lock.LOCK_NAME)
+    assert store.acquire_lease(LOCK_NAME, "fast:1:a", "fast", 1, -10, ahead)
+    row = store.lock_row(LOCK_NAME)
     assert row.heartbeat_at == iso(ahead) and row.expired
-    assert store.acquire_lease(lock.LOCK_NAME, "slow:2:b", "slow", 2, lock.LEASE_SECONDS, behind)
+    assert store.acquire_lease(LOCK_NAME, "slow:2:b", "slow", 2, lock.LEASE_SECONDS, behind)
     # A live lease is not taken by a machine whose clock says it is long stale.
-    assert not store.acquire_lease(lock.LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
-    assert not store.renew_lease(lock.LOCK_NAME, "fast:1:a", lock.LEASE_SECONDS, ahead)
-    row = store.lock_row(lock.LOCK_NAME)
+    assert not store.acquire_lease(LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
+    assert not store.renew_lease(LOCK_NAME, "fast:1:a", lock.LEASE_SECONDS, ahead)
+    row = store.lock_row(LOCK_NAME)
     assert row.holder == "slow:2:b" and row.heartbeat_at == iso(behind)
     assert lock.LEASE_SECONDS - 2 <= row.seconds_left <= lock.LEASE_SECONDS
     # A two-second lease runs out two seconds later by the database's clock, whatever the holder's says.
-    assert store.renew_lease(lock.LOCK_NAME, "slow:2:b", 2, behind)
-    assert not store.acquire_lease(lock.LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
+    assert store.renew_lease(LOCK_NAME, "slow:2:b", 2, behind)
+    assert not store.acquire_lease(LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
     time.sleep(3.1)
-    assert store.lock_row(lock.LOCK_NAME).expired
-    assert not store.renew_lease(lock.LOCK_NAME, "slow:2:b", lock.LEASE_SECONDS, behind)  # too late: stop work
-    assert store.acquire_lease(lock.LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
-    assert store.lock_row(lock.LOCK_NAME).holder == "fast:1:a"
+    assert store.lock_row(LOCK_NAME).expired
+    assert not store.renew_lease(LOCK_NAME, "slow:2:b", lock.LEASE_SECONDS, behind)  # too late: stop work
+    assert store.acquire_lease(LOCK_NAME, "fast:1:a", "fast", 1, lock.LEASE_SECONDS, ahead)
+    assert store.lock_row(LOCK_NAME).holder == "fast:1:a"
     store.engine.dispose()
 
 
@@ -86,10 +87,10 @@ def test_a_lease_row_of_the_previous_version_counts_as_expired(db_url: str) -> N
     store = Store(db_url)
     now = datetime.now(timezone.utc)
     with store.tx() as c:
-        c.execute(locks.insert().values(name=lock.LOCK_NAME, holder="old:1:x", host="old", pid=1,
+        c.execute(locks.insert().values(name=LOCK_NAME, holder="old:1:x", host="old", pid=1,
                                         acquired_at=iso(now), heartbeat_at=iso(now), expires_at=None))
-    assert store.lock_row(lock.LOCK_NAME).expired
-    assert store.acquire_lease(lock.LOCK_NAME, "new:2:y", "new", 2, lock.LEASE_SECONDS, now)
+    assert store.lock_row(LOCK_NAME).expired
+    assert store.acquire_lease(LOCK_NAME, "new:2:y", "new", 2, lock.LEASE_SECONDS, now)
     store.engine.dispose()
 
 
@@ -114,7 +115,7 @@ def test_a_standby_takes_over_within_a_minute_after_the_worker_is_killed(intake:
             assert time.monotonic() - killed < 60, second.log
             assert holder_pid(store) == second.pid
             second.sigterm()
-    assert store.lock_row(lock.LOCK_NAME) is None  # given back on a clean stop
+    assert store.lock_row(LOCK_NAME) is None  # given back on a clean stop
     assert [m.rcpt_tos for m in intake.smtp.messages] == [[UBND], [UBND]]
     receipts_sent_once(store, 2)
 
@@ -184,7 +185,7 @@ def test_one_worker_serves_two_districts_and_another_stands_by_for_both(
                 second.sigterm()
         for store in stores.values():  # each district answered its own mail, each once
             receipts_sent_once(store, 2)
-            assert store.lock_row(lock.LOCK_NAME) is None
+            assert store.lock_row(LOCK_NAME) is None
         assert len(smtp.messages) == 4
     finally:
         for store in stores.values():

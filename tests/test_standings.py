@@ -18,7 +18,7 @@ from pipeline.desk import create_app
 from pipeline.ledger.schema import iso
 from pipeline.plan.campaigns import load_campaigns
 from pipeline.plan.deadlines import STANDING_LABELS_VI, STANDINGS, STATES, past_due, standing
-from pipeline.worker.lock import LOCK_NAME
+from pipeline.ledger.leases import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 CSS = ROOT / "pipeline" / "desk" / "static" / "desk.css"

@@ -20,7 +20,8 @@ from pipeline.model import DocumentRecord, Unit, period_label
 from pipeline.ledger.schema import (bounces, documents, entries, findings, from_iso, kv, locks, messages, outbox,
                                     reminders)
 from pipeline.textnorm import fold
-from pipeline.worker.lock import LOCK_NAME, LOCK_STALE_AFTER
+from pipeline.ledger.leases import LOCK_NAME
+from pipeline.worker.lock import LOCK_STALE_AFTER
 
 if TYPE_CHECKING:
     from pipeline.context import Context

@@ -22,6 +22,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from pipeline.ledger.db import Database
 from pipeline.ledger.schema import from_iso, iso, locks
 
+LOCK_NAME = "worker"  # the lease row of the district's worker
+
 
 class db_time(FunctionElement[str]):
     """The database's clock ``seconds`` from now, as an ISO string in UTC (the format of schema.iso)."""

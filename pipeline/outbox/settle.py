@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import TemporaryError
+from pipeline.ledger.leases import LOCK_NAME
 from pipeline.ledger.schema import from_iso
 from pipeline.outbox.send import in_flight
-from pipeline.worker.lock import LOCK_NAME, holder_id
+from pipeline.runtime import holder_id
 
 if TYPE_CHECKING:
     from pipeline.context import Context

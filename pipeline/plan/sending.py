@@ -16,13 +16,13 @@ from pipeline.ledger.schema import from_iso
 from pipeline.model import Unit
 from pipeline.outbox import forecast
 from pipeline.outbox.compose import build_mail
+from pipeline.outbox.alerts import local_time, staff_alert
 from pipeline.outbox.send import SEND, Verdict, flush_outbox
 from pipeline.forms.blank import form_attachment
 from pipeline.plan import deadlines
 from pipeline.plan.reminder_rules import current_stage
 from pipeline.plan.reminder_text import ReminderPart, render_reminder, stage_label
-from pipeline.worker.liveness import local_time, staff_alert
-from pipeline.worker.lock import holder_id, job_lock, lease_held
+from pipeline.runtime import holder_id, job_lock, lease_held
 
 if TYPE_CHECKING:
     from pipeline.context import Context

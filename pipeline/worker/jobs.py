@@ -25,7 +25,7 @@ from typing import Any, Callable
 from pipeline.config import load_config
 from pipeline.ledger.store import Store
 from pipeline.plan.sending import send_due
-from pipeline.worker.lock import job_lock, lease_held
+from pipeline.runtime import job_lock, lease_held
 from pipeline.worker.liveness import check_liveness
 
 log = logging.getLogger(__name__)

@@ -14,32 +14,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from pipeline.config import Config
-from pipeline.ledger.outbox import OutboxItem
 from pipeline.ledger.schema import from_iso, iso
 from pipeline.ledger.store import Store
-from pipeline.outbox.compose import build_mail
+from pipeline.outbox.alerts import local_time, staff_alert
 
 log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def staff_alert(ctx: Any, key: str, subject: str, body: str, now: datetime) -> bool:
-    cfg: Config = ctx.cfg
-    if not cfg.staff:
-        log.warning("alert %s not mailed: no staff configured: %s", key, subject)
-        return False
-    subject = f"[{cfg.organisation}] {subject}"
-    mid, raw = build_mail(sender=cfg.smtp.sender, to=cfg.staff, subject=subject, text=body)
-    return ctx.store.enqueue(OutboxItem(key=key, purpose="alert", recipients=tuple(cfg.staff), subject=subject,
-                                        smtp_message_id=mid, raw=raw), now)
-
-
-def local_time(dt: datetime, cfg: Config) -> str:
-    """The instant as staff read it: hour and day in the configured time zone."""
-    return dt.astimezone(cfg.tz).strftime("%H:%M ngày %d/%m/%Y")
 
 
 def check_liveness(ctx: Any, now: datetime, error: str | None, clock: Callable[[], datetime] = _utcnow) -> list[str]:

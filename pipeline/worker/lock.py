@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,10 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.ledger.schema import from_iso
 from pipeline.ledger.store import Store
-from pipeline.worker.liveness import local_time
+from pipeline.ledger.leases import LOCK_NAME
+from pipeline.outbox.alerts import local_time
+from pipeline.runtime import boot_clock, district_key, holder_id, lease_held, serve_until
 
-LOCK_NAME = "worker"
 LEASE_SECONDS = 45.0
 RENEW_SECONDS = 15.0
 STANDBY_SECONDS = 5.0
@@ -34,36 +32,6 @@ SAFETY_SECONDS = 5.0
 LOCKED_EXIT = 3
 # The desk calls a worker silent after this long without a renewal (shown to people, never compared by workers).
 LOCK_STALE_AFTER = timedelta(minutes=5)
-
-_HOLDER: tuple[int, str] | None = None
-_HELD: dict[str, float] = {}  # config path → boot-clock instant until which this process may work for it
-_REGISTRY = threading.Lock()
-
-
-def holder_id() -> str:
-    """This process's holder id, ``host:pid:random``: what the lease row and ``outbox.claimed_by`` record."""
-    global _HOLDER
-    with _REGISTRY:
-        if _HOLDER is None or _HOLDER[0] != os.getpid():  # a forked child is another holder
-            _HOLDER = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-        return _HOLDER[1]
-
-
-def _boot_clock() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
-
-
-def _key(cfg_path: str | Path) -> str:
-    return str(Path(cfg_path).resolve())
-
-
-def lease_held(cfg_path: str | Path) -> bool:
-    """May this process do the district's work now? False while a worker of this process stands by for it or
-    has lost its lease; True when no worker of this process serves that config (`intake poll`, tests)."""
-    with _REGISTRY:
-        until = _HELD.get(_key(cfg_path))
-    return until is None or _boot_clock() < until
-
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -79,38 +47,35 @@ class Lease:
     """The worker lease of one district (one config file), as this process sees it."""
 
     def __init__(self, cfg_path: str | Path, store: Store, seconds: float = LEASE_SECONDS) -> None:
-        self.key = _key(cfg_path)
+        self.key = district_key(cfg_path)
         self.store = store
         self.seconds = seconds
         self.holder = holder_id()
         self.host = socket.gethostname()
-        with _REGISTRY:
-            _HELD[self.key] = 0.0  # served by this process, not held yet: its jobs must not run
+        serve_until(self.key, 0.0)  # served by this process, not held yet: its jobs must not run
 
     @property
     def held(self) -> bool:
         return lease_held(self.key)
 
     def _hold(self, asked_at: float) -> None:
-        with _REGISTRY:
-            _HELD[self.key] = asked_at + self.seconds - SAFETY_SECONDS
+        serve_until(self.key, asked_at + self.seconds - SAFETY_SECONDS)
 
     def drop(self) -> None:
         """Stop working at once (the lease was lost): lease_held is False from now on."""
-        with _REGISTRY:
-            _HELD[self.key] = 0.0
+        serve_until(self.key, 0.0)
 
     def acquire(self, now: datetime | None = None) -> bool:
         """Take the lease if it is free, expired by the database's clock, or held by a dead process of this
         machine. ``now`` (this machine's clock) is only recorded in the row."""
         now = now or datetime.now(timezone.utc)
         pid = os.getpid()
-        asked_at = _boot_clock()
+        asked_at = boot_clock()
         won = self.store.acquire_lease(LOCK_NAME, self.holder, self.host, pid, self.seconds, now)
         if not won:
             row = self.store.lock_row(LOCK_NAME)
             if row is not None and row.host == self.host and row.pid != pid and not _pid_alive(row.pid):
-                asked_at = _boot_clock()
+                asked_at = boot_clock()
                 won = self.store.take_over_lease(LOCK_NAME, row.holder, self.holder, self.host, pid, self.seconds, now)
         if won:
             self._hold(asked_at)
@@ -119,7 +84,7 @@ class Lease:
     def renew(self, now: datetime | None = None) -> bool:
         """Extend the lease; False when it is no longer ours (lease_held is False from then on). A database
         error is raised: the lease still counts until its local deadline, the caller tries again."""
-        asked_at = _boot_clock()
+        asked_at = boot_clock()
         if self.store.renew_lease(LOCK_NAME, self.holder, self.seconds, now or datetime.now(timezone.utc)):
             self._hold(asked_at)
             return True
@@ -133,8 +98,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease back (clean stop) and stop serving the district."""
-        with _REGISTRY:
-            _HELD.pop(self.key, None)
+        serve_until(self.key, None)
         self.store.release_lease(LOCK_NAME, self.holder)
 
     def holder_row(self) -> Any:
@@ -166,12 +130,3 @@ def locked_message(row: Any, cfg: Config) -> str:
         f"another intake run (host {row.host}, pid {row.pid}) holds the worker lock for this district; exiting."
     )
 
-
-# A district's jobs run one at a time in this process (the scheduler's thread, the IDLE thread, the desk's
-# flush after an action): re-entrant, so a job that flushes the outbox holds it once more.
-_JOB_LOCKS: dict[str, threading.RLock] = {}
-
-
-def job_lock(cfg_path: str | Path) -> threading.RLock:
-    with _REGISTRY:
-        return _JOB_LOCKS.setdefault(_key(cfg_path), threading.RLock())

@@ -10,7 +10,7 @@ district exits with LOCKED_EXIT.
 
 Receipts in seconds: where the server offers IMAP IDLE (``worker.idle``, on by default), a thread of the
 worker waits for new mail and runs the poll job at once. Jobs started by IDLE and by the schedule run one at
-a time (jobs.run_job), and only while the lease is held (lock.lease_held). The scheduled poll stays, as the
+a time (jobs.run_job), and only while the lease is held (runtime.lease_held). The scheduled poll stays, as the
 fallback where IDLE is missing or failing.
 
 SIGTERM / SIGINT: no new job starts, the job in hand finishes (``shutdown(wait=True)``), the leases are
@@ -28,11 +28,11 @@ from typing import Any
 
 from pipeline.config import Config, load_config
 from pipeline.context import bind_mailbox
+from pipeline.runtime import lease_held
 from pipeline.ledger.migrate import where
 from pipeline.ledger.store import Store
 from pipeline.worker.jobs import run_job
-from pipeline.worker.lock import (LOCKED_EXIT, RENEW_SECONDS, STANDBY_SECONDS, Lease, lease_held, locked_message,
-                                  standby_message)
+from pipeline.worker.lock import (LOCKED_EXIT, RENEW_SECONDS, STANDBY_SECONDS, Lease, locked_message, standby_message)
 from pipeline.worker.schedule import background_cls, build_scheduler
 
 log = logging.getLogger(__name__)
